@@ -1,0 +1,100 @@
+//! The KV-cache seam: what the model asks of any cache strategy, and nothing more.
+//!
+//! The model computes q, k, v for the new tokens of a layer and hands k (not yet rotated) and v
+//! to the cache. The cache decides where they live, at which positions keys are rotated (a
+//! StreamingLLM cache rotates a key by its slot, not its place in the text), and returns the
+//! dense keys and values attention must read, with a mask. The model never learns which
+//! strategy is behind the trait.
+
+use std::ops::Range;
+
+use burn::prelude::*;
+use thiserror::Error;
+
+use crate::rope::RotaryEncoding;
+
+/// What attention reads back for one layer.
+#[derive(Debug, Clone)]
+pub struct KvView<B: Backend> {
+    /// Keys, already rotated at the positions the cache assigns: `[batch, n_kv, keys, head_dim]`.
+    pub k: Tensor<B, 4>,
+    /// `[batch, n_kv, keys, head_dim]`
+    pub v: Tensor<B, 4>,
+    pub mask: AttentionMask<B>,
+}
+
+/// Which keys each new query may attend to.
+#[derive(Debug, Clone)]
+pub enum AttentionMask<B: Backend> {
+    /// The `t` new tokens are the last `t` of the `s` keys: query `i` sees keys `0..=s-t+i`.
+    /// With one new token this masks nothing.
+    CausalEnd,
+    /// `[batch, t, s]`, true where a key is hidden (padding of shorter rows, custom windows).
+    Hidden(Tensor<B, 3, Bool>),
+}
+
+/// Bytes a cache holds, so the runner can set them beside the analytic formula.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvMemory {
+    /// Bytes of K/V storage allocated (capacity, whether filled or not).
+    pub allocated_bytes: usize,
+    /// Bytes of that storage holding live tokens.
+    pub live_bytes: usize,
+    /// Bytes of bookkeeping: quantization scales and zero points, block tables.
+    pub metadata_bytes: usize,
+    /// Tokens held per sequence (the longest row).
+    pub tokens: usize,
+}
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum CacheError {
+    #[error("KV block pool exhausted: {needed} blocks needed, {free} free")]
+    OutOfBlocks { needed: usize, free: usize },
+    #[error("cache capacity exceeded: {0}")]
+    Capacity(String),
+    #[error("invalid cache input: {0}")]
+    Invalid(String),
+}
+
+/// The seam every strategy implements.
+///
+/// A forward pass calls [`KvCache::query_start`] once, then [`KvCache::update`] once per layer in
+/// order, then [`KvCache::commit`] once.
+pub trait KvCache<B: Backend> {
+    /// Which tokens of a sequence that now has `total` tokens the next forward must be fed:
+    /// `cached..total` for a cache, `0..total` for recomputation.
+    fn next_input(&self, total: usize) -> Range<usize>;
+
+    /// The most new tokens the next forward may carry (a full bounded window takes one at a
+    /// time, so that every query sees exactly the tokens the strategy keeps).
+    fn max_step_tokens(&self) -> usize {
+        usize::MAX
+    }
+
+    /// Per row, the rotary position of the first new query of the next forward.
+    fn query_start(&self) -> Vec<usize>;
+
+    /// Stores one layer's new keys (not yet rotated) and values, and returns what attention
+    /// reads.
+    ///
+    /// # Shapes
+    /// - k, v: `[batch, n_kv, new_tokens, head_dim]`
+    fn update(
+        &mut self,
+        layer: usize,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError>;
+
+    /// Ends the forward pass that carried `new_tokens` tokens per row.
+    fn commit(&mut self, new_tokens: usize);
+
+    /// Forgets every token; keeps allocations where the strategy preallocates.
+    fn reset(&mut self);
+
+    fn memory(&self) -> KvMemory;
+
+    /// The shape of the keys layer `layer` holds, `[batch, n_kv, slots, head_dim]`, if any.
+    fn stored_shape(&self, layer: usize) -> Option<[usize; 4]>;
+}

@@ -1,0 +1,27 @@
+//! kvlab's model crate: a Llama-style decoder generic over burn's `Backend`, the KV-cache seam
+//! the strategies implement, GGUF loading, the tokenizer, and the perplexity evaluator.
+
+pub mod assets;
+pub mod attention;
+pub mod cache;
+pub mod config;
+pub mod corpus;
+pub mod generate;
+pub mod gguf;
+pub mod init;
+pub mod layer;
+pub mod loader;
+pub mod mlp;
+pub mod model;
+pub mod no_cache;
+pub mod perplexity;
+pub mod rope;
+pub mod tokenizer;
+pub mod weights;
+
+pub use cache::{AttentionMask, CacheError, KvCache, KvMemory, KvView};
+pub use config::ModelConfig;
+pub use model::Model;
+pub use no_cache::NoCache;
+pub use rope::RotaryEncoding;
+pub use weights::ModelWeights;

@@ -1,0 +1,174 @@
+//! The Llama-style decoder: embedding, N decoder layers, final norm, LM head.
+//!
+//! The model holds parameters only; the KV cache is passed into every forward (as llama-burn
+//! keeps it), so one loaded model serves every strategy of a sweep.
+
+use burn::module::Param;
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::prelude::*;
+
+use crate::attention::Attention;
+use crate::cache::{CacheError, KvCache};
+use crate::config::ModelConfig;
+use crate::layer::DecoderLayer;
+use crate::mlp::SwiGlu;
+use crate::rope::RotaryEncoding;
+use crate::weights::{HostTensor, ModelWeights};
+
+/// Not itself a burn `Module`: it carries the rotary tables beside its parameter modules.
+#[derive(Debug, Clone)]
+pub struct Model<B: Backend> {
+    pub embed: Embedding<B>,
+    pub layers: Vec<DecoderLayer<B>>,
+    pub norm: RmsNorm<B>,
+    /// `[hidden, vocab]`. A tied head is a copy of the embedding, transposed once at load so the
+    /// per-token head matmul reads contiguous memory.
+    pub lm_head: Linear<B>,
+    pub rope: RotaryEncoding<B>,
+    pub config: ModelConfig,
+}
+
+impl<B: Backend> Model<B> {
+    /// Uploads host weights to `device`.
+    pub fn from_weights(weights: &ModelWeights, device: &B::Device) -> Result<Self, String> {
+        weights.config.validate().map_err(|e| e.to_string())?;
+        weights.check_shapes()?;
+        let c = &weights.config;
+        let layers = weights
+            .layers
+            .iter()
+            .map(|l| DecoderLayer {
+                attn_norm: rms_norm(&l.attn_norm, c.rms_eps, device),
+                attn: Attention {
+                    wq: linear(&l.wq, device),
+                    wk: linear(&l.wk, device),
+                    wv: linear(&l.wv, device),
+                    wo: linear(&l.wo, device),
+                    n_heads: c.n_heads,
+                    n_kv_heads: c.n_kv_heads,
+                    head_dim: c.head_dim,
+                },
+                mlp_norm: rms_norm(&l.mlp_norm, c.rms_eps, device),
+                mlp: SwiGlu {
+                    gate: linear(&l.gate, device),
+                    up: linear(&l.up, device),
+                    down: linear(&l.down, device),
+                },
+            })
+            .collect();
+        let head = weights.lm_head.as_ref().unwrap_or(&weights.embed);
+        Ok(Self {
+            embed: Embedding { weight: Param::from_tensor(matrix(&weights.embed, device)) },
+            layers,
+            norm: rms_norm(&weights.final_norm, c.rms_eps, device),
+            lm_head: linear(head, device),
+            rope: RotaryEncoding::new(c.head_dim, c.rope_theta, c.max_positions, device),
+            config: c.clone(),
+        })
+    }
+
+    pub fn device(&self) -> B::Device {
+        self.embed.weight.val().device()
+    }
+
+    /// Runs the layers over new tokens, storing their K/V in `cache`.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, t]`
+    /// - output: `[batch, t, hidden]` (after the final norm)
+    pub fn forward_hidden(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut dyn KvCache<B>,
+    ) -> Result<Tensor<B, 3>, CacheError> {
+        let [_, t] = tokens.dims();
+        let starts = cache.query_start();
+        let mut x = self.embed.forward(tokens);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, i, &starts, cache, &self.rope)?;
+        }
+        cache.commit(t);
+        Ok(self.norm.forward(x))
+    }
+
+    /// Logits at every new position: `[batch, t] -> [batch, t, vocab]`.
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut dyn KvCache<B>,
+    ) -> Result<Tensor<B, 3>, CacheError> {
+        Ok(self.lm_head.forward(self.forward_hidden(tokens, cache)?))
+    }
+
+    /// Logits at the last new position only (the head is the largest matmul of a decode step):
+    /// `[batch, t] -> [batch, vocab]`.
+    pub fn forward_last(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut dyn KvCache<B>,
+    ) -> Result<Tensor<B, 2>, CacheError> {
+        let hidden = self.forward_hidden(tokens, cache)?;
+        let [b, t, d] = hidden.dims();
+        let last = hidden.slice([0..b, t - 1..t, 0..d]).reshape([b, d]);
+        Ok(self.lm_head.forward(last))
+    }
+
+    /// Every parameter tensor, flattened to host f32, in a fixed order (for hashing and
+    /// cross-backend comparisons).
+    pub fn parameters_f32(&self) -> Vec<Vec<f32>> {
+        let mut out = vec![to_vec(self.embed.weight.val())];
+        for l in &self.layers {
+            out.push(to_vec(l.attn_norm.gamma.val()));
+            for lin in [
+                &l.attn.wq,
+                &l.attn.wk,
+                &l.attn.wv,
+                &l.attn.wo,
+                &l.mlp.gate,
+                &l.mlp.up,
+                &l.mlp.down,
+            ] {
+                out.push(to_vec(lin.weight.val()));
+            }
+            out.push(to_vec(l.mlp_norm.gamma.val()));
+        }
+        out.push(to_vec(self.norm.gamma.val()));
+        out.push(to_vec(self.lm_head.weight.val()));
+        out
+    }
+}
+
+/// Row-major token ids `[batch][t]` to a `[batch, t]` Int tensor.
+pub fn tokens_tensor<B: Backend>(rows: &[&[u32]], device: &B::Device) -> Tensor<B, 2, Int> {
+    let t = rows.first().map_or(0, |r| r.len());
+    assert!(rows.iter().all(|r| r.len() == t), "every row feeds the same number of tokens");
+    let ids: Vec<i64> = rows.iter().flat_map(|r| r.iter().map(|&id| id as i64)).collect();
+    Tensor::from_data(TensorData::new(ids, [rows.len(), t]), device)
+}
+
+fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 tensor data")
+}
+
+fn matrix<B: Backend>(t: &HostTensor, device: &B::Device) -> Tensor<B, 2> {
+    Tensor::from_data(TensorData::new(t.data.clone(), t.dims2()), device)
+}
+
+/// A `[out, in]` host matrix as burn's `[in, out]` Linear without bias.
+fn linear<B: Backend>(t: &HostTensor, device: &B::Device) -> Linear<B> {
+    let [rows, cols] = t.dims2();
+    // Transposed on the host so the device tensor is contiguous `[in, out]`.
+    let mut data = vec![0.0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            data[c * rows + r] = t.data[r * cols + c];
+        }
+    }
+    let w = Tensor::from_data(TensorData::new(data, [cols, rows]), device);
+    Linear { weight: Param::from_tensor(w), bias: None }
+}
+
+fn rms_norm<B: Backend>(t: &HostTensor, eps: f64, device: &B::Device) -> RmsNorm<B> {
+    let gamma = Tensor::from_data(TensorData::new(t.data.clone(), [t.data.len()]), device);
+    RmsNorm { gamma: Param::from_tensor(gamma), epsilon: eps }
+}
