@@ -1,0 +1,402 @@
+//! vLLM-style block bookkeeping: a fixed pool of equal-sized KV blocks handed out on demand.
+//!
+//! PagedAttention's point is that a sequence's KV need not be contiguous. Memory is cut into
+//! `n_blocks` blocks of `block_size` token slots; each sequence owns a *block table* (logical
+//! block `i` → physical block id) and takes a new block only when its last one is full. So a
+//! sequence wastes at most `block_size - 1` slots (the tail of its last block), nothing is
+//! reserved for tokens that may never come, and any free block serves any sequence (no
+//! external fragmentation).
+//!
+//! This type is pure bookkeeping: it never touches tensors. The paged KV strategy keeps K/V in
+//! a pool tensor of `n_blocks * block_size` slots and uses [`BlockPool::slots`] as its gather
+//! index; the serving simulation uses it as its paged allocator.
+//!
+//! Freed blocks go on a LIFO stack, so the block freed last is the next one handed out (hot in
+//! cache, and it makes reuse easy to observe in tests).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A handle for one sequence in a [`BlockPool`]. Ids are never reused within one pool, so a
+/// stale handle is reported as unknown rather than silently aliasing a newer sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SeqId(u64);
+
+impl SeqId {
+    /// The raw id, for logs and maps.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Why a pool operation failed. Every failing operation leaves the pool unchanged.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PoolError {
+    #[error("a block pool needs at least one block")]
+    NoBlocks,
+    #[error("block size must be at least one token")]
+    ZeroBlockSize,
+    #[error("pool of {n_blocks} blocks x {block_size} slots is too large to index")]
+    TooLarge { n_blocks: usize, block_size: usize },
+    #[error("KV block pool exhausted: {needed} blocks needed, {free} free")]
+    OutOfBlocks { needed: usize, free: usize },
+    #[error("unknown sequence {0:?} (never added, or already freed)")]
+    UnknownSequence(SeqId),
+    #[error("token {index} is out of range for sequence {seq:?} of {len} tokens")]
+    TokenOutOfRange { seq: SeqId, index: usize, len: usize },
+}
+
+/// One sequence's share of the pool.
+#[derive(Debug, Clone, Default)]
+struct Sequence {
+    /// Physical block ids in logical order.
+    blocks: Vec<u32>,
+    /// Tokens stored; always `<= blocks.len() * block_size` and `> (blocks.len() - 1) *
+    /// block_size` when non-empty.
+    len: usize,
+}
+
+/// A fixed pool of `n_blocks` blocks of `block_size` token slots, shared by many sequences.
+///
+/// Physical slot `block * block_size + offset` is where token `offset` of a block lives; a
+/// pool tensor of `n_blocks * block_size` slots is indexed by exactly these numbers.
+#[derive(Debug, Clone)]
+pub struct BlockPool {
+    n_blocks: usize,
+    block_size: usize,
+    /// LIFO stack of free block ids: `pop` takes the most recently freed block.
+    free: Vec<u32>,
+    /// Live sequences, ordered by id so iteration (and so any derived output) is deterministic.
+    seqs: BTreeMap<SeqId, Sequence>,
+    next_id: u64,
+}
+
+impl BlockPool {
+    /// A pool of `n_blocks` blocks of `block_size` token slots each, all free.
+    ///
+    /// Fails on zero blocks, zero block size, or a pool whose slot count overflows `usize` or
+    /// whose block ids overflow `u32` (block tables store `u32` entries, as vLLM's do).
+    pub fn new(n_blocks: usize, block_size: usize) -> Result<Self, PoolError> {
+        if n_blocks == 0 {
+            return Err(PoolError::NoBlocks);
+        }
+        if block_size == 0 {
+            return Err(PoolError::ZeroBlockSize);
+        }
+        let ids_fit = u32::try_from(n_blocks - 1).is_ok();
+        if !ids_fit || n_blocks.checked_mul(block_size).is_none() {
+            return Err(PoolError::TooLarge { n_blocks, block_size });
+        }
+        // Reversed so that the first allocations take blocks 0, 1, 2, … (easier to read in logs).
+        let free = (0..n_blocks).rev().filter_map(|b| u32::try_from(b).ok()).collect();
+        Ok(Self { n_blocks, block_size, free, seqs: BTreeMap::new(), next_id: 0 })
+    }
+
+    /// Blocks in the pool.
+    pub fn n_blocks(&self) -> usize {
+        self.n_blocks
+    }
+
+    /// Token slots per block.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Token slots in the pool: the length of the pool tensor.
+    pub fn n_slots(&self) -> usize {
+        self.n_blocks * self.block_size
+    }
+
+    /// Blocks not owned by any sequence.
+    pub fn free_blocks(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Blocks owned by some sequence.
+    pub fn used_blocks(&self) -> usize {
+        self.n_blocks - self.free.len()
+    }
+
+    /// Live sequences.
+    pub fn n_sequences(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// Starts an empty sequence; it owns no block until its first [`BlockPool::append`].
+    pub fn add_sequence(&mut self) -> SeqId {
+        let id = SeqId(self.next_id);
+        self.next_id += 1;
+        self.seqs.insert(id, Sequence::default());
+        id
+    }
+
+    /// Blocks a sequence of `current_len` tokens must take to grow by `n_new` tokens.
+    pub fn blocks_needed(&self, current_len: usize, n_new: usize) -> usize {
+        let after = current_len.saturating_add(n_new).div_ceil(self.block_size);
+        after - current_len.div_ceil(self.block_size)
+    }
+
+    /// Whether `seq` can grow by `n_new` tokens with the blocks free now.
+    pub fn can_append(&self, seq: SeqId, n_new: usize) -> Result<bool, PoolError> {
+        let s = self.get(seq)?;
+        Ok(self.blocks_needed(s.len, n_new) <= self.free.len())
+    }
+
+    /// Grows `seq` by `n_new` tokens, taking blocks as needed.
+    ///
+    /// All or nothing: when the pool lacks blocks this returns [`PoolError::OutOfBlocks`] and
+    /// neither the sequence nor the free list changes, so the caller may preempt and retry.
+    pub fn append(&mut self, seq: SeqId, n_new: usize) -> Result<(), PoolError> {
+        let len = self.get(seq)?.len;
+        let needed = self.blocks_needed(len, n_new);
+        if needed > self.free.len() {
+            return Err(PoolError::OutOfBlocks { needed, free: self.free.len() });
+        }
+        let taken = self.free.split_off(self.free.len() - needed);
+        let s = self.seqs.get_mut(&seq).ok_or(PoolError::UnknownSequence(seq))?;
+        // split_off keeps stack order; reverse so the top of the stack is taken first.
+        s.blocks.extend(taken.into_iter().rev());
+        s.len = len + n_new;
+        Ok(())
+    }
+
+    /// Ends `seq` and returns its blocks to the free list.
+    ///
+    /// The blocks are pushed tail first, so the sequence's first block is on top of the stack
+    /// and the next allocation takes the freed blocks back in their old logical order.
+    pub fn free_sequence(&mut self, seq: SeqId) -> Result<(), PoolError> {
+        let s = self.seqs.remove(&seq).ok_or(PoolError::UnknownSequence(seq))?;
+        self.free.extend(s.blocks.into_iter().rev());
+        Ok(())
+    }
+
+    /// Tokens stored for `seq`.
+    pub fn len(&self, seq: SeqId) -> Result<usize, PoolError> {
+        Ok(self.get(seq)?.len)
+    }
+
+    /// Token slots `seq` owns: its blocks times the block size.
+    pub fn capacity(&self, seq: SeqId) -> Result<usize, PoolError> {
+        Ok(self.get(seq)?.blocks.len() * self.block_size)
+    }
+
+    /// `seq`'s block table: physical block id per logical block, in order.
+    pub fn block_table(&self, seq: SeqId) -> Result<&[u32], PoolError> {
+        Ok(&self.get(seq)?.blocks)
+    }
+
+    /// The physical slot of token `token_index` of `seq`: `block * block_size + offset`.
+    pub fn slot(&self, seq: SeqId, token_index: usize) -> Result<usize, PoolError> {
+        let s = self.get(seq)?;
+        if token_index >= s.len {
+            return Err(PoolError::TokenOutOfRange { seq, index: token_index, len: s.len });
+        }
+        let block = s
+            .blocks
+            .get(token_index / self.block_size)
+            .ok_or(PoolError::TokenOutOfRange { seq, index: token_index, len: s.len })?;
+        Ok(*block as usize * self.block_size + token_index % self.block_size)
+    }
+
+    /// The physical slots of all of `seq`'s tokens in token order: the gather index that reads
+    /// the sequence back out of the pool tensor.
+    ///
+    /// # Shapes
+    /// `[len(seq)]`, each entry in `0..n_slots()`.
+    pub fn slots(&self, seq: SeqId) -> Result<Vec<usize>, PoolError> {
+        let s = self.get(seq)?;
+        let bs = self.block_size;
+        Ok(s.blocks
+            .iter()
+            .flat_map(|&b| (0..bs).map(move |o| b as usize * bs + o))
+            .take(s.len)
+            .collect())
+    }
+
+    /// Bytes of block-table metadata: one `u32` (4 bytes) per block-table entry over all live
+    /// sequences, i.e. `4 * used_blocks()`. This is what the paged cache pays on top of its K/V
+    /// pool to know where each sequence lives (per layer it is shared, so count it once).
+    pub fn table_bytes(&self) -> usize {
+        self.seqs.values().map(|s| s.blocks.len()).sum::<usize>() * std::mem::size_of::<u32>()
+    }
+
+    fn get(&self, seq: SeqId) -> Result<&Sequence, PoolError> {
+        self.seqs.get(&seq).ok_or(PoolError::UnknownSequence(seq))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn rejects_empty_pools() {
+        assert_eq!(BlockPool::new(0, 16).unwrap_err(), PoolError::NoBlocks);
+        assert_eq!(BlockPool::new(4, 0).unwrap_err(), PoolError::ZeroBlockSize);
+        assert!(matches!(BlockPool::new(usize::MAX, 2), Err(PoolError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn allocates_on_demand_and_maps_slots() {
+        let mut pool = BlockPool::new(4, 4).unwrap();
+        let a = pool.add_sequence();
+        assert_eq!(pool.block_table(a).unwrap(), &[] as &[u32]);
+        pool.append(a, 3).unwrap();
+        assert_eq!(pool.block_table(a).unwrap(), &[0]);
+        pool.append(a, 2).unwrap(); // 5 tokens: a second block
+        assert_eq!(pool.block_table(a).unwrap(), &[0, 1]);
+        assert_eq!(pool.len(a).unwrap(), 5);
+        assert_eq!(pool.capacity(a).unwrap(), 8);
+        assert_eq!(pool.slot(a, 4).unwrap(), 4);
+        assert_eq!(pool.slots(a).unwrap(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(pool.used_blocks(), 2);
+        assert_eq!(pool.free_blocks(), 2);
+        assert_eq!(pool.table_bytes(), 8);
+        assert_eq!(
+            pool.slot(a, 5).unwrap_err(),
+            PoolError::TokenOutOfRange { seq: a, index: 5, len: 5 }
+        );
+    }
+
+    #[test]
+    fn blocks_needed_counts_only_new_blocks() {
+        let pool = BlockPool::new(1, 16).unwrap();
+        assert_eq!(pool.blocks_needed(0, 0), 0);
+        assert_eq!(pool.blocks_needed(0, 1), 1);
+        assert_eq!(pool.blocks_needed(15, 1), 0);
+        assert_eq!(pool.blocks_needed(16, 1), 1);
+        assert_eq!(pool.blocks_needed(1, 48), 3);
+    }
+
+    #[test]
+    fn failed_append_changes_nothing() {
+        let mut pool = BlockPool::new(3, 2).unwrap();
+        let a = pool.add_sequence();
+        pool.append(a, 3).unwrap();
+        let before = (pool.block_table(a).unwrap().to_vec(), pool.free_blocks());
+        assert!(!pool.can_append(a, 4).unwrap());
+        assert_eq!(pool.append(a, 4).unwrap_err(), PoolError::OutOfBlocks { needed: 2, free: 1 });
+        assert_eq!((pool.block_table(a).unwrap().to_vec(), pool.free_blocks()), before);
+        assert_eq!(pool.len(a).unwrap(), 3);
+        assert!(pool.can_append(a, 3).unwrap());
+    }
+
+    #[test]
+    fn freed_blocks_are_reused_first() {
+        let mut pool = BlockPool::new(8, 2).unwrap();
+        let a = pool.add_sequence();
+        let b = pool.add_sequence();
+        pool.append(a, 4).unwrap(); // blocks 0, 1
+        pool.append(b, 2).unwrap(); // block 2
+        pool.free_sequence(a).unwrap();
+        let c = pool.add_sequence();
+        pool.append(c, 4).unwrap();
+        assert_eq!(pool.block_table(c).unwrap(), &[0, 1]);
+    }
+
+    #[test]
+    fn unknown_and_stale_handles_are_errors() {
+        let mut pool = BlockPool::new(2, 2).unwrap();
+        let a = pool.add_sequence();
+        pool.free_sequence(a).unwrap();
+        assert_eq!(pool.free_sequence(a).unwrap_err(), PoolError::UnknownSequence(a));
+        assert_eq!(pool.append(a, 1).unwrap_err(), PoolError::UnknownSequence(a));
+        assert!(pool.len(a).is_err() && pool.slots(a).is_err() && pool.block_table(a).is_err());
+        let b = pool.add_sequence();
+        assert_ne!(a, b, "ids are not reused");
+    }
+
+    /// Ownership and free-list consistency: every block is either free or owned, never both,
+    /// never twice.
+    fn check_ownership(pool: &BlockPool) {
+        let mut owner = vec![0u8; pool.n_blocks()];
+        for &b in &pool.free {
+            owner[b as usize] += 1;
+        }
+        for s in pool.seqs.values() {
+            for &b in &s.blocks {
+                owner[b as usize] += 1;
+            }
+            // Internal waste is under one block, and no block is held without a token in it.
+            assert!(s.blocks.len() * pool.block_size() - s.len < pool.block_size() || s.len == 0);
+            assert_eq!(s.blocks.len(), s.len.div_ceil(pool.block_size()));
+        }
+        assert!(owner.iter().all(|&n| n == 1), "a block is owned twice or lost");
+        assert_eq!(pool.free_blocks() + pool.used_blocks(), pool.n_blocks());
+        assert_eq!(pool.table_bytes(), 4 * pool.used_blocks());
+    }
+
+    /// Random allocate/append/free traffic over many sequences, with a shadow of every
+    /// physical slot written through `slot()` and read back through the block tables.
+    fn run_property(seed: u64, n_blocks: usize, block_size: usize, steps: usize) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut pool = BlockPool::new(n_blocks, block_size).unwrap();
+        let mut shadow: Vec<Option<(SeqId, usize)>> = vec![None; pool.n_slots()];
+        let mut live: Vec<SeqId> = Vec::new();
+        let mut ever_used = vec![false; n_blocks];
+        let (mut reuses, mut out_of_blocks) = (0usize, 0usize);
+        for _ in 0..steps {
+            match rng.random_range(0..10) {
+                0 | 1 if live.len() < 48 => live.push(pool.add_sequence()),
+                2 if !live.is_empty() => {
+                    let seq = live.swap_remove(rng.random_range(0..live.len()));
+                    for slot in pool.slots(seq).unwrap() {
+                        assert_eq!(shadow[slot].map(|(s, _)| s), Some(seq));
+                        shadow[slot] = None;
+                    }
+                    pool.free_sequence(seq).unwrap();
+                }
+                _ if !live.is_empty() => {
+                    let seq = live[rng.random_range(0..live.len())];
+                    let n = rng.random_range(1..=3 * block_size);
+                    let (old_len, old_blocks) =
+                        (pool.len(seq).unwrap(), pool.block_table(seq).unwrap().len());
+                    let free_before = pool.free_blocks();
+                    match pool.append(seq, n) {
+                        Ok(()) => {
+                            for &b in &pool.block_table(seq).unwrap()[old_blocks..] {
+                                reuses += usize::from(ever_used[b as usize]);
+                                ever_used[b as usize] = true;
+                            }
+                            for i in old_len..old_len + n {
+                                let slot = pool.slot(seq, i).unwrap();
+                                assert_eq!(shadow[slot], None, "slot {slot} written twice");
+                                shadow[slot] = Some((seq, i));
+                            }
+                        }
+                        Err(PoolError::OutOfBlocks { needed, free }) => {
+                            out_of_blocks += 1;
+                            assert!(needed > free && free == free_before);
+                            assert_eq!(pool.len(seq).unwrap(), old_len);
+                        }
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+                _ => live.push(pool.add_sequence()),
+            }
+            check_ownership(&pool);
+            for &seq in &live {
+                for (i, slot) in pool.slots(seq).unwrap().into_iter().enumerate() {
+                    assert_eq!(shadow[slot], Some((seq, i)));
+                }
+            }
+        }
+        assert!(reuses > 0, "freed blocks were never reused");
+        assert!(out_of_blocks > 0, "the pool never filled: the test is too gentle");
+    }
+
+    #[test]
+    fn property_random_traffic_keeps_every_token() {
+        run_property(7, 96, 4, 100_000);
+    }
+
+    #[test]
+    fn property_other_block_sizes() {
+        run_property(11, 40, 1, 20_000);
+        run_property(13, 24, 16, 20_000);
+    }
+}

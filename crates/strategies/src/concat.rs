@@ -1,0 +1,71 @@
+//! `concat`: grow K/V by concatenation every step: the article's hand-written cache and HF's
+//! `DynamicCache`. Each step allocates a new buffer one token longer and copies the old one
+//! into it: O(context) per token, which is what this baseline is kept to show.
+
+use std::ops::Range;
+
+use burn::prelude::*;
+use kvlab_model::{AttentionMask, CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
+
+use crate::layout::{F32_BYTES, KvLayout};
+
+#[derive(Debug, Clone)]
+pub struct ConcatCache<B: Backend> {
+    layout: KvLayout,
+    /// Per layer: keys (rotated) and values, `[batch, n_kv, len, head_dim]` each.
+    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    /// Tokens stored per sequence.
+    len: usize,
+}
+
+impl<B: Backend> ConcatCache<B> {
+    pub fn new(layout: KvLayout) -> Self {
+        Self { layout, layers: vec![None; layout.n_layers], len: 0 }
+    }
+}
+
+impl<B: Backend> KvCache<B> for ConcatCache<B> {
+    fn next_input(&self, total: usize) -> Range<usize> {
+        self.len..total
+    }
+
+    fn query_start(&self) -> Vec<usize> {
+        vec![self.len; self.layout.batch]
+    }
+
+    fn update(
+        &mut self,
+        layer: usize,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError> {
+        let k = rope.apply(k, &[self.len]);
+        let (k, v) = match self.layers[layer].take() {
+            Some((old_k, old_v)) => {
+                (Tensor::cat(vec![old_k, k], 2), Tensor::cat(vec![old_v, v], 2))
+            }
+            None => (k, v),
+        };
+        self.layers[layer] = Some((k.clone(), v.clone()));
+        Ok(KvView { k, v, mask: AttentionMask::CausalEnd })
+    }
+
+    fn commit(&mut self, new_tokens: usize) {
+        self.len += new_tokens;
+    }
+
+    fn reset(&mut self) {
+        self.layers.iter_mut().for_each(|l| *l = None);
+        self.len = 0;
+    }
+
+    fn memory(&self) -> KvMemory {
+        let bytes = self.layout.formula_bytes(self.len, F32_BYTES);
+        KvMemory { allocated_bytes: bytes, live_bytes: bytes, metadata_bytes: 0, tokens: self.len }
+    }
+
+    fn stored_shape(&self, layer: usize) -> Option<[usize; 4]> {
+        self.layers.get(layer)?.as_ref().map(|(k, _)| k.dims())
+    }
+}

@@ -1,0 +1,29 @@
+//! KV-cache strategies for kvlab: one strategy, one file, each implementing the model crate's
+//! [`kvlab_model::KvCache`] seam.
+//!
+//! Length and management strategies (static, window, shift-window, sink, paged) choose *which
+//! slot* holds which token; a [`store::SlotStore`] chooses *how* slots are encoded (f32, int8,
+//! int4), so bits compose with any of them.
+
+pub mod block_pool;
+pub mod concat;
+pub mod heads;
+pub mod layout;
+pub mod none;
+pub mod rows;
+pub mod shift_window;
+pub mod sink;
+pub mod spec;
+pub mod static_cache;
+pub mod store;
+pub mod window;
+
+pub use concat::ConcatCache;
+pub use layout::KvLayout;
+pub use none::NoCache;
+pub use shift_window::ShiftWindowCache;
+pub use sink::SinkCache;
+pub use spec::{SpecError, StrategyKind, StrategySpec};
+pub use static_cache::StaticCache;
+pub use store::{F32Store, SlotStore};
+pub use window::WindowCache;

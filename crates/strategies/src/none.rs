@@ -1,0 +1,5 @@
+//! `none`: no cache, recompute the whole sequence each step. The implementation lives in the
+//! model crate ([`kvlab_model::no_cache`]) because it is also the reference the model and every
+//! strategy are tested against.
+
+pub use kvlab_model::no_cache::NoCache;

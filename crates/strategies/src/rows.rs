@@ -1,0 +1,59 @@
+//! Per-sequence slot regions over a [`SlotStore`]: row `r` of the batch owns slots
+//! `r * capacity .. (r + 1) * capacity`, and every row of a uniform batch uses the same slot
+//! pattern inside its region. Window, sink and the static cache are that pattern and nothing
+//! else.
+
+use burn::prelude::*;
+
+use crate::store::{SlotStore, StoreMemory, from_slots, to_slots};
+
+pub struct RowSlots<B: Backend> {
+    pub store: Box<dyn SlotStore<B>>,
+    pub batch: usize,
+    /// Slots per row.
+    pub capacity: usize,
+}
+
+impl<B: Backend> std::fmt::Debug for RowSlots<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowSlots")
+            .field("batch", &self.batch)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl<B: Backend> RowSlots<B> {
+    /// Every row's copy of `row_slots`, row-major (the order `to_slots` flattens tokens in).
+    fn all_rows(&self, row_slots: &[usize]) -> Vec<usize> {
+        (0..self.batch).flat_map(|r| row_slots.iter().map(move |s| r * self.capacity + s)).collect()
+    }
+
+    /// Writes new token `i` of every row into that row's slot `row_slots[i]`.
+    ///
+    /// # Shapes
+    /// - k, v: `[batch, n_kv, row_slots.len(), head_dim]`
+    pub fn write(&mut self, layer: usize, row_slots: &[usize], k: Tensor<B, 4>, v: Tensor<B, 4>) {
+        let slots = self.all_rows(row_slots);
+        self.store.write(layer, &slots, to_slots(k), to_slots(v));
+    }
+
+    /// Reads `row_slots` of every row: `[batch, n_kv, row_slots.len(), head_dim]` each.
+    pub fn read(&self, layer: usize, row_slots: &[usize]) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let (k, v) = self.store.read(layer, &self.all_rows(row_slots));
+        (from_slots(k, self.batch), from_slots(v, self.batch))
+    }
+
+    /// Moves slots `from..from + n` to `to..` in every row.
+    pub fn move_slots(&mut self, layer: usize, from: usize, to: usize, n: usize) {
+        for r in 0..self.batch {
+            let base = r * self.capacity;
+            self.store.move_slots(layer, base + from, base + to, n);
+        }
+    }
+
+    /// Memory with `live` slots of every row in use.
+    pub fn memory(&self, live: usize) -> StoreMemory {
+        self.store.memory(live * self.batch)
+    }
+}

@@ -1,0 +1,219 @@
+//! A strategy as experiments name it: a `kind` plus the parameters that apply to it, validated
+//! before anything runs and built into a [`KvCache`] for a backend.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::prelude::*;
+use kvlab_model::{KvCache, ModelConfig};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::layout::KvLayout;
+use crate::store::{F32Store, SlotStore};
+use crate::{ConcatCache, NoCache, ShiftWindowCache, SinkCache, StaticCache, WindowCache};
+
+/// Every strategy kind, by its experiment name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    None,
+    Concat,
+    Static,
+    Window,
+    ShiftWindow,
+    Sink,
+    Paged,
+}
+
+impl StrategyKind {
+    pub const ALL: [StrategyKind; 7] = [
+        Self::None,
+        Self::Concat,
+        Self::Static,
+        Self::Window,
+        Self::ShiftWindow,
+        Self::Sink,
+        Self::Paged,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Concat => "concat",
+            Self::Static => "static",
+            Self::Window => "window",
+            Self::ShiftWindow => "shift-window",
+            Self::Sink => "sink",
+            Self::Paged => "paged",
+        }
+    }
+
+    /// One line for `runner list`.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Self::None => "no cache: recompute the whole sequence every step",
+            Self::Concat => "grow K/V by concatenation (HF DynamicCache, the article's cache)",
+            Self::Static => {
+                "max_seq slots per sequence, preallocated, written in place at input_pos"
+            }
+            Self::Window => "rolling buffer of cache_tokens slots written modulo W (Mistral)",
+            Self::ShiftWindow => "window kept by shifting the buffer every step (lit-llama roll)",
+            Self::Sink => "sink_tokens first + recent tokens, positions in-cache (StreamingLLM)",
+            Self::Paged => "block pool + block tables, allocated on demand (vLLM)",
+        }
+    }
+
+    /// The parameters this kind reads; the others do not apply to it.
+    pub fn parameters(self) -> &'static [&'static str] {
+        match self {
+            Self::None | Self::Concat | Self::Static => &[],
+            Self::Window | Self::ShiftWindow => &["cache_tokens"],
+            Self::Sink => &["cache_tokens", "sink_tokens"],
+            Self::Paged => &["block_size"],
+        }
+    }
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for StrategyKind {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| SpecError::UnknownKind(s.into()))
+    }
+}
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum SpecError {
+    #[error(
+        "unknown strategy '{0}' (known: none, concat, static, window, shift-window, sink, paged)"
+    )]
+    UnknownKind(String),
+    #[error("{key} = {value}: {why}")]
+    Invalid { key: &'static str, value: String, why: String },
+    #[error("{0}")]
+    Build(String),
+}
+
+fn invalid(key: &'static str, value: impl ToString, why: impl ToString) -> SpecError {
+    SpecError::Invalid { key, value: value.to_string(), why: why.to_string() }
+}
+
+/// A strategy with its parameters. Parameters that do not apply to `kind` are ignored (and the
+/// runner does not multiply sweeps by them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StrategySpec {
+    pub kind: StrategyKind,
+    /// The token budget of `window`, `shift-window` and `sink`.
+    pub cache_tokens: Option<usize>,
+    /// Tokens kept from the start of the text by `sink`.
+    pub sink_tokens: Option<usize>,
+    /// Tokens per block of `paged`.
+    pub block_size: Option<usize>,
+}
+
+impl StrategySpec {
+    pub fn new(kind: StrategyKind) -> Self {
+        Self { kind, cache_tokens: None, sink_tokens: None, block_size: None }
+    }
+
+    /// Rejects impossible parameters, naming the key and value.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let need = |key: &'static str, v: Option<usize>| {
+            v.ok_or_else(|| invalid(key, "missing", format!("required by '{}'", self.kind)))
+        };
+        match self.kind {
+            StrategyKind::None | StrategyKind::Concat | StrategyKind::Static => Ok(()),
+            StrategyKind::Window | StrategyKind::ShiftWindow => {
+                let w = need("cache_tokens", self.cache_tokens)?;
+                if w == 0 {
+                    return Err(invalid("cache_tokens", w, "must be > 0"));
+                }
+                Ok(())
+            }
+            StrategyKind::Sink => {
+                let w = need("cache_tokens", self.cache_tokens)?;
+                let s = need("sink_tokens", self.sink_tokens)?;
+                if s >= w {
+                    return Err(invalid(
+                        "sink_tokens",
+                        s,
+                        format!("must be < cache_tokens = {w} (room is needed for recent tokens)"),
+                    ));
+                }
+                Ok(())
+            }
+            StrategyKind::Paged => {
+                let bs = need("block_size", self.block_size)?;
+                if bs == 0 {
+                    return Err(invalid("block_size", bs, "must be > 0"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Builds the cache for `batch` sequences of at most `max_seq` tokens.
+    pub fn build<B: Backend>(
+        &self,
+        config: &ModelConfig,
+        batch: usize,
+        max_seq: usize,
+        device: &B::Device,
+    ) -> Result<Box<dyn KvCache<B>>, SpecError> {
+        self.validate()?;
+        let layout = KvLayout::new(config, batch);
+        let build = |e: kvlab_model::CacheError| SpecError::Build(e.to_string());
+        let window = self.cache_tokens.unwrap_or(0);
+        Ok(match self.kind {
+            StrategyKind::None => Box::new(NoCache::new(batch)),
+            StrategyKind::Concat => Box::new(ConcatCache::<B>::new(layout)),
+            StrategyKind::Static => Box::new(
+                StaticCache::new(layout, max_seq, self.store(layout, max_seq, device))
+                    .map_err(build)?,
+            ),
+            StrategyKind::Window => Box::new(
+                WindowCache::new(layout, window, self.store(layout, window, device))
+                    .map_err(build)?,
+            ),
+            StrategyKind::ShiftWindow => Box::new(
+                ShiftWindowCache::new(layout, window, self.store(layout, window, device))
+                    .map_err(build)?,
+            ),
+            StrategyKind::Sink => Box::new(
+                SinkCache::new(
+                    layout,
+                    window,
+                    self.sink_tokens.unwrap_or(0),
+                    self.store(layout, window, device),
+                )
+                .map_err(build)?,
+            ),
+            other => return Err(SpecError::Build(format!("strategy '{other}' is not built yet"))),
+        })
+    }
+
+    /// The slot store for `per_row` slots of each of the layout's rows.
+    fn store<B: Backend>(
+        &self,
+        layout: KvLayout,
+        per_row: usize,
+        device: &B::Device,
+    ) -> Box<dyn SlotStore<B>> {
+        Box::new(F32Store::new(
+            layout.n_layers,
+            layout.batch * per_row,
+            layout.n_kv_heads,
+            layout.head_dim,
+            device,
+        ))
+    }
+}

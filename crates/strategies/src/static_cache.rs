@@ -1,0 +1,92 @@
+//! `static`: every sequence owns `max_seq` slots, preallocated, and token `p` is written in
+//! place at slot `p` (LLaMA's reference code, lit-gpt's `input_pos`). A write costs O(new
+//! tokens). With an int8/int4 store this is the quantized full cache.
+
+use std::ops::Range;
+
+use burn::prelude::*;
+use kvlab_model::{AttentionMask, CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
+
+use crate::layout::KvLayout;
+use crate::rows::RowSlots;
+use crate::store::SlotStore;
+
+#[derive(Debug)]
+pub struct StaticCache<B: Backend> {
+    layout: KvLayout,
+    slots: RowSlots<B>,
+    /// Tokens stored per sequence.
+    len: usize,
+}
+
+impl<B: Backend> StaticCache<B> {
+    /// `store` must hold `layout.batch * max_seq` slots.
+    pub fn new(
+        layout: KvLayout,
+        max_seq: usize,
+        store: Box<dyn SlotStore<B>>,
+    ) -> Result<Self, CacheError> {
+        if max_seq == 0 {
+            return Err(CacheError::Invalid("static cache: max_seq must be > 0".into()));
+        }
+        Ok(Self {
+            layout,
+            slots: RowSlots { store, batch: layout.batch, capacity: max_seq },
+            len: 0,
+        })
+    }
+}
+
+impl<B: Backend> KvCache<B> for StaticCache<B> {
+    fn next_input(&self, total: usize) -> Range<usize> {
+        self.len..total
+    }
+
+    fn query_start(&self) -> Vec<usize> {
+        vec![self.len; self.layout.batch]
+    }
+
+    fn update(
+        &mut self,
+        layer: usize,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError> {
+        let t = k.dims()[2];
+        let end = self.len + t;
+        if end > self.slots.capacity {
+            return Err(CacheError::Capacity(format!(
+                "static cache holds {} tokens per sequence, this step needs {end}",
+                self.slots.capacity
+            )));
+        }
+        let new: Vec<usize> = (self.len..end).collect();
+        self.slots.write(layer, &new, rope.apply(k, &[self.len]), v);
+        let (k, v) = self.slots.read(layer, &(0..end).collect::<Vec<_>>());
+        Ok(KvView { k, v, mask: AttentionMask::CausalEnd })
+    }
+
+    fn commit(&mut self, new_tokens: usize) {
+        self.len += new_tokens;
+    }
+
+    fn reset(&mut self) {
+        self.len = 0;
+    }
+
+    fn memory(&self) -> KvMemory {
+        let m = self.slots.memory(self.len);
+        KvMemory {
+            allocated_bytes: m.allocated_bytes,
+            live_bytes: m.live_bytes,
+            metadata_bytes: m.metadata_bytes,
+            tokens: self.len,
+        }
+    }
+
+    fn stored_shape(&self, _layer: usize) -> Option<[usize; 4]> {
+        let l = &self.layout;
+        Some([l.batch, l.n_kv_heads, self.slots.capacity, l.head_dim])
+    }
+}
