@@ -100,13 +100,13 @@ impl ModelConfig {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be > 0")));
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(ConfigError::Invalid(format!(
                 "kv_heads = {} does not divide n_heads = {}",
                 self.n_kv_heads, self.n_heads
             )));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(ConfigError::Invalid(format!(
                 "head_dim = {} must be even for rotary embeddings",
                 self.head_dim

@@ -58,8 +58,8 @@ impl<B: Backend> RotaryEncoding<B> {
             let s = starts[0];
             self.check_range(s + tokens);
             // [tokens, head_dim] -> [1, 1, tokens, head_dim]
-            let cos = self.cos.clone().slice([s..s + tokens]).unsqueeze::<4>();
-            let sin = self.sin.clone().slice([s..s + tokens]).unsqueeze::<4>();
+            let cos = self.cos.clone().narrow(0, s, tokens).unsqueeze::<4>();
+            let sin = self.sin.clone().narrow(0, s, tokens).unsqueeze::<4>();
             (cos, sin)
         } else {
             assert_eq!(starts.len(), batch, "one start position per row");

@@ -62,13 +62,13 @@ impl FromStr for HeadReduction {
 pub fn check_kv_heads(n_heads: usize, n_kv: usize, kv_heads: usize) -> Result<(), SpecError> {
     let invalid =
         |why: String| SpecError::Invalid { key: "kv_heads", value: kv_heads.to_string(), why };
-    if kv_heads == 0 || n_heads % kv_heads != 0 {
+    if kv_heads == 0 || !n_heads.is_multiple_of(kv_heads) {
         return Err(invalid(format!("must divide n_heads = {n_heads}")));
     }
-    if kv_heads < n_kv && n_kv % kv_heads != 0 {
+    if kv_heads < n_kv && !n_kv.is_multiple_of(kv_heads) {
         return Err(invalid(format!("fewer heads must divide the checkpoint's {n_kv} KV heads")));
     }
-    if kv_heads > n_kv && kv_heads % n_kv != 0 {
+    if kv_heads > n_kv && !kv_heads.is_multiple_of(n_kv) {
         return Err(invalid(format!("more heads must be a multiple of the checkpoint's {n_kv}")));
     }
     Ok(())
