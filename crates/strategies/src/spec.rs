@@ -11,7 +11,9 @@ use thiserror::Error;
 
 use crate::layout::KvLayout;
 use crate::store::{F32Store, SlotStore};
-use crate::{ConcatCache, NoCache, ShiftWindowCache, SinkCache, StaticCache, WindowCache};
+use crate::{
+    ConcatCache, NoCache, PagedCache, ShiftWindowCache, SinkCache, StaticCache, WindowCache,
+};
 
 /// Every strategy kind, by its experiment name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -177,15 +179,15 @@ impl StrategySpec {
             StrategyKind::None => Box::new(NoCache::new(batch)),
             StrategyKind::Concat => Box::new(ConcatCache::<B>::new(layout)),
             StrategyKind::Static => Box::new(
-                StaticCache::new(layout, max_seq, self.store(layout, max_seq, device))
+                StaticCache::new(layout, max_seq, self.store(layout, batch * max_seq, device))
                     .map_err(build)?,
             ),
             StrategyKind::Window => Box::new(
-                WindowCache::new(layout, window, self.store(layout, window, device))
+                WindowCache::new(layout, window, self.store(layout, batch * window, device))
                     .map_err(build)?,
             ),
             StrategyKind::ShiftWindow => Box::new(
-                ShiftWindowCache::new(layout, window, self.store(layout, window, device))
+                ShiftWindowCache::new(layout, window, self.store(layout, batch * window, device))
                     .map_err(build)?,
             ),
             StrategyKind::Sink => Box::new(
@@ -193,24 +195,29 @@ impl StrategySpec {
                     layout,
                     window,
                     self.sink_tokens.unwrap_or(0),
-                    self.store(layout, window, device),
+                    self.store(layout, batch * window, device),
                 )
                 .map_err(build)?,
             ),
-            other => return Err(SpecError::Build(format!("strategy '{other}' is not built yet"))),
+            StrategyKind::Paged => {
+                let block = self.block_size.unwrap_or(0);
+                let blocks = PagedCache::<B>::blocks_for(batch, max_seq, block);
+                let store = self.store(layout, blocks * block, device);
+                Box::new(PagedCache::new(layout, blocks, block, store).map_err(build)?)
+            }
         })
     }
 
-    /// The slot store for `per_row` slots of each of the layout's rows.
+    /// The slot store holding `n_slots` slots in every layer.
     fn store<B: Backend>(
         &self,
         layout: KvLayout,
-        per_row: usize,
+        n_slots: usize,
         device: &B::Device,
     ) -> Box<dyn SlotStore<B>> {
         Box::new(F32Store::new(
             layout.n_layers,
-            layout.batch * per_row,
+            n_slots,
             layout.n_kv_heads,
             layout.head_dim,
             device,

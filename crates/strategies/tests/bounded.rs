@@ -212,6 +212,8 @@ fn while_the_sequence_fits_every_strategy_equals_recompute() {
         spec(StrategyKind::Window, budget, None),
         spec(StrategyKind::ShiftWindow, budget, None),
         spec(StrategyKind::Sink, budget, Some(4)),
+        StrategySpec { block_size: Some(4), ..StrategySpec::new(StrategyKind::Paged) },
+        StrategySpec { block_size: Some(16), ..StrategySpec::new(StrategyKind::Paged) },
     ];
     for s in specs {
         let mut cache = s.build::<B>(&config, 2, budget, &Default::default()).unwrap();

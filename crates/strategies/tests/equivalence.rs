@@ -40,10 +40,10 @@ fn check_backend<B: Backend>(device: &B::Device) {
             .map(|r| (0..PROMPT as u32).map(|i| (i * 7 + r * 13 + 3) % 100).collect())
             .collect();
         let (want_tokens, want_logits) = decode(&model, &mut NoCache::new(2), &prompts);
-        for kind in [StrategyKind::Concat, StrategyKind::Static] {
+        for kind in [StrategyKind::Concat, StrategyKind::Static, StrategyKind::Paged] {
             let name = kind.name();
-            let mut cache =
-                StrategySpec::new(kind).build::<B>(&config, 2, PROMPT + STEPS, device).unwrap();
+            let spec = StrategySpec { block_size: Some(4), ..StrategySpec::new(kind) };
+            let mut cache = spec.build::<B>(&config, 2, PROMPT + STEPS, device).unwrap();
             let (tokens, logits) = decode(&model, cache.as_mut(), &prompts);
             assert_eq!(tokens, want_tokens, "{name}, kv_heads {kv_heads}: greedy tokens differ");
             assert_eq!(logits.len(), STEPS);
