@@ -5,11 +5,11 @@
 //! head serves its whole group. Memory is what kvlab measures; repeating K/V `n_rep` times for
 //! every decode step would spend exactly what GQA saves.
 
-use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use crate::cache::{AttentionMask, CacheError, KvCache};
+use crate::linear::SplitLinear;
 use crate::rope::RotaryEncoding;
 
 /// A large negative bias: exp() of it underflows to exactly 0 next to any real score.
@@ -17,10 +17,9 @@ const HIDDEN: f32 = -1.0e30;
 
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
-    pub wq: Linear<B>,
-    pub wk: Linear<B>,
-    pub wv: Linear<B>,
-    pub wo: Linear<B>,
+    /// Q, K and V projections fused into one pass over `[hidden, (n_heads + 2 n_kv) head_dim]`.
+    pub qkv: SplitLinear<B>,
+    pub wo: SplitLinear<B>,
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
@@ -42,11 +41,14 @@ impl<B: Backend> Attention<B> {
         let (h, kvh, d) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let n_rep = h / kvh;
 
-        // [b, t, h*d] -> [b, h, t, d]
-        let q = self.wq.forward(x.clone()).reshape([b, t, h, d]).swap_dims(1, 2);
-        // [b, t, kvh*d] -> [b, kvh, t, d]
-        let k = self.wk.forward(x.clone()).reshape([b, t, kvh, d]).swap_dims(1, 2);
-        let v = self.wv.forward(x).reshape([b, t, kvh, d]).swap_dims(1, 2);
+        // [b, t, (h + 2 kvh) d], split into q [b, h, t, d] and k, v [b, kvh, t, d]
+        let qkv = self.qkv.forward(x);
+        let (qd, kd) = (h * d, kvh * d);
+        let q = qkv.clone().slice([0..b, 0..t, 0..qd]).reshape([b, t, h, d]).swap_dims(1, 2);
+        let k =
+            qkv.clone().slice([0..b, 0..t, qd..qd + kd]).reshape([b, t, kvh, d]).swap_dims(1, 2);
+        let v =
+            qkv.slice([0..b, 0..t, qd + kd..qd + 2 * kd]).reshape([b, t, kvh, d]).swap_dims(1, 2);
 
         let q = rope.apply(q, starts);
         let view = cache.update(layer, k, v, rope)?;

@@ -10,6 +10,7 @@ pub mod generate;
 pub mod gguf;
 pub mod init;
 pub mod layer;
+pub mod linear;
 pub mod loader;
 pub mod mlp;
 pub mod model;

@@ -4,13 +4,14 @@
 //! keeps it), so one loaded model serves every strategy of a sweep.
 
 use burn::module::Param;
-use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::nn::{Embedding, RmsNorm};
 use burn::prelude::*;
 
 use crate::attention::Attention;
 use crate::cache::{CacheError, KvCache};
 use crate::config::ModelConfig;
 use crate::layer::DecoderLayer;
+use crate::linear::SplitLinear;
 use crate::mlp::SwiGlu;
 use crate::rope::RotaryEncoding;
 use crate::weights::{HostTensor, ModelWeights};
@@ -23,14 +24,24 @@ pub struct Model<B: Backend> {
     pub norm: RmsNorm<B>,
     /// `[hidden, vocab]`. A tied head is a copy of the embedding, transposed once at load so the
     /// per-token head matmul reads contiguous memory.
-    pub lm_head: Linear<B>,
+    pub lm_head: SplitLinear<B>,
     pub rope: RotaryEncoding<B>,
     pub config: ModelConfig,
 }
 
 impl<B: Backend> Model<B> {
-    /// Uploads host weights to `device`.
+    /// Uploads host weights to `device`, splitting each projection into one column block per
+    /// rayon thread (see [`SplitLinear`]); use [`Model::from_weights_with_parts`] with 1 for
+    /// GPU backends.
     pub fn from_weights(weights: &ModelWeights, device: &B::Device) -> Result<Self, String> {
+        Self::from_weights_with_parts(weights, device, rayon::current_num_threads())
+    }
+
+    pub fn from_weights_with_parts(
+        weights: &ModelWeights,
+        device: &B::Device,
+        parts: usize,
+    ) -> Result<Self, String> {
         weights.config.validate().map_err(|e| e.to_string())?;
         weights.check_shapes()?;
         let c = &weights.config;
@@ -40,19 +51,16 @@ impl<B: Backend> Model<B> {
             .map(|l| DecoderLayer {
                 attn_norm: rms_norm(&l.attn_norm, c.rms_eps, device),
                 attn: Attention {
-                    wq: linear(&l.wq, device),
-                    wk: linear(&l.wk, device),
-                    wv: linear(&l.wv, device),
-                    wo: linear(&l.wo, device),
+                    qkv: SplitLinear::from_host(&[&l.wq, &l.wk, &l.wv], parts, device),
+                    wo: SplitLinear::from_host(&[&l.wo], parts, device),
                     n_heads: c.n_heads,
                     n_kv_heads: c.n_kv_heads,
                     head_dim: c.head_dim,
                 },
                 mlp_norm: rms_norm(&l.mlp_norm, c.rms_eps, device),
                 mlp: SwiGlu {
-                    gate: linear(&l.gate, device),
-                    up: linear(&l.up, device),
-                    down: linear(&l.down, device),
+                    gate_up: SplitLinear::from_host(&[&l.gate, &l.up], parts, device),
+                    down: SplitLinear::from_host(&[&l.down], parts, device),
                 },
             })
             .collect();
@@ -61,7 +69,7 @@ impl<B: Backend> Model<B> {
             embed: Embedding { weight: Param::from_tensor(matrix(&weights.embed, device)) },
             layers,
             norm: rms_norm(&weights.final_norm, c.rms_eps, device),
-            lm_head: linear(head, device),
+            lm_head: SplitLinear::from_host(&[head], parts, device),
             rope: RotaryEncoding::new(c.head_dim, c.rope_theta, c.max_positions, device),
             config: c.clone(),
         })
@@ -109,8 +117,9 @@ impl<B: Backend> Model<B> {
     ) -> Result<Tensor<B, 2>, CacheError> {
         let hidden = self.forward_hidden(tokens, cache)?;
         let [b, t, d] = hidden.dims();
-        let last = hidden.slice([0..b, t - 1..t, 0..d]).reshape([b, d]);
-        Ok(self.lm_head.forward(last))
+        let last = hidden.slice([0..b, t - 1..t, 0..d]);
+        let vocab = self.config.vocab_size;
+        Ok(self.lm_head.forward(last).reshape([b, vocab]))
     }
 
     /// Every parameter tensor, flattened to host f32, in a fixed order (for hashing and
@@ -119,21 +128,13 @@ impl<B: Backend> Model<B> {
         let mut out = vec![to_vec(self.embed.weight.val())];
         for l in &self.layers {
             out.push(to_vec(l.attn_norm.gamma.val()));
-            for lin in [
-                &l.attn.wq,
-                &l.attn.wk,
-                &l.attn.wv,
-                &l.attn.wo,
-                &l.mlp.gate,
-                &l.mlp.up,
-                &l.mlp.down,
-            ] {
-                out.push(to_vec(lin.weight.val()));
+            for lin in [&l.attn.qkv, &l.attn.wo, &l.mlp.gate_up, &l.mlp.down] {
+                out.push(to_vec(lin.weight()));
             }
             out.push(to_vec(l.mlp_norm.gamma.val()));
         }
         out.push(to_vec(self.norm.gamma.val()));
-        out.push(to_vec(self.lm_head.weight.val()));
+        out.push(to_vec(self.lm_head.weight()));
         out
     }
 }
@@ -152,20 +153,6 @@ fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 
 fn matrix<B: Backend>(t: &HostTensor, device: &B::Device) -> Tensor<B, 2> {
     Tensor::from_data(TensorData::new(t.data.clone(), t.dims2()), device)
-}
-
-/// A `[out, in]` host matrix as burn's `[in, out]` Linear without bias.
-fn linear<B: Backend>(t: &HostTensor, device: &B::Device) -> Linear<B> {
-    let [rows, cols] = t.dims2();
-    // Transposed on the host so the device tensor is contiguous `[in, out]`.
-    let mut data = vec![0.0f32; rows * cols];
-    for r in 0..rows {
-        for c in 0..cols {
-            data[c * rows + r] = t.data[r * cols + c];
-        }
-    }
-    let w = Tensor::from_data(TensorData::new(data, [cols, rows]), device);
-    Linear { weight: Param::from_tensor(w), bias: None }
 }
 
 fn rms_norm<B: Backend>(t: &HostTensor, eps: f64, device: &B::Device) -> RmsNorm<B> {
