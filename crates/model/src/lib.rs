@@ -9,6 +9,7 @@ pub mod corpus;
 pub mod generate;
 pub mod gguf;
 pub mod init;
+pub mod inspect;
 pub mod layer;
 pub mod linear;
 pub mod loader;

@@ -11,6 +11,7 @@ pub mod heads;
 pub mod layout;
 pub mod none;
 pub mod paged;
+pub mod quant;
 pub mod rows;
 pub mod shift_window;
 pub mod sink;

@@ -9,7 +9,9 @@ use kvlab_model::{KvCache, ModelConfig};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::heads::HeadReduction;
 use crate::layout::KvLayout;
+use crate::quant::{QuantPreset, QuantStore, Scheme};
 use crate::store::{F32Store, SlotStore};
 use crate::{
     ConcatCache, NoCache, PagedCache, ShiftWindowCache, SinkCache, StaticCache, WindowCache,
@@ -120,15 +122,91 @@ pub struct StrategySpec {
     pub sink_tokens: Option<usize>,
     /// Tokens per block of `paged`.
     pub block_size: Option<usize>,
+    /// KV bits: 8 or 4 quantize the slot store of static, window, shift-window, sink and
+    /// paged; absent (or 32) keeps f32.
+    pub bits: Option<u8>,
+    /// Elements sharing one scale (default 32).
+    pub group_size: Option<usize>,
+    /// Grouping axes: `per-token` for keys and values, or `kivi` (keys per channel).
+    pub quant_axis: Option<QuantPreset>,
+    /// `asymmetric` (scale + zero point, the default) or `symmetric`.
+    pub scheme: Option<Scheme>,
+    /// Most recent tokens per sequence kept in full precision (default 0).
+    pub residual: Option<usize>,
+    /// KV heads after converting the checkpoint (a model transform; applies to every kind).
+    pub kv_heads: Option<usize>,
+    /// How groups of heads become one when `kv_heads` is smaller (default mean-pool).
+    pub head_reduction: Option<HeadReduction>,
 }
+
+/// Parameters of the bits lever, read only when `bits` quantizes.
+pub const QUANT_PARAMETERS: [&str; 4] = ["group_size", "quant_axis", "scheme", "residual"];
 
 impl StrategySpec {
     pub fn new(kind: StrategyKind) -> Self {
-        Self { kind, cache_tokens: None, sink_tokens: None, block_size: None }
+        Self {
+            kind,
+            cache_tokens: None,
+            sink_tokens: None,
+            block_size: None,
+            bits: None,
+            group_size: None,
+            quant_axis: None,
+            scheme: None,
+            residual: None,
+            kv_heads: None,
+            head_reduction: None,
+        }
+    }
+
+    /// Whether the K/V live in a slot store that bits can wrap.
+    pub fn stores_slots(&self) -> bool {
+        !matches!(self.kind, StrategyKind::None | StrategyKind::Concat)
+    }
+
+    /// Bits of the store when quantized (`None` for f32).
+    pub fn quant_bits(&self) -> Option<u8> {
+        self.bits.filter(|&b| b != 32 && self.stores_slots())
+    }
+
+    /// Every parameter this spec reads: the kind's own, `bits` where a slot store exists, the
+    /// quantization keys once `bits` quantizes, and the head transform.
+    pub fn applicable(&self) -> Vec<&'static str> {
+        let mut keys = self.kind.parameters().to_vec();
+        if self.stores_slots() {
+            keys.push("bits");
+        }
+        if self.quant_bits().is_some() {
+            keys.extend(QUANT_PARAMETERS);
+        }
+        keys.push("kv_heads");
+        if self.kv_heads.is_some() {
+            keys.push("head_reduction");
+        }
+        keys
     }
 
     /// Rejects impossible parameters, naming the key and value.
     pub fn validate(&self) -> Result<(), SpecError> {
+        if let Some(bits) = self.bits {
+            if ![4, 8, 32].contains(&bits) {
+                return Err(invalid("bits", bits, "expected 4, 8 or 32"));
+            }
+            if bits != 32 && !self.stores_slots() {
+                return Err(invalid(
+                    "bits",
+                    bits,
+                    format!("'{}' keeps no slot store to quantize", self.kind),
+                ));
+            }
+        }
+        if self.kv_heads == Some(0) {
+            return Err(invalid("kv_heads", 0, "must be > 0"));
+        }
+        self.validate_kind()
+    }
+
+    fn validate_kind(&self) -> Result<(), SpecError> {
         let need = |key: &'static str, v: Option<usize>| {
             v.ok_or_else(|| invalid(key, "missing", format!("required by '{}'", self.kind)))
         };
@@ -179,48 +257,66 @@ impl StrategySpec {
             StrategyKind::None => Box::new(NoCache::new(batch)),
             StrategyKind::Concat => Box::new(ConcatCache::<B>::new(layout)),
             StrategyKind::Static => Box::new(
-                StaticCache::new(layout, max_seq, self.store(layout, batch * max_seq, device))
-                    .map_err(build)?,
+                StaticCache::new(
+                    layout,
+                    max_seq,
+                    self.store(layout, batch * max_seq, max_seq, device)?,
+                )
+                .map_err(build)?,
             ),
             StrategyKind::Window => Box::new(
-                WindowCache::new(layout, window, self.store(layout, batch * window, device))
-                    .map_err(build)?,
+                WindowCache::new(
+                    layout,
+                    window,
+                    self.store(layout, batch * window, window, device)?,
+                )
+                .map_err(build)?,
             ),
             StrategyKind::ShiftWindow => Box::new(
-                ShiftWindowCache::new(layout, window, self.store(layout, batch * window, device))
-                    .map_err(build)?,
+                ShiftWindowCache::new(
+                    layout,
+                    window,
+                    self.store(layout, batch * window, window, device)?,
+                )
+                .map_err(build)?,
             ),
             StrategyKind::Sink => Box::new(
                 SinkCache::new(
                     layout,
                     window,
                     self.sink_tokens.unwrap_or(0),
-                    self.store(layout, batch * window, device),
+                    self.store(layout, batch * window, window, device)?,
                 )
                 .map_err(build)?,
             ),
             StrategyKind::Paged => {
                 let block = self.block_size.unwrap_or(0);
                 let blocks = PagedCache::<B>::blocks_for(batch, max_seq, block);
-                let store = self.store(layout, blocks * block, device);
+                let store = self.store(layout, blocks * block, block, device)?;
                 Box::new(PagedCache::new(layout, blocks, block, store).map_err(build)?)
             }
         })
     }
 
-    /// The slot store holding `n_slots` slots in every layer.
+    /// The slot store holding `n_slots` slots in every layer; `region` is the slots one
+    /// sequence owns contiguously (its rows, or one block), which per-channel groups must divide.
     fn store<B: Backend>(
         &self,
         layout: KvLayout,
         n_slots: usize,
+        region: usize,
         device: &B::Device,
-    ) -> Box<dyn SlotStore<B>> {
-        Box::new(F32Store::new(
-            layout.n_layers,
-            n_slots,
-            layout.n_kv_heads,
-            layout.head_dim,
-            device,
-        ))
+    ) -> Result<Box<dyn SlotStore<B>>, SpecError> {
+        let (n, h, d) = (layout.n_layers, layout.n_kv_heads, layout.head_dim);
+        let Some(bits) = self.quant_bits() else {
+            return Ok(Box::new(F32Store::new(n, n_slots, h, d, device)));
+        };
+        let preset = self.quant_axis.unwrap_or(QuantPreset::PerToken);
+        let mut config = preset.config(bits, self.group_size.unwrap_or(32), 0);
+        config.scheme = self.scheme.unwrap_or(Scheme::Asymmetric);
+        // The store counts residual slots over all rows.
+        config.residual = self.residual.unwrap_or(0) * layout.batch;
+        config.check_alignment(region)?;
+        Ok(Box::new(QuantStore::new(config, n, n_slots, h, d, device)?))
     }
 }

@@ -1,0 +1,311 @@
+//! One layer's keys (or values), quantized along one [`Axis`]: packed `u8` codes and f32
+//! scale/zero tensors on the device, plus, for per-channel groups, f32 staging for the groups
+//! that are not complete yet.
+
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+use burn::tensor::BasicOps;
+
+use super::codec::{Codec, buffer_bytes, zeros_u8};
+use super::config::Axis;
+use crate::store::runs;
+
+/// Rows `rows` of `buf` (dim 0), in order: a slice for one run, a gather otherwise.
+pub(crate) fn gather<B: Backend, K: BasicOps<B>>(
+    buf: &Tensor<B, 3, K>,
+    rows: &[usize],
+) -> Tensor<B, 3, K> {
+    let [_, h, d] = buf.dims();
+    match runs(rows).as_slice() {
+        [(start, _, len)] => buf.clone().slice([*start..start + len, 0..h, 0..d]),
+        _ => {
+            let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+            let idx =
+                Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [rows.len()]), &buf.device());
+            buf.clone().select(0, idx)
+        }
+    }
+}
+
+/// Writes row `i` of `src` into row `rows[i]` of `buf`, one `slice_assign` per run.
+pub(crate) fn assign<B: Backend, K: BasicOps<B>>(
+    mut buf: Tensor<B, 3, K>,
+    rows: &[usize],
+    src: Tensor<B, 3, K>,
+) -> Tensor<B, 3, K> {
+    let [_, h, d] = buf.dims();
+    for (row, i, len) in runs(rows) {
+        let part = src.clone().slice([i..i + len, 0..h, 0..d]);
+        buf = buf.slice_assign([row..row + len, 0..h, 0..d], part);
+    }
+    buf
+}
+
+/// Copies rows `from..from + n` onto `to..to + n` (overlap allowed).
+fn shift<B: Backend, K: BasicOps<B>>(
+    buf: Tensor<B, 3, K>,
+    from: usize,
+    to: usize,
+    n: usize,
+) -> Tensor<B, 3, K> {
+    let [_, h, d] = buf.dims();
+    let moved = buf.clone().slice([from..from + n, 0..h, 0..d]);
+    buf.slice_assign([to..to + n, 0..h, 0..d], moved)
+}
+
+#[derive(Debug)]
+pub struct Plane<B: Backend> {
+    codec: Codec,
+    axis: Axis,
+    group: usize,
+    n_kv: usize,
+    head_dim: usize,
+    /// `[n_slots, n_kv, head_dim · bits / 8]` `u8`. `Option` only so a write can take it.
+    codes: Option<Tensor<B, 3, Int>>,
+    /// Per-token: `[n_slots, n_kv, head_dim / group]`; per-channel: `[n_slots / group, n_kv,
+    /// head_dim]`.
+    scale: Option<Tensor<B, 3>>,
+    /// Same shape as `scale`; absent for the symmetric scheme.
+    zero: Option<Tensor<B, 3>>,
+    /// Per-channel only: pending group -> its `[group, n_kv, head_dim]` f32 values.
+    staging: BTreeMap<usize, Tensor<B, 3>>,
+    /// Per-channel only, per slot: written since its group was last staged.
+    fresh: Vec<bool>,
+}
+
+impl<B: Backend> Plane<B> {
+    /// `n_slots` must be a multiple of `group` for [`Axis::PerChannel`] (checked by the store).
+    pub fn new(
+        codec: Codec,
+        axis: Axis,
+        group: usize,
+        [n_slots, n_kv, head_dim]: [usize; 3],
+        device: &B::Device,
+    ) -> Self {
+        let codes = zeros_u8([n_slots, n_kv, codec.code_bytes(head_dim)], device);
+        let meta = match axis {
+            Axis::PerToken => [n_slots, n_kv, head_dim / group],
+            Axis::PerChannel => [n_slots / group, n_kv, head_dim],
+        };
+        let zero = (codec.params_per_group() == 2).then(|| Tensor::zeros(meta, device));
+        let fresh = if axis == Axis::PerChannel { vec![false; n_slots] } else { Vec::new() };
+        Self {
+            codec,
+            axis,
+            group,
+            n_kv,
+            head_dim,
+            codes: Some(codes),
+            scale: Some(Tensor::zeros(meta, device)),
+            zero,
+            staging: BTreeMap::new(),
+            fresh,
+        }
+    }
+
+    fn codes(&self) -> &Tensor<B, 3, Int> {
+        self.codes.as_ref().expect("codes are only taken during a write")
+    }
+
+    fn scale(&self) -> &Tensor<B, 3> {
+        self.scale.as_ref().expect("scales are only taken during a write")
+    }
+
+    /// Bytes of packed codes.
+    pub fn code_bytes(&self) -> usize {
+        buffer_bytes(self.codes().shape(), self.codes().dtype())
+    }
+
+    /// Bytes of scales and zero points.
+    pub fn metadata_bytes(&self) -> usize {
+        let zero = self.zero.as_ref().map_or(0, |z| buffer_bytes(z.shape(), z.dtype()));
+        buffer_bytes(self.scale().shape(), self.scale().dtype()) + zero
+    }
+
+    /// Bytes of f32 staging held by pending per-channel groups.
+    pub fn staging_bytes(&self) -> usize {
+        self.staging.values().map(|t| buffer_bytes(t.shape(), t.dtype())).sum()
+    }
+
+    /// Groups currently staged in f32.
+    pub fn pending_groups(&self) -> usize {
+        self.staging.len()
+    }
+
+    /// Encodes `x` (`[slots.len(), n_kv, head_dim]`) into `slots`.
+    pub fn write(&mut self, slots: &[usize], x: Tensor<B, 3>) {
+        match self.axis {
+            Axis::PerToken => self.write_tokens(slots, x),
+            Axis::PerChannel => self.write_channels(slots, x),
+        }
+    }
+
+    fn write_tokens(&mut self, slots: &[usize], x: Tensor<B, 3>) {
+        let (n, h, d, g) = (slots.len(), self.n_kv, self.head_dim, self.group);
+        let q = self.codec.quantize(x.reshape([n, h, d / g, g]), 3);
+        let codes = self.codec.pack(q.codes.reshape([n, h, d]));
+        self.store_rows(
+            slots,
+            codes,
+            q.scale.reshape([n, h, d / g]),
+            q.zero.map(|z| z.reshape([n, h, d / g])),
+        );
+    }
+
+    /// Writes code rows at `code_rows` and scale/zero rows at the same rows (per-token) or at
+    /// `meta_rows` (per-channel).
+    fn store_rows(
+        &mut self,
+        code_rows: &[usize],
+        codes: Tensor<B, 3, Int>,
+        scale: Tensor<B, 3>,
+        zero: Option<Tensor<B, 3>>,
+    ) {
+        self.codes = Some(assign(self.codes.take().expect("codes present"), code_rows, codes));
+        self.store_meta(code_rows, scale, zero);
+    }
+
+    fn store_meta(&mut self, rows: &[usize], scale: Tensor<B, 3>, zero: Option<Tensor<B, 3>>) {
+        self.scale = Some(assign(self.scale.take().expect("scales present"), rows, scale));
+        if let (Some(buf), Some(z)) = (self.zero.take(), zero) {
+            self.zero = Some(assign(buf, rows, z));
+        }
+    }
+
+    fn write_channels(&mut self, slots: &[usize], x: Tensor<B, 3>) {
+        let (h, d, g) = (self.n_kv, self.head_dim, self.group);
+        for (slot, token, len) in runs(slots) {
+            // Split the run at group boundaries.
+            let mut done = 0;
+            while done < len {
+                let s = slot + done;
+                let group = s / g;
+                let take = (g - s % g).min(len - done);
+                let part = x.clone().slice([token + done..token + done + take, 0..h, 0..d]);
+                let staged = match self.staging.remove(&group) {
+                    Some(t) => t,
+                    None => self.restage(group),
+                };
+                let staged = staged.slice_assign([s % g..s % g + take, 0..h, 0..d], part);
+                self.fresh[s..s + take].fill(true);
+                if self.fresh[group * g..(group + 1) * g].iter().all(|&f| f) {
+                    self.quantize_group(group, staged);
+                } else {
+                    self.staging.insert(group, staged);
+                }
+                done += take;
+            }
+        }
+    }
+
+    /// A group leaving the quantized state: its decoded values (zeros if never written) become
+    /// its staging, and none of its slots is fresh.
+    fn restage(&mut self, group: usize) -> Tensor<B, 3> {
+        let g = self.group;
+        self.fresh[group * g..(group + 1) * g].fill(false);
+        self.decode_rows(&(group * g..(group + 1) * g).collect::<Vec<_>>())
+    }
+
+    fn quantize_group(&mut self, group: usize, values: Tensor<B, 3>) {
+        let g = self.group;
+        let q = self.codec.quantize(values, 0);
+        let rows: Vec<usize> = (group * g..(group + 1) * g).collect();
+        self.codes = Some(assign(
+            self.codes.take().expect("codes present"),
+            &rows,
+            self.codec.pack(q.codes),
+        ));
+        self.store_meta(&[group], q.scale, q.zero);
+    }
+
+    /// Decodes `slots` from codes alone (ignoring staging).
+    fn decode_rows(&self, slots: &[usize]) -> Tensor<B, 3> {
+        let (n, h, d, g) = (slots.len(), self.n_kv, self.head_dim, self.group);
+        let codes = self.codec.unpack(gather(self.codes(), slots));
+        match self.axis {
+            Axis::PerToken => {
+                let meta = |t: &Tensor<B, 3>| gather(t, slots).reshape([n, h, d / g, 1]);
+                let out = self.codec.dequantize(
+                    codes.reshape([n, h, d / g, g]),
+                    meta(self.scale()),
+                    self.zero.as_ref().map(meta),
+                );
+                out.reshape([n, h, d])
+            }
+            Axis::PerChannel => {
+                let groups: Vec<usize> = slots.iter().map(|s| s / g).collect();
+                let meta = |t: &Tensor<B, 3>| gather(t, &groups);
+                self.codec.dequantize(codes, meta(self.scale()), self.zero.as_ref().map(meta))
+            }
+        }
+    }
+
+    /// Decodes `slots` in order: `[slots.len(), n_kv, head_dim]` f32. Slots of pending
+    /// per-channel groups come from staging, exact.
+    pub fn read(&self, slots: &[usize]) -> Tensor<B, 3> {
+        let decoded = self.decode_rows(slots);
+        if self.staging.is_empty() {
+            return decoded;
+        }
+        let g = self.group;
+        let mut sources = vec![decoded];
+        let mut base: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut next = slots.len();
+        let mut idx = Vec::with_capacity(slots.len());
+        for (i, &s) in slots.iter().enumerate() {
+            match self.staging.get(&(s / g)) {
+                None => idx.push(i as i64),
+                Some(t) => {
+                    let b = *base.entry(s / g).or_insert_with(|| {
+                        sources.push(t.clone());
+                        next += g;
+                        next - g
+                    });
+                    idx.push((b + s % g) as i64);
+                }
+            }
+        }
+        if base.is_empty() {
+            return sources.remove(0);
+        }
+        let all = Tensor::cat(sources, 0);
+        let idx =
+            Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [slots.len()]), &all.device());
+        all.select(0, idx)
+    }
+
+    /// Copies slots `from..from + n` onto `to..to + n` (overlap allowed). Per-token planes
+    /// and group-aligned per-channel moves copy codes and metadata exactly; any other
+    /// per-channel move re-stages: the source slots are decoded and written to the target
+    /// slots, so the target groups are re-quantized once complete.
+    pub fn move_slots(&mut self, from: usize, to: usize, n: usize) {
+        if n == 0 || from == to {
+            return;
+        }
+        let g = self.group;
+        match self.axis {
+            Axis::PerToken => {
+                self.codes = Some(shift(self.codes.take().expect("codes present"), from, to, n));
+                self.scale = Some(shift(self.scale.take().expect("scales present"), from, to, n));
+                self.zero = self.zero.take().map(|z| shift(z, from, to, n));
+            }
+            Axis::PerChannel if [from, to, n].iter().all(|x| x.is_multiple_of(g)) => {
+                let (fg, tg, ng) = (from / g, to / g, n / g);
+                self.codes = Some(shift(self.codes.take().expect("codes present"), from, to, n));
+                self.scale = Some(shift(self.scale.take().expect("scales present"), fg, tg, ng));
+                self.zero = self.zero.take().map(|z| shift(z, fg, tg, ng));
+                self.fresh.copy_within(from..from + n, to);
+                let moved: Vec<(usize, Tensor<B, 3>)> = (fg..fg + ng)
+                    .filter_map(|grp| self.staging.get(&grp).map(|t| (grp + tg - fg, t.clone())))
+                    .collect();
+                self.staging.retain(|grp, _| !(tg..tg + ng).contains(grp));
+                self.staging.extend(moved);
+            }
+            Axis::PerChannel => {
+                let values = self.read(&(from..from + n).collect::<Vec<_>>());
+                self.write_channels(&(to..to + n).collect::<Vec<_>>(), values);
+            }
+        }
+    }
+}
