@@ -6,6 +6,7 @@
 //! int4), so bits compose with any of them.
 
 pub mod block_pool;
+pub mod chunked;
 pub mod concat;
 pub mod heads;
 pub mod layout;

@@ -5,6 +5,8 @@
 
 use burn::prelude::*;
 
+use crate::chunked::Chunked;
+
 /// A slot store: per layer, `n_slots` slots of `[n_kv, head_dim]` keys and as many values.
 pub trait SlotStore<B: Backend> {
     /// Writes token `i` of `k`/`v` into slot `slots[i]`.
@@ -44,13 +46,12 @@ pub fn runs(slots: &[usize]) -> Vec<(usize, usize, usize)> {
     out
 }
 
-/// Full-precision slots: one `[n_slots, n_kv, head_dim]` f32 tensor for K and one for V per
-/// layer, allocated once. Writes are in place: each buffer is taken out of `self` for
-/// `slice_assign`, so no second handle forces burn to copy it.
+/// Full-precision slots: per layer, `n_slots` slots of `[n_kv, head_dim]` f32 keys and as
+/// many values, allocated once, in [`Chunked`] buffers so a write costs O(written slots).
 #[derive(Debug, Clone)]
 pub struct F32Store<B: Backend> {
-    /// Per layer: `[n_slots, n_kv, head_dim]` keys and values.
-    layers: Vec<Option<(Tensor<B, 3>, Tensor<B, 3>)>>,
+    /// Per layer: keys and values, `[n_slots, n_kv, head_dim]` each.
+    layers: Vec<(Chunked<B>, Chunked<B>)>,
     n_slots: usize,
     n_kv: usize,
     head_dim: usize,
@@ -64,66 +65,32 @@ impl<B: Backend> F32Store<B> {
         head_dim: usize,
         device: &B::Device,
     ) -> Self {
-        let shape = [n_slots, n_kv, head_dim];
-        let layers = (0..n_layers)
-            .map(|_| Some((Tensor::zeros(shape, device), Tensor::zeros(shape, device))))
-            .collect();
+        let make = || {
+            Chunked::new(n_slots, [n_kv, head_dim], |rows| {
+                Tensor::zeros([rows, n_kv, head_dim], device)
+            })
+        };
+        let layers = (0..n_layers).map(|_| (make(), make())).collect();
         Self { layers, n_slots, n_kv, head_dim }
     }
-
-    fn buffers(&self, layer: usize) -> &(Tensor<B, 3>, Tensor<B, 3>) {
-        self.layers[layer].as_ref().expect("store buffers are only taken during a write")
-    }
-}
-
-/// Reads `slots` of one `[n_slots, n_kv, d]` buffer: a slice for one run, a gather otherwise.
-pub fn read_slots<B: Backend>(buf: &Tensor<B, 3>, slots: &[usize]) -> Tensor<B, 3> {
-    let [_, h, d] = buf.dims();
-    match runs(slots).as_slice() {
-        [(start, _, len)] => buf.clone().slice([*start..start + len, 0..h, 0..d]),
-        _ => {
-            let idx: Vec<i64> = slots.iter().map(|&s| s as i64).collect();
-            let idx =
-                Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [slots.len()]), &buf.device());
-            buf.clone().select(0, idx)
-        }
-    }
-}
-
-/// Writes `values` (`[slots.len(), n_kv, d]`) into `buf` at `slots`, one slice per run.
-pub fn write_slots<B: Backend>(
-    buf: Tensor<B, 3>,
-    slots: &[usize],
-    values: Tensor<B, 3>,
-) -> Tensor<B, 3> {
-    let [_, h, d] = buf.dims();
-    let mut buf = buf;
-    for (slot, token, len) in runs(slots) {
-        let part = values.clone().slice([token..token + len, 0..h, 0..d]);
-        buf = buf.slice_assign([slot..slot + len, 0..h, 0..d], part);
-    }
-    buf
 }
 
 impl<B: Backend> SlotStore<B> for F32Store<B> {
     fn write(&mut self, layer: usize, slots: &[usize], k: Tensor<B, 3>, v: Tensor<B, 3>) {
-        let (bk, bv) = self.layers[layer].take().expect("store buffers present");
-        self.layers[layer] = Some((write_slots(bk, slots, k), write_slots(bv, slots, v)));
+        let (bk, bv) = &mut self.layers[layer];
+        bk.assign(slots, k);
+        bv.assign(slots, v);
     }
 
     fn read(&self, layer: usize, slots: &[usize]) -> (Tensor<B, 3>, Tensor<B, 3>) {
-        let (k, v) = self.buffers(layer);
-        (read_slots(k, slots), read_slots(v, slots))
+        let (k, v) = &self.layers[layer];
+        (k.gather(slots), v.gather(slots))
     }
 
     fn move_slots(&mut self, layer: usize, from: usize, to: usize, n: usize) {
-        let (bk, bv) = self.layers[layer].take().expect("store buffers present");
-        let (h, d) = (self.n_kv, self.head_dim);
-        let shift = |buf: Tensor<B, 3>| {
-            let moved = buf.clone().slice([from..from + n, 0..h, 0..d]);
-            buf.slice_assign([to..to + n, 0..h, 0..d], moved)
-        };
-        self.layers[layer] = Some((shift(bk), shift(bv)));
+        let (bk, bv) = &mut self.layers[layer];
+        bk.copy_rows(from, to, n);
+        bv.copy_rows(from, to, n);
     }
 
     fn memory(&self, live_slots: usize) -> StoreMemory {

@@ -9,24 +9,8 @@ use burn::tensor::BasicOps;
 
 use super::codec::{Codec, buffer_bytes, zeros_u8};
 use super::config::Axis;
+use crate::chunked::Chunked;
 use crate::store::runs;
-
-/// Rows `rows` of `buf` (dim 0), in order: a slice for one run, a gather otherwise.
-pub(crate) fn gather<B: Backend, K: BasicOps<B>>(
-    buf: &Tensor<B, 3, K>,
-    rows: &[usize],
-) -> Tensor<B, 3, K> {
-    let [_, h, d] = buf.dims();
-    match runs(rows).as_slice() {
-        [(start, _, len)] => buf.clone().slice([*start..start + len, 0..h, 0..d]),
-        _ => {
-            let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-            let idx =
-                Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [rows.len()]), &buf.device());
-            buf.clone().select(0, idx)
-        }
-    }
-}
 
 /// Writes row `i` of `src` into row `rows[i]` of `buf`, one `slice_assign` per run.
 pub(crate) fn assign<B: Backend, K: BasicOps<B>>(
@@ -42,18 +26,6 @@ pub(crate) fn assign<B: Backend, K: BasicOps<B>>(
     buf
 }
 
-/// Copies rows `from..from + n` onto `to..to + n` (overlap allowed).
-fn shift<B: Backend, K: BasicOps<B>>(
-    buf: Tensor<B, 3, K>,
-    from: usize,
-    to: usize,
-    n: usize,
-) -> Tensor<B, 3, K> {
-    let [_, h, d] = buf.dims();
-    let moved = buf.clone().slice([from..from + n, 0..h, 0..d]);
-    buf.slice_assign([to..to + n, 0..h, 0..d], moved)
-}
-
 #[derive(Debug)]
 pub struct Plane<B: Backend> {
     codec: Codec,
@@ -61,13 +33,13 @@ pub struct Plane<B: Backend> {
     group: usize,
     n_kv: usize,
     head_dim: usize,
-    /// `[n_slots, n_kv, head_dim · bits / 8]` `u8`. `Option` only so a write can take it.
-    codes: Option<Tensor<B, 3, Int>>,
+    /// `[n_slots, n_kv, head_dim · bits / 8]` `u8`, chunked so a write costs O(slots written).
+    codes: Chunked<B, Int>,
     /// Per-token: `[n_slots, n_kv, head_dim / group]`; per-channel: `[n_slots / group, n_kv,
     /// head_dim]`.
-    scale: Option<Tensor<B, 3>>,
+    scale: Chunked<B>,
     /// Same shape as `scale`; absent for the symmetric scheme.
-    zero: Option<Tensor<B, 3>>,
+    zero: Option<Chunked<B>>,
     /// Per-channel only: pending group -> its `[group, n_kv, head_dim]` f32 values.
     staging: BTreeMap<usize, Tensor<B, 3>>,
     /// Per-channel only, per slot: written since its group was last staged.
@@ -83,12 +55,16 @@ impl<B: Backend> Plane<B> {
         [n_slots, n_kv, head_dim]: [usize; 3],
         device: &B::Device,
     ) -> Self {
-        let codes = zeros_u8([n_slots, n_kv, codec.code_bytes(head_dim)], device);
-        let meta = match axis {
+        let code_width = codec.code_bytes(head_dim);
+        let codes = Chunked::new(n_slots, [n_kv, code_width], |rows| {
+            zeros_u8([rows, n_kv, code_width], device)
+        });
+        let [rows, a, b] = match axis {
             Axis::PerToken => [n_slots, n_kv, head_dim / group],
             Axis::PerChannel => [n_slots / group, n_kv, head_dim],
         };
-        let zero = (codec.params_per_group() == 2).then(|| Tensor::zeros(meta, device));
+        let meta = || Chunked::new(rows, [a, b], |r| Tensor::zeros([r, a, b], device));
+        let zero = (codec.params_per_group() == 2).then(meta);
         let fresh = if axis == Axis::PerChannel { vec![false; n_slots] } else { Vec::new() };
         Self {
             codec,
@@ -96,31 +72,22 @@ impl<B: Backend> Plane<B> {
             group,
             n_kv,
             head_dim,
-            codes: Some(codes),
-            scale: Some(Tensor::zeros(meta, device)),
+            codes,
+            scale: meta(),
             zero,
             staging: BTreeMap::new(),
             fresh,
         }
     }
 
-    fn codes(&self) -> &Tensor<B, 3, Int> {
-        self.codes.as_ref().expect("codes are only taken during a write")
-    }
-
-    fn scale(&self) -> &Tensor<B, 3> {
-        self.scale.as_ref().expect("scales are only taken during a write")
-    }
-
     /// Bytes of packed codes.
     pub fn code_bytes(&self) -> usize {
-        buffer_bytes(self.codes().shape(), self.codes().dtype())
+        self.codes.bytes()
     }
 
     /// Bytes of scales and zero points.
     pub fn metadata_bytes(&self) -> usize {
-        let zero = self.zero.as_ref().map_or(0, |z| buffer_bytes(z.shape(), z.dtype()));
-        buffer_bytes(self.scale().shape(), self.scale().dtype()) + zero
+        self.scale.bytes() + self.zero.as_ref().map_or(0, |z| z.bytes())
     }
 
     /// Bytes of f32 staging held by pending per-channel groups.
@@ -162,14 +129,14 @@ impl<B: Backend> Plane<B> {
         scale: Tensor<B, 3>,
         zero: Option<Tensor<B, 3>>,
     ) {
-        self.codes = Some(assign(self.codes.take().expect("codes present"), code_rows, codes));
+        self.codes.assign(code_rows, codes);
         self.store_meta(code_rows, scale, zero);
     }
 
     fn store_meta(&mut self, rows: &[usize], scale: Tensor<B, 3>, zero: Option<Tensor<B, 3>>) {
-        self.scale = Some(assign(self.scale.take().expect("scales present"), rows, scale));
-        if let (Some(buf), Some(z)) = (self.zero.take(), zero) {
-            self.zero = Some(assign(buf, rows, z));
+        self.scale.assign(rows, scale);
+        if let (Some(buf), Some(z)) = (self.zero.as_mut(), zero) {
+            buf.assign(rows, z);
         }
     }
 
@@ -211,32 +178,28 @@ impl<B: Backend> Plane<B> {
         let g = self.group;
         let q = self.codec.quantize(values, 0);
         let rows: Vec<usize> = (group * g..(group + 1) * g).collect();
-        self.codes = Some(assign(
-            self.codes.take().expect("codes present"),
-            &rows,
-            self.codec.pack(q.codes),
-        ));
+        self.codes.assign(&rows, self.codec.pack(q.codes));
         self.store_meta(&[group], q.scale, q.zero);
     }
 
     /// Decodes `slots` from codes alone (ignoring staging).
     fn decode_rows(&self, slots: &[usize]) -> Tensor<B, 3> {
         let (n, h, d, g) = (slots.len(), self.n_kv, self.head_dim, self.group);
-        let codes = self.codec.unpack(gather(self.codes(), slots));
+        let codes = self.codec.unpack(self.codes.gather(slots));
         match self.axis {
             Axis::PerToken => {
-                let meta = |t: &Tensor<B, 3>| gather(t, slots).reshape([n, h, d / g, 1]);
+                let meta = |t: &Chunked<B>| t.gather(slots).reshape([n, h, d / g, 1]);
                 let out = self.codec.dequantize(
                     codes.reshape([n, h, d / g, g]),
-                    meta(self.scale()),
+                    meta(&self.scale),
                     self.zero.as_ref().map(meta),
                 );
                 out.reshape([n, h, d])
             }
             Axis::PerChannel => {
                 let groups: Vec<usize> = slots.iter().map(|s| s / g).collect();
-                let meta = |t: &Tensor<B, 3>| gather(t, &groups);
-                self.codec.dequantize(codes, meta(self.scale()), self.zero.as_ref().map(meta))
+                let meta = |t: &Chunked<B>| t.gather(&groups);
+                self.codec.dequantize(codes, meta(&self.scale), self.zero.as_ref().map(meta))
             }
         }
     }
@@ -286,15 +249,19 @@ impl<B: Backend> Plane<B> {
         let g = self.group;
         match self.axis {
             Axis::PerToken => {
-                self.codes = Some(shift(self.codes.take().expect("codes present"), from, to, n));
-                self.scale = Some(shift(self.scale.take().expect("scales present"), from, to, n));
-                self.zero = self.zero.take().map(|z| shift(z, from, to, n));
+                self.codes.copy_rows(from, to, n);
+                self.scale.copy_rows(from, to, n);
+                if let Some(z) = self.zero.as_mut() {
+                    z.copy_rows(from, to, n);
+                }
             }
             Axis::PerChannel if [from, to, n].iter().all(|x| x.is_multiple_of(g)) => {
                 let (fg, tg, ng) = (from / g, to / g, n / g);
-                self.codes = Some(shift(self.codes.take().expect("codes present"), from, to, n));
-                self.scale = Some(shift(self.scale.take().expect("scales present"), fg, tg, ng));
-                self.zero = self.zero.take().map(|z| shift(z, fg, tg, ng));
+                self.codes.copy_rows(from, to, n);
+                self.scale.copy_rows(fg, tg, ng);
+                if let Some(z) = self.zero.as_mut() {
+                    z.copy_rows(fg, tg, ng);
+                }
                 self.fresh.copy_within(from..from + n, to);
                 let moved: Vec<(usize, Tensor<B, 3>)> = (fg..fg + ng)
                     .filter_map(|grp| self.staging.get(&grp).map(|t| (grp + tg - fg, t.clone())))
