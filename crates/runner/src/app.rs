@@ -1,0 +1,516 @@
+//! The pipeline behind `main`: parse → load + validate every file → expand → for each run
+//! measure → append the row. Workloads measure, the CSV sink and the report only serialize.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::prelude::Backend;
+use kvlab_model::{Model, ModelConfig, ModelWeights};
+use kvlab_strategies::heads::{HeadReduction, convert_kv_heads};
+use kvlab_strategies::{StrategyKind, StrategySpec};
+
+use crate::backend::BackendName;
+use crate::cli::{Cli, Command, Global};
+use crate::csv_sink::CsvSink;
+use crate::experiment::{self, Experiment, Invalid};
+use crate::model::ModelSource;
+use crate::progress::Progress;
+use crate::sweep::{AXES, Role, Run, Workload};
+use crate::workloads::{self, RunCtx};
+
+/// The columns every CSV starts with, before the axis columns.
+pub const PREFIX: &[&str] = &["experiment", "run_id", "git_commit", "backend", "device"];
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Some(Command::Report { dir }) => crate::report::run(&dir).map(|written| {
+            for p in written {
+                println!("{}", p.display());
+            }
+        }),
+        Some(Command::Validate { files }) => {
+            let loaded = load_all(&files, cli.global.backend)?;
+            for e in loaded {
+                let n = e.all_runs().len();
+                println!("{}: ok ({} runs, backend {})", e.path.display(), n, e.backend);
+            }
+            Ok(())
+        }
+        Some(Command::List) => {
+            print!("{}", list());
+            Ok(())
+        }
+        Some(Command::Generate(args)) => generate_command(&args, &cli.global),
+        Some(Command::Logits(args)) => logits_command(&args, &cli.global),
+        Some(Command::Bandwidth { bytes, json }) => {
+            let b = crate::tools::bandwidth_probe(bytes, 5);
+            if json {
+                println!("{}", serde_json::to_string(&b)?);
+            } else {
+                println!(
+                    "{:.2} GB/s ({} threads, {} MiB per pass)",
+                    b.gb_per_s,
+                    b.threads,
+                    bytes >> 20
+                );
+            }
+            Ok(())
+        }
+        None => {
+            if cli.experiments.is_empty() {
+                bail!(
+                    "no experiment file given; try `runner experiments/seed.toml`, or \
+                     `runner --help`"
+                );
+            }
+            run_experiments(&cli.experiments, &cli.global)
+        }
+    }
+}
+
+/// The backend a single-purpose command runs on (`--backend`, default flex).
+fn command_backend(g: &Global) -> Result<BackendName> {
+    let b = g.backend.unwrap_or(BackendName::Flex);
+    b.ensure_compiled_in().map_err(anyhow::Error::msg)?;
+    Ok(b)
+}
+
+fn generate_command(args: &crate::cli::GenerateArgs, g: &Global) -> Result<()> {
+    let (weights, tokenizer) =
+        crate::tools::load_pretrained(g.model.as_deref(), g.cache_dir.as_deref())?;
+    let prompt = match (&args.prompt, &args.ids, &args.ids_file) {
+        (Some(text), _, _) => tokenizer.encode(text)?,
+        (_, Some(ids), _) => crate::tools::parse_ids(ids)?,
+        (_, _, Some(path)) => crate::tools::parse_ids(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?,
+        _ => bail!("generate needs --prompt, --ids or --ids-file"),
+    };
+    let backend = command_backend(g)?;
+    let report = crate::with_backend!(
+        backend,
+        |B, device| {
+            let model = crate::model::upload::<B>(&weights, &device).map_err(anyhow::Error::msg)?;
+            crate::tools::timed_generate(
+                &model,
+                &prompt,
+                args.new_tokens,
+                args.batch,
+                args.repeat.max(1),
+                args.warmup,
+                backend.to_string(),
+            )?
+        },
+        bail!("backend {backend} is not compiled in")
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let text = tokenizer.decode(&report.tokens[0])?;
+    println!("{}{}", args.prompt.clone().unwrap_or_default(), text);
+    let mut rates = report.decode_tok_per_s.clone();
+    rates.sort_by(f64::total_cmp);
+    eprintln!(
+        "{} prompt tokens, {} new: prefill {:.3} s, decode {:.1} tok/s (median of {}, batch {}, {backend})",
+        report.prompt_tokens,
+        report.new_tokens,
+        report.prefill_s[report.prefill_s.len() / 2],
+        rates[rates.len() / 2],
+        rates.len(),
+        report.batch
+    );
+    Ok(())
+}
+
+fn logits_command(args: &crate::cli::LogitsArgs, g: &Global) -> Result<()> {
+    let (weights, tokenizer) =
+        crate::tools::load_pretrained(g.model.as_deref(), g.cache_dir.as_deref())?;
+    let ids = match (&args.text, &args.ids) {
+        (Some(text), _) => tokenizer.encode(text)?,
+        (_, Some(ids)) => crate::tools::parse_ids(ids)?,
+        _ => bail!("logits needs --text or --ids"),
+    };
+    if let Some(bad) = ids.iter().find(|&&id| id as usize >= weights.config.vocab_size) {
+        bail!("token id {bad} is out of range (vocab {})", weights.config.vocab_size);
+    }
+    let backend = command_backend(g)?;
+    let json = crate::with_backend!(
+        backend,
+        |B, device| {
+            let model = crate::model::upload::<B>(&weights, &device).map_err(anyhow::Error::msg)?;
+            crate::tools::logits_json(&model, &ids, args.top_k)?
+        },
+        bail!("backend {backend} is not compiled in")
+    );
+    println!("{json}");
+    Ok(())
+}
+
+/// Loads and validates every file, reporting every file's errors before failing.
+pub fn load_all(files: &[PathBuf], backend: Option<BackendName>) -> Result<Vec<Experiment>> {
+    let mut loaded = vec![];
+    let mut errors = vec![];
+    for f in files {
+        match experiment::load(f, backend) {
+            Ok(e) => loaded.push(e),
+            Err(Invalid(lines)) => errors.extend(lines),
+        }
+    }
+    if !errors.is_empty() {
+        bail!(Invalid(errors));
+    }
+    Ok(loaded)
+}
+
+/// The header of a workload's CSV.
+pub fn header(workload: Workload) -> Vec<String> {
+    PREFIX
+        .iter()
+        .copied()
+        .chain(workload.axis_columns())
+        .chain(workloads::metric_columns(workload).iter().copied())
+        .map(String::from)
+        .collect()
+}
+
+fn csv_path(out: &Path, e: &Experiment, w: Workload) -> PathBuf {
+    out.join(e.name()).join(format!("{}.csv", w.name()))
+}
+
+fn run_experiments(files: &[PathBuf], g: &Global) -> Result<()> {
+    let experiments = load_all(files, g.backend)?;
+    let mut names = BTreeMap::new();
+    for e in &experiments {
+        if let Some(other) = names.insert(e.name().to_string(), e.path.clone()) {
+            bail!(
+                "{} and {} both name experiment '{}' (results would mix)",
+                other.display(),
+                e.path.display(),
+                e.name()
+            );
+        }
+    }
+    if g.dry_run {
+        let mut text = String::new();
+        for e in &experiments {
+            text += &format!("# {} ({}, backend {})\n", e.name(), e.path.display(), e.backend);
+            for w in e.workloads() {
+                for (i, run) in e.runs(w).iter().enumerate() {
+                    text += &format!("{w}#{i}\t{}\n", run.id(e.backend.name()));
+                }
+            }
+        }
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+        return Ok(());
+    }
+    // Open every CSV before the first run, so a mismatch fails before any work.
+    let mut sinks = vec![];
+    for e in &experiments {
+        let mut per = BTreeMap::new();
+        for w in e.workloads() {
+            per.insert(w, CsvSink::open(&csv_path(&g.out, e, w), &header(w), g.resume)?);
+        }
+        sinks.push(per);
+    }
+    let progress = Progress::new(g.quiet);
+    let commit = git_commit();
+    let source = ModelSource { gguf: g.model.clone(), cache_dir: g.cache_dir.clone() };
+    for (e, sinks) in experiments.iter().zip(&mut sinks) {
+        let dir = g.out.join(e.name());
+        std::fs::write(dir.join("experiment.toml"), &e.source)
+            .with_context(|| format!("cannot write {}", dir.display()))?;
+        let env = Env { experiment: e, commit: &commit, source: &source, progress: &progress };
+        crate::with_backend!(
+            e.backend,
+            |B, device| execute::<B>(&env, &device, sinks)?,
+            bail!("{}", e.backend.ensure_compiled_in().unwrap_err())
+        );
+        let written = crate::report::run(&dir)?;
+        progress.info(&format!(
+            "{}: wrote {} ({} charts)",
+            e.name(),
+            dir.join("report.md").display(),
+            written.iter().filter(|p| p.extension().is_some_and(|x| x == "svg")).count()
+        ));
+    }
+    Ok(())
+}
+
+struct Env<'a> {
+    experiment: &'a Experiment,
+    commit: &'a str,
+    source: &'a ModelSource,
+    progress: &'a Progress,
+}
+
+/// Every run of one experiment on backend `B`.
+fn execute<B: Backend>(
+    env: &Env<'_>,
+    device: &B::Device,
+    sinks: &mut BTreeMap<Workload, CsvSink>,
+) -> Result<()> {
+    let e = env.experiment;
+    let backend = e.backend.name();
+    let device_name = format!("{device:?}");
+    // Models are the outermost axis: run every workload's runs of one model, then drop it,
+    // so one model is in memory at a time. Each CSV still gets its runs in the pinned order.
+    let mut models: Vec<String> = vec![];
+    let mut plan: Vec<(Workload, Vec<Run>)> = vec![];
+    let mut total = 0;
+    for (w, sink) in sinks.iter() {
+        let runs = e.runs(*w);
+        let todo: Vec<Run> =
+            runs.iter().filter(|r| !sink.contains(&r.id(backend))).cloned().collect();
+        if todo.len() < runs.len() {
+            env.progress.info(&format!(
+                "{}/{w}: resuming, {} of {} runs already in {}",
+                e.name(),
+                runs.len() - todo.len(),
+                runs.len(),
+                sink.path().display()
+            ));
+        }
+        for r in &todo {
+            if !models.iter().any(|m| m == r.model()) {
+                models.push(r.model().to_string());
+            }
+        }
+        total += todo.len();
+        plan.push((*w, todo));
+    }
+    let bar = env.progress.sweep_bar(total as u64, e.name());
+    let mut walk_ref: Option<(String, String)> =
+        sinks.get(&Workload::Walkthrough).and_then(existing_walkthrough);
+    let mut walked = 0;
+    let mut ppl_ref: BTreeMap<String, f64> = BTreeMap::new();
+    for name in &models {
+        // Host weights once per model; the device model per head layout (kv_heads).
+        let mut host: Option<ModelWeights> = None;
+        let mut loaded: Option<(HeadLayout, Model<B>)> = None;
+        for (w, runs) in &plan {
+            let sink = sinks.get_mut(w).expect("a sink per workload");
+            for run in runs.iter().filter(|r| r.model() == name) {
+                bar.set_message(format!("{w}: {}", run.label()));
+                let layout = head_layout(run)?;
+                if loaded.as_ref().is_none_or(|(l, _)| *l != layout) {
+                    drop(loaded.take()); // free the previous layout's device copy first
+                    if host.is_none() {
+                        host = Some(
+                            crate::model::weights(
+                                name,
+                                e.file.experiment.weights,
+                                e.seed(),
+                                env.source,
+                            )
+                            .map_err(|m| anyhow!("model {name}: {m}"))?,
+                        );
+                    }
+                    let weights = host.as_ref().expect("loaded above");
+                    let model = match layout {
+                        None => crate::model::upload::<B>(weights, device),
+                        Some((k, reduction)) => {
+                            let converted = convert_kv_heads(weights, k, reduction)?;
+                            crate::model::upload::<B>(&converted, device)
+                        }
+                    }
+                    .map_err(|m| anyhow!("model {name}: {m}"))?;
+                    loaded = Some((layout, model));
+                }
+                let model = &loaded.as_ref().expect("loaded above").1;
+                let ctx = RunCtx {
+                    model,
+                    device,
+                    experiment: e,
+                    run,
+                    progress: env.progress,
+                    source: env.source,
+                };
+                let metrics = match w {
+                    Workload::Memory => workloads::memory::measure(&ctx)?,
+                    Workload::Throughput => workloads::throughput::measure(&ctx)?,
+                    Workload::Walkthrough => {
+                        let (lines, row) = workloads::walkthrough::measure(&ctx)?;
+                        for l in lines {
+                            env.progress.println(&l);
+                        }
+                        match &walk_ref {
+                            Some(r) => {
+                                workloads::walkthrough::check_same(r, &run.label(), &row[2])?
+                            }
+                            None => walk_ref = Some((run.label(), row[2].clone())),
+                        }
+                        walked += 1;
+                        row
+                    }
+                    Workload::Perplexity => {
+                        let key = name.clone();
+                        let existing = existing_reference(&sink.existing, sink.header(), &key);
+                        let mut reference = |tokens: &[u32]| -> Result<f64> {
+                            if let Some(p) = ppl_ref.get(&key).copied().or(existing) {
+                                return Ok(p);
+                            }
+                            let spec = StrategySpec::new(StrategyKind::Concat);
+                            let mut cache =
+                                spec.build::<B>(&model.config, 1, tokens.len(), device)?;
+                            let sub = env
+                                .progress
+                                .sub_bar(tokens.len() as u64 - 1, "tokens (reference: concat)");
+                            let r = workloads::perplexity::streaming(
+                                model,
+                                cache.as_mut(),
+                                tokens,
+                                |i, _| sub.set_position(i as u64),
+                            )?;
+                            sub.finish_and_clear();
+                            ppl_ref.insert(key.clone(), r.ppl);
+                            Ok(r.ppl)
+                        };
+                        workloads::perplexity::measure(&ctx, &mut reference)?
+                    }
+                };
+                let mut row: Vec<String> = vec![
+                    e.name().into(),
+                    run.id(backend),
+                    env.commit.into(),
+                    backend.into(),
+                    device_name.clone(),
+                ];
+                row.extend(
+                    run.params
+                        .iter()
+                        .map(|(_, v)| v.as_ref().map(|v| v.to_string()).unwrap_or_default()),
+                );
+                row.extend(metrics);
+                sink.append(&row)?;
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if let (true, Some((label, tokens))) = (walked > 0, &walk_ref) {
+        env.progress.println(&format!(
+            "walkthrough: every strategy generated the same tokens as '{label}': [{tokens}]"
+        ));
+    }
+    Ok(())
+}
+
+/// The head layout a run's model needs: `None` for the checkpoint's own.
+type HeadLayout = Option<(usize, HeadReduction)>;
+
+fn head_layout(run: &Run) -> Result<HeadLayout> {
+    if run.get("strategy").is_none() {
+        return Ok(None);
+    }
+    let spec = run.spec().map_err(anyhow::Error::msg)?;
+    Ok(spec.kv_heads.map(|k| (k, spec.head_reduction.unwrap_or_default())))
+}
+
+fn column<'a>(header: &[String], row: &'a [String], name: &str) -> Option<&'a str> {
+    header.iter().position(|h| h == name).and_then(|i| row.get(i)).map(String::as_str)
+}
+
+fn existing_walkthrough(sink: &CsvSink) -> Option<(String, String)> {
+    let row = sink.existing.first()?;
+    let h = sink.header();
+    Some((column(h, row, "run_id")?.to_string(), column(h, row, "generated")?.to_string()))
+}
+
+/// The full-cache streaming perplexity already in the CSV for `model`, if any.
+fn existing_reference(rows: &[Vec<String>], header: &[String], model: &str) -> Option<f64> {
+    rows.iter()
+        .find(|r| {
+            column(header, r, "model") == Some(model)
+                && column(header, r, "strategy") == Some("concat")
+                && column(header, r, "mode") == Some("streaming")
+        })
+        .and_then(|r| column(header, r, "ppl")?.parse().ok())
+}
+
+/// `git rev-parse --short HEAD`, or "unknown".
+pub fn git_commit() -> String {
+    Process::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `runner list`.
+pub fn list() -> String {
+    let mut s = String::from("Strategies (sweep key `strategy`):\n");
+    for kind in StrategyKind::ALL {
+        let params = kind.parameters();
+        let mut probe = serde_json::json!({ "kind": kind.name() });
+        for (k, v) in [("cache_tokens", 8), ("sink_tokens", 1), ("block_size", 4)] {
+            if params.contains(&k) {
+                probe[k] = v.into();
+            }
+        }
+        let built = serde_json::from_value::<StrategySpec>(probe)
+            .map_err(|e| e.to_string())
+            .and_then(|spec| crate::model::check_buildable(&spec, 8));
+        s += &format!(
+            "  {:<13} {}{}\n  {:<13} parameters: {}\n",
+            kind.name(),
+            kind.summary(),
+            if built.is_ok() { "" } else { "  [not built yet]" },
+            "",
+            if params.is_empty() { "-".to_string() } else { params.join(", ") }
+        );
+    }
+    s += "\nSweep keys (expansion order, outermost first):\n";
+    for a in AXES {
+        let role = match a.role {
+            Role::Model => "model",
+            Role::Kind => "strategy",
+            Role::Strategy => "strategy parameter",
+            Role::Workload => "workload axis",
+        };
+        s += &format!("  {:<13} {} ({role}; {})\n", a.key, a.help, a.kind.allowed());
+    }
+    s += "\nWorkloads ([workload.<name>]):\n";
+    for w in Workload::ALL {
+        let cols = workloads::metric_columns(w).join(", ");
+        s += &format!("  {:<13} reads: {:<16} writes: {cols}\n", w.name(), {
+            let a = w.axes();
+            if a.is_empty() { "-".to_string() } else { a.join(", ") }
+        });
+    }
+    s += "\nModel presets (sweep key `model`, or [experiment] model):\n";
+    for name in kvlab_model::config::PRESETS {
+        if let Ok(c) = ModelConfig::preset(name) {
+            s += &format!(
+                "  {:<13} {} layers, {} heads / {} kv heads × {} dims, vocab {}: {} KV bytes per \
+                 token (f32)\n",
+                name,
+                c.n_layers,
+                c.n_heads,
+                c.n_kv_heads,
+                c.head_dim,
+                c.vocab_size,
+                c.kv_bytes_per_token(4)
+            );
+        }
+    }
+    s += "\nBackends (--backend or [experiment] backend):\n";
+    for b in BackendName::ALL {
+        let state = if b.compiled_in() {
+            "compiled in".to_string()
+        } else {
+            format!("not compiled in (cargo feature `{}`)", b.feature().unwrap_or_default())
+        };
+        s += &format!("  {:<13} {state}\n", b.name());
+    }
+    s
+}

@@ -1,0 +1,154 @@
+//! The command line (clap, derive).
+//!
+//! `runner EXPERIMENT.toml...` runs experiment files; `runner report|validate|list` are
+//! subcommands. A positional list and subcommands share the first argument, so
+//! `args_conflicts_with_subcommands` makes them exclusive: a first argument naming a subcommand
+//! is the subcommand, anything else is a file (write `./report` for a file named `report`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::backend::BackendName;
+
+const EXAMPLES: &str = "\
+Examples:
+  runner experiments/seed.toml                 the article's walkthrough on the toy model
+  runner experiments/gqa.toml --out /tmp/res   run a sweep, write CSVs, charts and report.md
+  runner experiments/gqa.toml --resume         finish an interrupted sweep
+  runner experiments/*.toml --dry-run          print every run without running
+  runner validate experiments/*.toml           check files (errors name file, key and value)
+  runner report results/gqa                    redraw charts + report.md from the CSVs
+  runner list                                  strategies, parameters, models, backends";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runner",
+    version,
+    about = "kvlab's benchmark runner: TOML experiments → sweeps → CSVs → charts and a report",
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    /// Experiment files to run, in order (e.g. experiments/gqa.toml).
+    #[arg(value_name = "EXPERIMENT.toml")]
+    pub experiments: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Backend for every run, overriding the files' `backend` (e.g. --backend ndarray).
+    /// cuda and wgpu need the cargo features of the same name (--features cuda).
+    #[arg(long, global = true, value_enum, value_name = "BACKEND")]
+    pub backend: Option<BackendName>,
+
+    /// Results directory: each experiment writes <DIR>/<name>/{memory,throughput,...}.csv,
+    /// charts/ and report.md (e.g. --out /tmp/results).
+    #[arg(long, global = true, value_name = "DIR", default_value = "results")]
+    pub out: PathBuf,
+
+    /// Skip runs whose run_id is already in the CSVs and append the rest (after a crash or
+    /// Ctrl-C: `runner experiments/gqa.toml --resume`).
+    #[arg(long, global = true)]
+    pub resume: bool,
+
+    /// Print the expanded runs (workload, run_id) and exit without running.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    /// No progress bars or status lines (results and errors are still printed).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// Cache for downloaded assets (GGUF model, corpus), e.g. --cache-dir ~/.cache/kvlab
+    /// (default: $KVLAB_CACHE_DIR, else $XDG_CACHE_HOME/kvlab, else ~/.cache/kvlab).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// A local .gguf model to use for pretrained weights instead of fetching the pinned one
+    /// (e.g. --model ~/models/SmolLM2-135M-Instruct.Q4_1.gguf).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Redraw charts and report.md from the CSVs in DIR (a results/<name> directory, or a
+    /// directory of them), e.g. `runner report results/gqa`.
+    Report {
+        #[arg(value_name = "RESULTS_DIR")]
+        dir: PathBuf,
+    },
+    /// Validate experiment files without running them, e.g. `runner validate experiments/*.toml`.
+    Validate {
+        #[arg(value_name = "EXPERIMENT.toml", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List strategies (with summaries and parameters), model presets, workloads, sweep keys
+    /// and the backends compiled into this binary.
+    List,
+    /// Greedy generation with the pretrained model, printing the continuation and tok/s, e.g.
+    /// `runner generate --prompt "The capital of France is"`.
+    Generate(GenerateArgs),
+    /// Top-k next-token logits at every input position as JSON, e.g.
+    /// `runner logits --text "Hello" --top-k 10` or `runner logits --ids 504,3458`.
+    Logits(LogitsArgs),
+    /// Measure memory read bandwidth (the decode roofline's denominator), e.g.
+    /// `runner bandwidth --json`.
+    Bandwidth {
+        /// Bytes to read per pass.
+        #[arg(long, default_value_t = 1 << 30)]
+        bytes: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// Text to continue (tokenized with the model's tokenizer).
+    #[arg(long, conflicts_with_all = ["ids", "ids_file"])]
+    pub prompt: Option<String>,
+    /// Token ids to continue, comma-separated (e.g. --ids 504,3575,282).
+    #[arg(long, value_name = "IDS", conflicts_with = "ids_file")]
+    pub ids: Option<String>,
+    /// A file of token ids (comma or whitespace separated).
+    #[arg(long, value_name = "PATH")]
+    pub ids_file: Option<PathBuf>,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 32)]
+    pub new_tokens: usize,
+    /// Rows decoded together (the prompt repeated).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Timed repeats (decode tok/s is reported per repeat).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Untimed warm-up runs first.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogitsArgs {
+    /// Text to score (tokenized with the model's tokenizer).
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    pub text: Option<String>,
+    /// Token ids to score, comma-separated.
+    #[arg(long, value_name = "IDS")]
+    pub ids: Option<String>,
+    /// Logits kept per position.
+    #[arg(long, default_value_t = 10)]
+    pub top_k: usize,
+}

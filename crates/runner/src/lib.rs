@@ -1,0 +1,16 @@
+//! kvlab's runner: TOML experiments → sweeps of runs → CSV rows → charts and a report.
+//!
+//! The binary (`main.rs`) only parses the command line and calls [`app::run`].
+
+pub mod alloc_counter;
+pub mod app;
+pub mod backend;
+pub mod cli;
+pub mod csv_sink;
+pub mod experiment;
+pub mod model;
+pub mod progress;
+pub mod report;
+pub mod sweep;
+pub mod tools;
+pub mod workloads;

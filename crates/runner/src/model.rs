@@ -1,0 +1,107 @@
+//! Resolving an experiment's `model` to a config and weights, and checking strategies build.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Backend;
+use kvlab_model::gguf::GgufFile;
+use kvlab_model::loader::{config_from_gguf, load_gguf};
+use kvlab_model::{Model, ModelConfig, ModelWeights};
+use kvlab_strategies::{SpecError, StrategySpec};
+
+use crate::experiment::Weights;
+
+/// Where model weights come from, as resolved by the CLI.
+#[derive(Debug, Clone, Default)]
+pub struct ModelSource {
+    /// `--model PATH`: a local .gguf used for `pretrained` weights.
+    pub gguf: Option<PathBuf>,
+    /// `--cache-dir`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The config of a preset name, or read from a `.gguf` file's metadata.
+pub fn config_of(model: &str) -> Result<ModelConfig, String> {
+    if is_gguf(Path::new(model)) {
+        let file = GgufFile::open(Path::new(model)).map_err(|e| e.to_string())?;
+        return config_from_gguf(&file).map_err(|e| e.to_string());
+    }
+    ModelConfig::preset(model).map_err(|e| e.to_string())
+}
+
+/// Checks a model can be loaded with these weights, without loading it. Pretrained weights
+/// exist for `smollm2-135m` (the pinned GGUF, or `--model PATH`) and for `.gguf` paths.
+pub fn check(model: &str, weights: Weights) -> Result<(), String> {
+    config_of(model)?;
+    match weights {
+        Weights::Pretrained if !(model == "smollm2-135m" || is_gguf(Path::new(model))) => {
+            Err(format!(
+                "model {model} has no pretrained weights (use weights = \"random\", or model = \
+                 \"smollm2-135m\" or a .gguf path)"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks a strategy is implemented and accepts `max_seq` tokens per row (builds a cache of it
+/// for the toy model on the CPU: some parameters, like KIVI group sizes, depend on the length).
+pub fn check_buildable(spec: &StrategySpec, max_seq: usize) -> Result<(), String> {
+    let mut config = ModelConfig::seed_toy();
+    if let Some(k) = spec.kv_heads.filter(|&k| k > 0 && config.n_heads.is_multiple_of(k)) {
+        config.n_kv_heads = k;
+    }
+    match spec.build::<burn_flex::Flex>(&config, 1, max_seq.max(1), &burn_flex::FlexDevice) {
+        Ok(_) => Ok(()),
+        Err(SpecError::Build(msg)) => Err(msg),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The GGUF file pretrained weights of `model` come from: the path itself, else `--model`,
+/// `KVLAB_MODEL`, or the pinned SmolLM2 file fetched into the cache.
+pub fn gguf_path(model: &str, source: &ModelSource) -> Result<PathBuf, String> {
+    if is_gguf(Path::new(model)) {
+        return Ok(PathBuf::from(model));
+    }
+    kvlab_model::assets::model_path(source.gguf.as_deref(), source.cache_dir.as_deref())
+        .map_err(|e| e.to_string())
+}
+
+/// Host weights for a model: seeded random init from its config, or the pretrained GGUF.
+pub fn weights(
+    model: &str,
+    weights: Weights,
+    seed: u64,
+    source: &ModelSource,
+) -> Result<ModelWeights, String> {
+    check(model, weights)?;
+    match weights {
+        Weights::Random => Ok(kvlab_model::init::random_weights(&config_of(model)?, seed)),
+        Weights::Pretrained => {
+            let path = gguf_path(model, source)?;
+            let loaded = load_gguf(&path).map_err(|e| e.to_string())?;
+            if !is_gguf(Path::new(model)) {
+                let preset = config_of(model)?;
+                if loaded.config != preset {
+                    return Err(format!(
+                        "{}: its config {:?} is not the {model} preset {:?}",
+                        path.display(),
+                        loaded.config,
+                        preset
+                    ));
+                }
+            }
+            Ok(loaded)
+        }
+    }
+}
+
+/// Uploads host weights to a backend's device.
+pub fn upload<B: Backend>(weights: &ModelWeights, device: &B::Device) -> Result<Model<B>, String> {
+    Model::<B>::from_weights(weights, device)
+}
+
+/// Whether a path names a GGUF file.
+pub fn is_gguf(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gguf")
+}

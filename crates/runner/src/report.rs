@@ -1,0 +1,599 @@
+//! `runner report DIR`: charts (PNG and SVG) and `report.md` from the CSVs alone.
+//!
+//! Output is a function of the CSVs and `experiment.toml` only: no timestamps, rows sorted by
+//! their parameters, series in a fixed order, so rerunning gives identical files.
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use kvlab_strategies::StrategyKind;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::app::PREFIX;
+use crate::csv_sink;
+use crate::sweep::{AXES, Workload};
+use crate::workloads;
+
+/// A CSV as read back: header and rows, sorted by parameters.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub workload: Workload,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn col(&self, name: &str) -> Option<usize> {
+        self.header.iter().position(|h| h == name)
+    }
+
+    fn get<'a>(&self, row: &'a [String], name: &str) -> &'a str {
+        self.col(name).and_then(|i| row.get(i)).map_or("", String::as_str)
+    }
+
+    fn num(&self, row: &[String], name: &str) -> Option<f64> {
+        self.get(row, name).parse().ok()
+    }
+
+    /// Axis columns (and backend) whose value varies across rows: what tells rows apart.
+    fn varying(&self) -> Vec<String> {
+        let mut names: Vec<String> = vec!["backend".into()];
+        names.extend(AXES.iter().map(|a| a.key.to_string()));
+        if self.workload == Workload::Perplexity {
+            names.push("mode".into());
+        }
+        names
+            .into_iter()
+            .filter(|n| self.col(n).is_some())
+            .filter(|n| {
+                let values: BTreeSet<&str> = self.rows.iter().map(|r| self.get(r, n)).collect();
+                values.len() > 1 || n == "strategy"
+            })
+            .collect()
+    }
+
+    /// A label from the varying columns except `except`.
+    fn label(&self, row: &[String], varying: &[String], except: &[&str]) -> String {
+        let mut parts = vec![];
+        for n in varying.iter().filter(|n| !except.contains(&n.as_str())) {
+            let v = self.get(row, n);
+            if v.is_empty() {
+                continue;
+            }
+            if n == "strategy" || n == "mode" || n == "backend" || n == "model" {
+                parts.push(v.to_string());
+            } else {
+                parts.push(format!("{n}={v}"));
+            }
+        }
+        if parts.is_empty() { "all".into() } else { parts.join(" ") }
+    }
+}
+
+fn cmp_values(col: &str, a: &str, b: &str) -> Ordering {
+    if col == "strategy" {
+        let pos = |s: &str| StrategyKind::ALL.iter().position(|k| k.name() == s);
+        return pos(a).cmp(&pos(b)).then_with(|| a.cmp(b));
+    }
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.total_cmp(&y),
+        _ => a.cmp(b),
+    }
+}
+
+/// Reads `<dir>/<workload>.csv`, rows sorted by (backend, axis columns in AXES order, run_id).
+pub fn read_table(dir: &Path, workload: Workload) -> Result<Option<Table>> {
+    let path = dir.join(format!("{}.csv", workload.name()));
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let (header, mut rows) = csv_sink::read(&path)?;
+    let mut keys: Vec<String> = vec!["backend".into()];
+    keys.extend(AXES.iter().map(|a| a.key.to_string()));
+    keys.push("mode".into());
+    keys.push("run_id".into());
+    let idx: Vec<(String, usize)> = keys
+        .into_iter()
+        .filter_map(|k| header.iter().position(|h| *h == k).map(|i| (k, i)))
+        .collect();
+    rows.sort_by(|a, b| {
+        idx.iter()
+            .map(|(k, i)| cmp_values(k, &a[*i], &b[*i]))
+            .find(|o| *o != Ordering::Equal)
+            .unwrap_or(Ordering::Equal)
+    });
+    Ok(Some(Table { workload, header, rows }))
+}
+
+/// Writes charts and report.md for `dir` (one experiment's results) or for every experiment
+/// directory inside it. Returns the files written.
+pub fn run(dir: &Path) -> Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        bail!("{}: not a directory", dir.display());
+    }
+    if is_experiment_dir(dir) {
+        return report_one(dir);
+    }
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && is_experiment_dir(p))
+        .collect();
+    subdirs.sort();
+    if subdirs.is_empty() {
+        bail!(
+            "{}: no results here (expected memory.csv, throughput.csv, perplexity.csv or \
+             walkthrough.csv, or directories holding them)",
+            dir.display()
+        );
+    }
+    let mut written = vec![];
+    for d in subdirs {
+        written.extend(report_one(&d)?);
+    }
+    Ok(written)
+}
+
+fn is_experiment_dir(dir: &Path) -> bool {
+    Workload::ALL.iter().any(|w| dir.join(format!("{}.csv", w.name())).is_file())
+}
+
+fn question(dir: &Path) -> (String, String) {
+    let fallback = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let Ok(text) = std::fs::read_to_string(dir.join("experiment.toml")) else {
+        return (fallback, "(experiment.toml not found next to the CSVs)".into());
+    };
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return (fallback, "(experiment.toml unreadable)".into());
+    };
+    let ex = table.get("experiment");
+    let get = |k: &str| ex.and_then(|e| e.get(k)).and_then(|v| v.as_str()).map(String::from);
+    (get("name").unwrap_or(fallback), get("question").unwrap_or_else(|| "(no question)".into()))
+}
+
+fn report_one(dir: &Path) -> Result<Vec<PathBuf>> {
+    let charts = dir.join("charts");
+    let mut tables = vec![];
+    for w in Workload::ALL {
+        if let Some(t) = read_table(dir, w)? {
+            tables.push(t);
+        }
+    }
+    let (name, question) = question(dir);
+    let mut md = String::new();
+    let _ = writeln!(md, "# {name}\n\n**Question.** {}\n", question.trim());
+    let unique = |col: &str| -> String {
+        let set: BTreeSet<String> = tables
+            .iter()
+            .flat_map(|t| t.rows.iter().map(move |r| t.get(r, col).to_string()))
+            .filter(|v| !v.is_empty())
+            .collect();
+        set.into_iter().collect::<Vec<_>>().join(", ")
+    };
+    let _ = writeln!(
+        md,
+        "Models: {} · backends: {} · devices: {} · kvlab commits: {}\n",
+        unique("model"),
+        unique("backend"),
+        unique("device"),
+        unique("git_commit")
+    );
+    let mut written = vec![];
+    for t in &tables {
+        let _ = writeln!(md, "## {}\n", title(t.workload));
+        md += &markdown_table(t);
+        // One set of charts per model: their scales differ by orders of magnitude.
+        let models: BTreeSet<String> =
+            t.rows.iter().map(|r| t.get(r, "model").to_string()).collect();
+        for model in &models {
+            let part = Table {
+                workload: t.workload,
+                header: t.header.clone(),
+                rows: t.rows.iter().filter(|r| t.get(r, "model") == model).cloned().collect(),
+            };
+            let suffix = if models.len() > 1 { format!("_{}", slug(model)) } else { String::new() };
+            for (stem, alt) in draw_charts(&part, &charts, &suffix, &mut written)? {
+                let _ = writeln!(md, "\n![{alt} ({model})](charts/{stem}.svg)");
+            }
+        }
+        md.push('\n');
+    }
+    if let Some(p) = tables.iter().find(|t| t.workload == Workload::Perplexity) {
+        let models: BTreeSet<String> =
+            p.rows.iter().map(|r| p.get(r, "model").to_string()).collect();
+        let mut section = String::new();
+        for model in &models {
+            let part = Table {
+                workload: p.workload,
+                header: p.header.clone(),
+                rows: p.rows.iter().filter(|r| p.get(r, "model") == model).cloned().collect(),
+            };
+            let stem = if models.len() > 1 {
+                format!("tradeoff_{}", slug(model))
+            } else {
+                "tradeoff".into()
+            };
+            if tradeoff(&part, &charts, &stem, &mut written)? {
+                let _ =
+                    writeln!(section, "![perplexity vs KV bytes ({model})](charts/{stem}.svg)\n");
+            }
+        }
+        if !section.is_empty() {
+            let _ = writeln!(md, "## Memory–quality trade-off\n\n{section}");
+        }
+    }
+    // Charts from an earlier report that this one did not draw would be stale.
+    if let Ok(entries) = std::fs::read_dir(&charts) {
+        let mut stale: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "png" || x == "svg"))
+            .filter(|p| !written.contains(p))
+            .collect();
+        stale.sort();
+        for p in stale {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    let path = dir.join("report.md");
+    std::fs::write(&path, md).with_context(|| format!("cannot write {}", path.display()))?;
+    written.push(path);
+    Ok(written)
+}
+
+fn title(w: Workload) -> &'static str {
+    match w {
+        Workload::Walkthrough => "Walkthrough (the article's generate loop)",
+        Workload::Memory => "Memory",
+        Workload::Throughput => "Throughput",
+        Workload::Perplexity => "Perplexity",
+    }
+}
+
+/// The headline columns of a workload.
+fn headline(w: Workload) -> &'static [&'static str] {
+    match w {
+        Workload::Walkthrough => &["generated", "kv_tokens", "kv_live_bytes", "formula_bytes"],
+        Workload::Memory => &[
+            "kv_allocated_bytes",
+            "kv_live_bytes",
+            "kv_metadata_bytes",
+            "formula_bytes",
+            "bytes_per_token",
+            "process_peak_bytes",
+        ],
+        Workload::Throughput => {
+            &["prefill_tok_per_s", "decode_tok_per_s", "ms_per_token_p50", "ms_per_token_p90"]
+        }
+        Workload::Perplexity => &["tokens", "ppl", "ppl_delta_pct", "kv_allocated_bytes"],
+    }
+}
+
+fn markdown_table(t: &Table) -> String {
+    let varying = t.varying();
+    let metrics: Vec<&str> =
+        headline(t.workload).iter().copied().filter(|m| t.col(m).is_some()).collect();
+    let mut md = String::new();
+    let head: Vec<String> = varying
+        .iter()
+        .cloned()
+        .chain(metrics.iter().map(|m| match m.strip_suffix("_bytes") {
+            Some(base) => format!("{base} (MiB)"),
+            None => m.to_string(),
+        }))
+        .collect();
+    let _ = writeln!(md, "| {} |", head.join(" | "));
+    let _ = writeln!(md, "|{}|", head.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    for r in &t.rows {
+        let mut cells: Vec<String> = varying.iter().map(|c| t.get(r, c).to_string()).collect();
+        for m in &metrics {
+            let v = t.get(r, m);
+            cells.push(match (m.ends_with("_bytes"), v.parse::<f64>()) {
+                (true, Ok(b)) => format!("{:.3}", b / MIB),
+                _ => v.to_string(),
+            });
+        }
+        let _ = writeln!(md, "| {} |", cells.join(" | "));
+    }
+    md
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+type Series = Vec<(String, Vec<(f64, f64)>)>;
+
+/// Groups rows into series by label, points `(x, y)`, in row order.
+fn series(t: &Table, x: &str, y: impl Fn(&[String]) -> Option<f64>, except: &[&str]) -> Series {
+    let varying = t.varying();
+    let mut out: Series = vec![];
+    for r in &t.rows {
+        let (Some(xv), Some(yv)) = (t.num(r, x), y(r)) else { continue };
+        let label = t.label(r, &varying, except);
+        match out.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, pts)) => pts.push((xv, yv)),
+            None => out.push((label, vec![(xv, yv)])),
+        }
+    }
+    for (_, pts) in &mut out {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    out
+}
+
+/// Draws the charts whose data exist; returns `(stem, alt text)` of each.
+fn draw_charts(
+    t: &Table,
+    charts: &Path,
+    suffix: &str,
+    written: &mut Vec<PathBuf>,
+) -> Result<Vec<(String, String)>> {
+    let mut out = vec![];
+    let mut chart = |mut spec: Chart, written: &mut Vec<PathBuf>| -> Result<()> {
+        if spec.series.iter().all(|(_, p)| p.is_empty()) {
+            return Ok(());
+        }
+        spec.stem = format!("{}{suffix}", spec.stem);
+        written.extend(spec.draw(charts)?);
+        out.push((spec.stem.clone(), spec.title.clone()));
+        Ok(())
+    };
+    match t.workload {
+        Workload::Memory => {
+            let mut s = series(
+                t,
+                "context",
+                |r| t.num(r, "kv_allocated_bytes").map(|b| b / MIB),
+                &["context"],
+            );
+            let formula = series(
+                t,
+                "context",
+                |r| t.num(r, "formula_bytes").map(|b| b / MIB),
+                &["context", "strategy", "cache_tokens", "sink_tokens", "block_size"],
+            );
+            let dashed = formula.len();
+            let formula: Series = formula
+                .into_iter()
+                .map(|(l, p)| (format!("formula 2·L·b·n_kv·d·layers·4 ({l})"), p))
+                .collect();
+            let n = s.len();
+            s.extend(formula);
+            chart(
+                Chart {
+                    stem: "memory_vs_context".into(),
+                    title: "KV-cache memory vs context".into(),
+                    x: "context (tokens)".into(),
+                    y: "KV allocated (MiB)".into(),
+                    series: s,
+                    dashed_from: (dashed > 0).then_some(n),
+                    scatter: false,
+                },
+                written,
+            )?;
+        }
+        Workload::Throughput => {
+            chart(
+                Chart {
+                    stem: "decode_vs_context".into(),
+                    title: "Decode throughput vs context".into(),
+                    x: "context (tokens)".into(),
+                    y: "decode (tokens/s)".into(),
+                    series: series(t, "context", |r| t.num(r, "decode_tok_per_s"), &["context"]),
+                    dashed_from: None,
+                    scatter: false,
+                },
+                written,
+            )?;
+        }
+        Workload::Perplexity => {
+            let streaming = |r: &[String]| t.get(r, "mode") != "chunked";
+            let has_budget = t.rows.iter().any(|r| t.num(r, "cache_tokens").is_some());
+            if has_budget {
+                let mut s = series(
+                    t,
+                    "cache_tokens",
+                    |r| if streaming(r) { t.num(r, "ppl") } else { None },
+                    &["cache_tokens"],
+                );
+                // Strategies without a budget keep every token: a flat line across the budgets.
+                let xs: Vec<f64> = t.rows.iter().filter_map(|r| t.num(r, "cache_tokens")).collect();
+                let (lo, hi) = (
+                    xs.iter().cloned().fold(f64::INFINITY, f64::min),
+                    xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+                );
+                let varying = t.varying();
+                let n = s.len();
+                let mut flat: Series = vec![];
+                for r in t.rows.iter().filter(|r| t.get(r, "cache_tokens").is_empty()) {
+                    if let Some(p) = t.num(r, "ppl") {
+                        let label =
+                            format!("{} (all tokens)", t.label(r, &varying, &["cache_tokens"]));
+                        flat.push((label, vec![(lo, p), (hi, p)]));
+                    }
+                }
+                let any_flat = !flat.is_empty();
+                s.extend(flat);
+                chart(
+                    Chart {
+                        stem: "ppl_vs_cache".into(),
+                        title: "Perplexity vs cache budget (streaming)".into(),
+                        x: "cache budget (tokens)".into(),
+                        y: "perplexity".into(),
+                        series: s,
+                        dashed_from: any_flat.then_some(n),
+                        scatter: false,
+                    },
+                    written,
+                )?;
+            }
+            if t.col("bits").is_some() && t.rows.iter().any(|r| t.num(r, "bits").is_some()) {
+                chart(
+                    Chart {
+                        stem: "ppl_vs_bits".into(),
+                        title: "Perplexity vs KV bits".into(),
+                        x: "KV bits per element".into(),
+                        y: "perplexity".into(),
+                        series: series(t, "bits", |r| t.num(r, "ppl"), &["bits"]),
+                        dashed_from: None,
+                        scatter: false,
+                    },
+                    written,
+                )?;
+            }
+        }
+        Workload::Walkthrough => {}
+    }
+    Ok(out)
+}
+
+fn tradeoff(t: &Table, charts: &Path, stem: &str, written: &mut Vec<PathBuf>) -> Result<bool> {
+    let varying = t.varying();
+    let mut s: Series = vec![];
+    for r in &t.rows {
+        let (Some(b), Some(p)) = (t.num(r, "kv_allocated_bytes"), t.num(r, "ppl")) else {
+            continue;
+        };
+        s.push((t.label(r, &varying, &[]), vec![(b / MIB, p)]));
+    }
+    if s.len() < 2 {
+        return Ok(false);
+    }
+    let spec = Chart {
+        stem: stem.into(),
+        title: "Memory–quality trade-off".into(),
+        x: "KV allocated (MiB)".into(),
+        y: "perplexity".into(),
+        series: s,
+        dashed_from: None,
+        scatter: true,
+    };
+    written.extend(spec.draw(charts)?);
+    Ok(true)
+}
+
+struct Chart {
+    stem: String,
+    title: String,
+    x: String,
+    y: String,
+    series: Series,
+    /// Series from this index on are drawn dashed (formulas, references).
+    dashed_from: Option<usize>,
+    /// Points only (no lines).
+    scatter: bool,
+}
+
+impl Chart {
+    fn draw(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let png = dir.join(format!("{}.png", self.stem));
+        let svg = dir.join(format!("{}.svg", self.stem));
+        {
+            let root = BitMapBackend::new(&png, (960, 600)).into_drawing_area();
+            self.render(&root).map_err(|e| anyhow::anyhow!("{}: {e}", png.display()))?;
+            root.present().map_err(|e| anyhow::anyhow!("{}: {e}", png.display()))?;
+        }
+        {
+            let root = SVGBackend::new(&svg, (960, 600)).into_drawing_area();
+            self.render(&root).map_err(|e| anyhow::anyhow!("{}: {e}", svg.display()))?;
+            root.present().map_err(|e| anyhow::anyhow!("{}: {e}", svg.display()))?;
+        }
+        Ok(vec![png, svg])
+    }
+
+    fn render<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        root.fill(&WHITE)?;
+        let pts = self.series.iter().flat_map(|(_, p)| p.iter());
+        let (mut x0, mut x1, mut y0, mut y1) =
+            (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        for &(x, y) in pts {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        let pad = |lo: f64, hi: f64| {
+            let span = if hi > lo { hi - lo } else { lo.abs().max(1.0) };
+            (lo - 0.05 * span, hi + 0.05 * span)
+        };
+        let (x0, x1) = pad(x0, x1);
+        let (y0, y1) = pad(y0.min(0.0_f64.max(y0)), y1);
+        let (plot, legend) = root.split_horizontally(640);
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(&self.title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(48)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x0..x1, y0..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x.as_str())
+            .y_desc(self.y.as_str())
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()?;
+        for (i, (label, points)) in self.series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let dashed = self.dashed_from.is_some_and(|d| i >= d);
+            let style = ShapeStyle { color, filled: true, stroke_width: 2 };
+            if !self.scatter {
+                if dashed {
+                    chart.draw_series(DashedLineSeries::new(
+                        points.iter().copied(),
+                        8,
+                        6,
+                        style,
+                    ))?;
+                } else {
+                    chart.draw_series(LineSeries::new(points.iter().copied(), style))?;
+                }
+            }
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, style)))?;
+            // The legend: its own column right of the plot, one line per series.
+            let y = 40 + 18 * i as i32;
+            if y < 590 {
+                legend.draw(&PathElement::new(
+                    vec![(4, y), (24, y)],
+                    ShapeStyle { stroke_width: 3, ..style },
+                ))?;
+                legend.draw(&Text::new(label.clone(), (30, y - 7), ("sans-serif", 13)))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The workload's metric columns (for docs and tests).
+pub fn metric_columns(w: Workload) -> Vec<&'static str> {
+    PREFIX.iter().copied().chain(workloads::metric_columns(w).iter().copied()).collect()
+}
+
+/// Compact axis labels: 0.25, 12, 1.5k, 3.2M, 1.2e12.
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e9).contains(&a) {
+        format!("{v:.1e}")
+    } else if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 100.0 || (v.fract() == 0.0) {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// A file-name-safe form of a label.
+fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+}

@@ -1,0 +1,380 @@
+//! Sweep axes and their expansion into runs.
+//!
+//! # Expansion order (pinned)
+//!
+//! Runs are expanded per workload, in the order of [`Workload::ALL`]. Within one workload the
+//! runs are the cartesian product of the axes in the order of [`AXES`] (the first axis is the
+//! outermost loop, the last the innermost), with the values in the order the experiment file
+//! lists them. An axis is only multiplied in where it applies: a strategy parameter only for
+//! the strategy kinds whose [`StrategyKind::parameters`] name it, a workload axis only for the
+//! workloads that read it. Where an axis does not apply, the run leaves its column empty.
+//!
+//! # Adding a strategy parameter
+//!
+//! Add one line to [`AXES`] with [`Role::Strategy`]: the runner validates its values, multiplies
+//! it in for the specs whose `StrategySpec::applicable()` lists it, passes it to `StrategySpec` by name (serde) and writes it
+//! as a CSV column.
+
+use std::fmt;
+
+use kvlab_strategies::{StrategyKind, StrategySpec};
+
+/// What an axis is a parameter of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The model preset (or GGUF path): runs are grouped by it, the model loads once per group.
+    Model,
+    /// The strategy kind itself.
+    Kind,
+    /// A `StrategySpec` field, applied where `StrategyKind::parameters()` lists it.
+    Strategy,
+    /// Read by the workloads that list it in [`Workload::axes`].
+    Workload,
+}
+
+/// What values an axis accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// A model preset name or a path ending in `.gguf`.
+    Model,
+    /// A strategy kind name.
+    Strategy,
+    /// An integer ≥ 1.
+    Positive,
+    /// An integer ≥ 0.
+    NonNegative,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+}
+
+impl ValueKind {
+    pub fn allowed(self) -> String {
+        match self {
+            Self::Model => format!(
+                "a model preset ({}) or a path to a .gguf file",
+                kvlab_model::config::PRESETS.join(", ")
+            ),
+            Self::Strategy => format!(
+                "a strategy kind ({})",
+                StrategyKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+            ),
+            Self::Positive => "an integer ≥ 1".into(),
+            Self::NonNegative => "an integer ≥ 0".into(),
+            Self::OneOf(v) => format!("one of {}", v.join(", ")),
+        }
+    }
+
+    /// Checks one TOML value; `Err` says what is allowed.
+    pub fn parse(self, v: &toml::Value) -> Result<Value, String> {
+        let bad = || Err(format!("expected {}", self.allowed()));
+        match self {
+            Self::Positive | Self::NonNegative => match v.as_integer() {
+                Some(i) if i >= 1 || (i == 0 && self == Self::NonNegative) => Ok(Value::Int(i)),
+                _ => bad(),
+            },
+            Self::Strategy => match v.as_str().map(|s| s.parse::<StrategyKind>()) {
+                Some(Ok(k)) => Ok(Value::Str(k.name().into())),
+                _ => bad(),
+            },
+            Self::Model => match v.as_str() {
+                Some(s) if kvlab_model::config::PRESETS.contains(&s) || s.ends_with(".gguf") => {
+                    Ok(Value::Str(s.into()))
+                }
+                _ => bad(),
+            },
+            Self::OneOf(allowed) => match v.as_str() {
+                Some(s) if allowed.contains(&s) => Ok(Value::Str(s.into())),
+                _ => bad(),
+            },
+        }
+    }
+}
+
+/// One sweep axis.
+#[derive(Debug, Clone, Copy)]
+pub struct Axis {
+    pub key: &'static str,
+    pub role: Role,
+    pub kind: ValueKind,
+    pub help: &'static str,
+}
+
+const fn axis(key: &'static str, role: Role, kind: ValueKind, help: &'static str) -> Axis {
+    Axis { key, role, kind, help }
+}
+
+/// Every sweep axis, in expansion order (outermost first). One line per key.
+pub const AXES: &[Axis] = &[
+    axis("model", Role::Model, ValueKind::Model, "model preset or .gguf path"),
+    axis("strategy", Role::Kind, ValueKind::Strategy, "KV-cache strategy kind"),
+    axis("cache_tokens", Role::Strategy, ValueKind::Positive, "token budget (window, sink)"),
+    axis("sink_tokens", Role::Strategy, ValueKind::NonNegative, "first tokens kept (sink)"),
+    axis("block_size", Role::Strategy, ValueKind::Positive, "tokens per block (paged)"),
+    // A key another key depends on (bits → group_size, kv_heads → head_reduction) comes first:
+    // applicability is asked of the spec built from the keys before it.
+    axis("bits", Role::Strategy, ValueKind::Positive, "KV bits: 8, 4 (quantized) or 32"),
+    axis("group_size", Role::Strategy, ValueKind::Positive, "elements per quantization scale"),
+    axis("quant_axis", Role::Strategy, ValueKind::OneOf(&["per-token", "kivi"]), "scale grouping"),
+    axis("scheme", Role::Strategy, ValueKind::OneOf(&["asymmetric", "symmetric"]), "quant scheme"),
+    axis("residual", Role::Strategy, ValueKind::NonNegative, "recent tokens kept in f32"),
+    axis("kv_heads", Role::Strategy, ValueKind::Positive, "KV heads after head conversion"),
+    axis(
+        "head_reduction",
+        Role::Strategy,
+        ValueKind::OneOf(&["mean-pool", "first-head"]),
+        "how grouped KV heads become one",
+    ),
+    // New StrategySpec parameters go here: one line each.
+    axis("batch", Role::Workload, ValueKind::Positive, "sequences per batch"),
+    axis("context", Role::Workload, ValueKind::Positive, "tokens in the cache (prompt length)"),
+];
+
+pub fn axis_named(key: &str) -> Option<&'static Axis> {
+    AXES.iter().find(|a| a.key == key)
+}
+
+/// A value of one axis in one run.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Value {
+    Int(i64),
+    Str(String),
+}
+
+impl Value {
+    pub fn as_usize(&self) -> Option<usize> {
+        match self {
+            Self::Int(i) => usize::try_from(*i).ok(),
+            Self::Str(_) => None,
+        }
+    }
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::Int(i) => serde_json::Value::from(*i),
+            Self::Str(s) => serde_json::Value::from(s.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Int(i) => write!(f, "{i}"),
+            Self::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The workloads, in the order an experiment runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Workload {
+    Walkthrough,
+    Memory,
+    Throughput,
+    Perplexity,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 4] =
+        [Self::Walkthrough, Self::Memory, Self::Throughput, Self::Perplexity];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Walkthrough => "walkthrough",
+            Self::Memory => "memory",
+            Self::Throughput => "throughput",
+            Self::Perplexity => "perplexity",
+        }
+    }
+
+    /// The workload axes this workload reads (the others are not multiplied in).
+    pub fn axes(self) -> &'static [&'static str] {
+        match self {
+            Self::Walkthrough | Self::Perplexity => &[],
+            Self::Memory | Self::Throughput => &["batch", "context"],
+        }
+    }
+
+    /// Whether an axis is a column of this workload's CSV.
+    pub fn has_column(self, axis: &Axis) -> bool {
+        match axis.role {
+            Role::Model | Role::Kind | Role::Strategy => true,
+            Role::Workload => self.axes().contains(&axis.key),
+        }
+    }
+
+    /// The axis columns of this workload's CSV, in [`AXES`] order.
+    pub fn axis_columns(self) -> Vec<&'static str> {
+        AXES.iter().filter(|a| self.has_column(a)).map(|a| a.key).collect()
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One run: a workload and one value (or none, where it does not apply) for each of its axis
+/// columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub workload: Workload,
+    /// `(axis, value)` for every axis column of the workload, in [`AXES`] order.
+    pub params: Vec<(&'static str, Option<Value>)>,
+}
+
+impl Run {
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.params.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.as_ref())
+    }
+
+    pub fn usize(&self, key: &str) -> Option<usize> {
+        self.get(key).and_then(Value::as_usize)
+    }
+
+    pub fn model(&self) -> &str {
+        match self.get("model") {
+            Some(Value::Str(s)) => s,
+            _ => "",
+        }
+    }
+
+    pub fn kind(&self) -> StrategyKind {
+        match self.get("strategy") {
+            Some(Value::Str(s)) => s.parse().unwrap_or(StrategyKind::Concat),
+            _ => StrategyKind::Concat,
+        }
+    }
+
+    /// Batch size (1 where the workload has no batch axis).
+    pub fn batch(&self) -> usize {
+        self.usize("batch").unwrap_or(1)
+    }
+
+    /// The strategy spec, built from the strategy parameters by name.
+    pub fn spec(&self) -> Result<StrategySpec, String> {
+        let mut map = serde_json::Map::new();
+        for (key, value) in &self.params {
+            let Some(axis) = axis_named(key) else { continue };
+            match (axis.role, value) {
+                (Role::Kind, Some(v)) => {
+                    map.insert("kind".into(), v.to_json());
+                }
+                (Role::Strategy, Some(v)) => {
+                    map.insert((*key).into(), v.to_json());
+                }
+                _ => {}
+            }
+        }
+        serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())
+    }
+
+    /// The canonical string of the run's parameters (its identity in CSVs, for `--resume`):
+    /// `backend=flex;model=seed-toy;strategy=sink;cache_tokens=64;sink_tokens=4`. Only the
+    /// parameters that apply appear, in [`AXES`] order.
+    pub fn id(&self, backend: &str) -> String {
+        let mut parts = vec![format!("backend={backend}")];
+        parts
+            .extend(self.params.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}"))));
+        parts.join(";")
+    }
+
+    /// A short human label: `sink cache_tokens=64 sink_tokens=4 batch=1`.
+    pub fn label(&self) -> String {
+        let mut parts = vec![];
+        for (k, v) in &self.params {
+            match (axis_named(k).map(|a| a.role), v) {
+                (Some(Role::Kind), Some(v)) => parts.push(v.to_string()),
+                (Some(Role::Model), Some(v)) => parts.push(format!("[{v}]")),
+                (_, Some(v)) => parts.push(format!("{k}={v}")),
+                _ => {}
+            }
+        }
+        parts.join(" ")
+    }
+}
+
+/// The values of every axis after validation: swept lists or the single default.
+#[derive(Debug, Clone, Default)]
+pub struct AxisValues {
+    /// `(axis key, values)`; an axis absent here has no value (for a strategy parameter: none
+    /// given; the strategy's validation says if it needs one).
+    pub values: Vec<(&'static str, Vec<Value>)>,
+}
+
+impl AxisValues {
+    pub fn get(&self, key: &str) -> Option<&[Value]> {
+        self.values.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Expands the axes into the runs of `workload` (see the module docs for the order).
+pub fn expand(axes: &AxisValues, workload: Workload) -> Vec<Run> {
+    let mut runs = vec![];
+    let mut current: Vec<(&'static str, Option<Value>)> = vec![];
+    recurse(axes, workload, 0, &mut current, &mut runs);
+    runs
+}
+
+fn recurse(
+    axes: &AxisValues,
+    workload: Workload,
+    depth: usize,
+    current: &mut Vec<(&'static str, Option<Value>)>,
+    out: &mut Vec<Run>,
+) {
+    let Some(axis) = AXES.get(depth) else {
+        out.push(Run { workload, params: current.clone() });
+        return;
+    };
+    if !workload.has_column(axis) {
+        return recurse(axes, workload, depth + 1, current, out);
+    }
+    let applies = match axis.role {
+        Role::Model | Role::Kind | Role::Workload => true,
+        Role::Strategy => {
+            // Ask the spec built from the keys chosen so far (bits only applies to slot stores,
+            // group_size only once bits quantizes, ...).
+            let partial = Run { workload, params: current.clone() };
+            partial.spec().is_ok_and(|spec| spec.applicable().contains(&axis.key))
+        }
+    };
+    let values = axes.get(axis.key).filter(|v| !v.is_empty());
+    match (applies, values) {
+        (true, Some(values)) => {
+            for v in values {
+                current.push((axis.key, Some(v.clone())));
+                recurse(axes, workload, depth + 1, current, out);
+                current.pop();
+            }
+        }
+        _ => {
+            current.push((axis.key, None));
+            recurse(axes, workload, depth + 1, current, out);
+            current.pop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_strategy_parameter_is_an_axis() {
+        // A StrategySpec field without an axis could never be set from an experiment.
+        let spec = serde_json::to_value(StrategySpec::new(StrategyKind::Concat)).unwrap();
+        for key in spec.as_object().unwrap().keys().filter(|k| *k != "kind") {
+            let axis = axis_named(key).unwrap_or_else(|| panic!("add an axis for '{key}'"));
+            assert_eq!(axis.role, Role::Strategy, "{key}");
+        }
+        for kind in StrategyKind::ALL {
+            let mut spec = StrategySpec::new(kind);
+            spec.bits = Some(8);
+            spec.kv_heads = Some(1);
+            for p in spec.applicable() {
+                assert!(axis_named(p).is_some(), "{kind} reads '{p}': add it to AXES");
+            }
+        }
+    }
+}

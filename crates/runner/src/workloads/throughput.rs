@@ -1,0 +1,93 @@
+//! throughput: prefill `context` tokens then decode `decode_tokens`, timed per step with the
+//! device synced inside every timed region; the median over repeats after a warm-up.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::prelude::Backend;
+use kvlab_model::generate::{Sampling, generate};
+
+use super::{RunCtx, random_prompts, sync};
+
+pub const COLUMNS: &[&str] = &[
+    "decode_tokens",
+    "repeats",
+    "prefill_tok_per_s",
+    "decode_tok_per_s",
+    "ms_per_token_p50",
+    "ms_per_token_p90",
+];
+
+pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<Vec<String>> {
+    let p = ctx.experiment.file.workload.throughput.clone().unwrap_or(
+        crate::experiment::ThroughputParams { decode_tokens: 16, repeats: 3, warmup: 1 },
+    );
+    let (batch, context) = (ctx.run.batch(), ctx.run.usize("context").unwrap_or(1));
+    let prompts =
+        random_prompts(ctx.experiment.seed(), batch, context, ctx.model.config.vocab_size);
+    let mut prefill_s = vec![];
+    let mut decode_s = vec![];
+    let mut step_ms = vec![];
+    for rep in 0..p.warmup + p.repeats {
+        let mut cache = ctx.cache(batch, context + p.decode_tokens)?;
+        sync::<B>(ctx.device)?;
+        let mut marks = Vec::with_capacity(p.decode_tokens + 1);
+        let start = Instant::now();
+        generate(
+            ctx.model,
+            cache.as_mut(),
+            &prompts,
+            p.decode_tokens + 1,
+            &Sampling::Greedy,
+            |_| {
+                // The logits were read to the host to choose the token; sync anyway so the mark
+                // closes every queued kernel on asynchronous backends.
+                let _ = B::sync(ctx.device);
+                marks.push(Instant::now());
+            },
+        )?;
+        if rep < p.warmup {
+            continue;
+        }
+        prefill_s.push((marks[0] - start).as_secs_f64());
+        decode_s.push((marks[marks.len() - 1] - marks[0]).as_secs_f64());
+        step_ms.extend(marks.windows(2).map(|w| (w[1] - w[0]).as_secs_f64() * 1e3));
+    }
+    let prefill = median(&mut prefill_s);
+    let decode = median(&mut decode_s);
+    Ok(vec![
+        p.decode_tokens.to_string(),
+        p.repeats.to_string(),
+        format!("{:.1}", (batch * context) as f64 / prefill),
+        format!("{:.1}", (batch * p.decode_tokens) as f64 / decode),
+        format!("{:.3}", percentile(&mut step_ms, 0.5)),
+        format!("{:.3}", percentile(&mut step_ms, 0.9)),
+    ])
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    percentile(v, 0.5)
+}
+
+/// Nearest-rank percentile (`q` in 0..=1) of a non-empty slice.
+pub fn percentile(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank() {
+        let mut v = vec![5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(percentile(&mut v, 0.5), 3.0);
+        assert_eq!(percentile(&mut v, 0.9), 5.0);
+        assert_eq!(percentile(&mut [7.0], 0.9), 7.0);
+    }
+}

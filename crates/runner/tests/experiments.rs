@@ -1,0 +1,138 @@
+//! Experiment files: the sweep's pinned order, validation messages, shipped files.
+
+use runner::experiment::{self, Invalid};
+use runner::sweep::Workload;
+
+const BASE: &str = r#"
+[experiment]
+name = "t"
+question = "q?"
+model = "seed-toy"
+"#;
+
+fn parse(extra: &str) -> Result<experiment::Experiment, Invalid> {
+    experiment::parse("t.toml", &format!("{BASE}{extra}"), None)
+}
+
+fn error(extra: &str) -> String {
+    match parse(extra) {
+        Ok(_) => panic!("expected a validation error for:\n{extra}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn expansion_order_is_pinned_and_inapplicable_keys_are_not_multiplied() {
+    let e = parse(
+        r#"
+[strategy]
+sink_tokens = 2
+
+[sweep]
+strategy = ["concat", "window", "sink"]
+cache_tokens = [8, 4]
+batch = [1, 2]
+context = [16]
+
+[workload.memory]
+"#,
+    )
+    .unwrap();
+    let ids: Vec<String> = e.runs(Workload::Memory).iter().map(|r| r.id("flex")).collect();
+    let p = "backend=flex;model=seed-toy;strategy=";
+    let expected: Vec<String> = [
+        "concat;batch=1;context=16",
+        "concat;batch=2;context=16",
+        "window;cache_tokens=8;batch=1;context=16",
+        "window;cache_tokens=8;batch=2;context=16",
+        "window;cache_tokens=4;batch=1;context=16",
+        "window;cache_tokens=4;batch=2;context=16",
+        "sink;cache_tokens=8;sink_tokens=2;batch=1;context=16",
+        "sink;cache_tokens=8;sink_tokens=2;batch=2;context=16",
+        "sink;cache_tokens=4;sink_tokens=2;batch=1;context=16",
+        "sink;cache_tokens=4;sink_tokens=2;batch=2;context=16",
+    ]
+    .iter()
+    .map(|s| format!("{p}{s}"))
+    .collect();
+    assert_eq!(ids, expected);
+    // Columns that do not apply stay empty.
+    let concat = &e.runs(Workload::Memory)[0];
+    assert_eq!(concat.get("cache_tokens"), None);
+    assert_eq!(concat.get("sink_tokens"), None);
+}
+
+#[test]
+fn every_shipped_experiment_validates() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let e = experiment::load(&path, None).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!e.file.experiment.question.is_empty());
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.starts_with("# experiments/"), "{}: header comment", path.display());
+            n += 1;
+        }
+    }
+    for name in ["seed", "smoke", "gqa", "window", "sink", "paged", "quant"] {
+        assert!(
+            std::path::Path::new(dir).join(format!("{name}.toml")).is_file(),
+            "experiments/{name}.toml"
+        );
+    }
+    assert!(n >= 7);
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = error("[sweep]\ncache_tokenz = [1]\n[workload.memory]\n");
+    assert!(e.contains("t.toml") && e.contains("sweep.cache_tokenz: unknown key"), "{e}");
+    let e = error("[workload.memory]\nfoo = 1\n");
+    assert!(e.contains("t.toml") && e.contains("unknown field `foo`"), "{e}");
+    let e = error("[strategy]\nbitz = 4\n[workload.memory]\n");
+    assert!(e.contains("strategy.bitz: unknown key"), "{e}");
+}
+
+#[test]
+fn wrong_types_are_named() {
+    let e = error("[sweep]\ncontext = [16, \"x\"]\n[workload.memory]\n");
+    assert!(e.contains("sweep.context[1] = \"x\": expected an integer ≥ 1"), "{e}");
+    let e = error("[sweep]\nstrategy = [\"concat\", \"lru\"]\ncontext = [4]\n[workload.memory]\n");
+    assert!(e.contains("sweep.strategy[1] = \"lru\": expected a strategy kind"), "{e}");
+    // Typed sections: toml's message shows the offending line with the key.
+    let e = error("[workload.throughput]\nrepeats = \"three\"\n");
+    assert!(e.contains("repeats") && e.contains("invalid type"), "{e}");
+}
+
+#[test]
+fn out_of_range_values_are_named() {
+    let e = error(
+        "[sweep]\ncache_tokens = [8, 4, 0]\nstrategy = [\"window\"]\n[workload.perplexity]\n",
+    );
+    assert!(e.contains("sweep.cache_tokens[2] = 0: expected an integer ≥ 1"), "{e}");
+    let e = error("[sweep]\ncontext = [4]\n[workload.throughput]\nrepeats = 0\n");
+    assert!(e.contains("workload.throughput.repeats = 0"), "{e}");
+}
+
+#[test]
+fn impossible_combinations_name_the_run() {
+    let e = error(
+        "[sweep]\nstrategy = [\"sink\"]\ncache_tokens = [8, 4]\nsink_tokens = [4]\n\
+         [workload.perplexity]\n",
+    );
+    assert!(e.contains("run perplexity#1 ([seed-toy] sink cache_tokens=4 sink_tokens=4)"), "{e}");
+    assert!(e.contains("sink_tokens = 4: must be < cache_tokens = 4"), "{e}");
+    assert!(!e.contains("perplexity#0"), "{e}");
+    let e = error("[sweep]\nstrategy = [\"window\"]\n[workload.perplexity]\n");
+    assert!(e.contains("cache_tokens = missing"), "{e}");
+}
+
+#[test]
+fn axes_nobody_reads_and_missing_context_are_errors() {
+    let e = error("[sweep]\ncontext = [4]\n[workload.perplexity]\n");
+    assert!(e.contains("sweep.context: no workload of this experiment reads it"), "{e}");
+    let e = error("[workload.memory]\n");
+    assert!(e.contains("sweep.context: required by workload.memory"), "{e}");
+}
