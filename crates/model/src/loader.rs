@@ -50,13 +50,19 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig, LoadError> {
             Ok(d) => d as usize,
             Err(_) => hidden / n_heads,
         },
-        rope_theta: file.get_f32("llama.rope.freq_base").map(f64::from).unwrap_or(10_000.0),
-        rms_eps: file.get_f32("llama.attention.layer_norm_rms_epsilon")? as f64,
+        rope_theta: file.get_f32("llama.rope.freq_base").map(shortest_f64).unwrap_or(10_000.0),
+        rms_eps: shortest_f64(file.get_f32("llama.attention.layer_norm_rms_epsilon")?),
         tie_embeddings: file.tensor("output.weight").is_none(),
         max_positions: 32_768,
     };
     config.validate().map_err(|e| LoadError::Shape { path, message: e.to_string() })?;
     Ok(config)
+}
+
+/// The f64 a person wrote when the file stores an f32: `1e-5` stays `1e-5`, not
+/// `9.999999747378752e-6` (f32's shortest decimal, parsed back as f64).
+fn shortest_f64(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
 }
 
 /// Opens `path` and loads every weight.

@@ -186,6 +186,13 @@ impl StrategySpec {
         keys
     }
 
+    /// [`StrategySpec::applicable`] for a known checkpoint: `head_reduction` only matters when
+    /// `kv_heads` is fewer than the checkpoint's KV heads (more heads are always repeats).
+    pub fn applicable_to(&self, config: &ModelConfig) -> Vec<&'static str> {
+        let reduces = self.kv_heads.is_some_and(|k| k < config.n_kv_heads);
+        self.applicable().into_iter().filter(|&k| k != "head_reduction" || reduces).collect()
+    }
+
     /// Rejects impossible parameters, naming the key and value.
     pub fn validate(&self) -> Result<(), SpecError> {
         if let Some(bits) = self.bits {
