@@ -39,6 +39,15 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Some(Command::Compare { base, new, ppl_tol, max_slowdown }) => {
+            let opts = crate::compare::Options { ppl_tol, max_slowdown };
+            let outcome = crate::compare::compare(&base, &new, &opts)?;
+            print!("{}", outcome.render(&base, &new));
+            if !outcome.passed() {
+                bail!("{} regression(s) against {}", outcome.regressions(), base.display());
+            }
+            Ok(())
+        }
         Some(Command::List) => {
             print!("{}", list());
             Ok(())
@@ -215,6 +224,10 @@ fn run_experiments(files: &[PathBuf], g: &Global) -> Result<()> {
         let mut per = BTreeMap::new();
         for w in e.workloads() {
             per.insert(w, CsvSink::open(&csv_path(&g.out, e, w), &header(w), g.resume)?);
+            if w == Workload::Fragmentation {
+                // The side CSV of per-iteration samples follows the same resume rule.
+                workloads::fragmentation::open_series(&g.out.join(e.name()), g.resume)?;
+            }
         }
         sinks.push(per);
     }
@@ -225,7 +238,8 @@ fn run_experiments(files: &[PathBuf], g: &Global) -> Result<()> {
         let dir = g.out.join(e.name());
         std::fs::write(dir.join("experiment.toml"), &e.source)
             .with_context(|| format!("cannot write {}", dir.display()))?;
-        let env = Env { experiment: e, commit: &commit, source: &source, progress: &progress };
+        let env =
+            Env { experiment: e, commit: &commit, source: &source, progress: &progress, dir: &dir };
         crate::with_backend!(
             e.backend,
             |B, device| execute::<B>(&env, &device, sinks)?,
@@ -247,6 +261,8 @@ struct Env<'a> {
     commit: &'a str,
     source: &'a ModelSource,
     progress: &'a Progress,
+    /// The experiment's results directory (for side CSVs).
+    dir: &'a Path,
 }
 
 /// Every run of one experiment on backend `B`.
@@ -297,6 +313,32 @@ fn execute<B: Backend>(
             let sink = sinks.get_mut(w).expect("a sink per workload");
             for run in runs.iter().filter(|r| r.model() == name) {
                 bar.set_message(format!("{w}: {}", run.label()));
+                if *w == Workload::Fragmentation {
+                    // A simulation: no model on the device, nothing timed.
+                    let (metrics, series) = workloads::fragmentation::measure(e, run)
+                        .with_context(|| format!("run {w}: {}", run.label()))?;
+                    let id = run.id(backend);
+                    let mut row: Vec<String> = vec![
+                        e.name().into(),
+                        id.clone(),
+                        env.commit.into(),
+                        backend.into(),
+                        device_name.clone(),
+                    ];
+                    row.extend(
+                        run.params
+                            .iter()
+                            .map(|(_, v)| v.as_ref().map(|v| v.to_string()).unwrap_or_default()),
+                    );
+                    let budget = metrics[5].clone(); // kv_budget_bytes
+                    row.extend(metrics);
+                    workloads::fragmentation::append_series(
+                        env.dir, e, run, &id, &budget, &series,
+                    )?;
+                    sink.append(&row)?;
+                    bar.inc(1);
+                    continue;
+                }
                 let layout = head_layout(run)?;
                 if loaded.as_ref().is_none_or(|(l, _)| *l != layout) {
                     drop(loaded.take()); // free the previous layout's device copy first
@@ -334,6 +376,9 @@ fn execute<B: Backend>(
                 let metrics = match w {
                     Workload::Memory => workloads::memory::measure(&ctx)?,
                     Workload::Throughput => workloads::throughput::measure(&ctx)?,
+                    Workload::Fragmentation => {
+                        bail!("internal: fragmentation runs without a model")
+                    }
                     Workload::Walkthrough => {
                         let (lines, row) = workloads::walkthrough::measure(&ctx)?;
                         for l in lines {

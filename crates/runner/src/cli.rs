@@ -19,7 +19,8 @@ Examples:
   runner experiments/*.toml --dry-run          print every run without running
   runner validate experiments/*.toml           check files (errors name file, key and value)
   runner report results/gqa                    redraw charts + report.md from the CSVs
-  runner list                                  strategies, parameters, models, backends";
+  runner list                                  strategies, parameters, models, backends
+  runner compare results/baseline /tmp/res/smoke   regression check (exit 1 on a regression)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -90,6 +91,23 @@ pub enum Command {
     Validate {
         #[arg(value_name = "EXPERIMENT.toml", required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Compare two results directories (e.g. `runner compare results/baseline /tmp/res/smoke`):
+    /// rows of the same CSV files are joined by run_id (minus backend); deterministic columns
+    /// (bytes, token counts, fragmentation accounting) must match exactly, mean_nll/ppl within
+    /// --ppl-tol, timings are ratios that fail only beyond --max-slowdown. Exits non-zero on
+    /// a regression or a run missing on either side.
+    Compare {
+        #[arg(value_name = "BASELINE_DIR")]
+        base: PathBuf,
+        #[arg(value_name = "NEW_DIR")]
+        new: PathBuf,
+        /// Relative tolerance for mean_nll, ppl and ppl_delta_pct.
+        #[arg(long, default_value_t = 1e-4)]
+        ppl_tol: f64,
+        /// Fail when a timing column (tok/s, ms, s) is more than X times slower.
+        #[arg(long, value_name = "X")]
+        max_slowdown: Option<f64>,
     },
     /// List strategies (with summaries and parameters), model presets, workloads, sweep keys
     /// and the backends compiled into this binary.

@@ -82,6 +82,36 @@ pub struct WorkloadSection {
     pub memory: Option<MemoryParams>,
     pub throughput: Option<ThroughputParams>,
     pub perplexity: Option<PerplexityParams>,
+    pub fragmentation: Option<FragmentationParams>,
+}
+
+/// Serving simulation (kvlab-serving): a request trace served by continuous batching within a
+/// KV budget (`sweep.budget_tokens` × the model's KV bytes per token, or `sweep.budget_bytes`),
+/// under each `sweep.policy` (`reserve-max`, `reserve-pow2`, `reserve-exact`, `paged` with
+/// `sweep.block_size`, default 16). See `crate::workloads::fragmentation`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FragmentationParams {
+    /// `chat`, `long-output` (seeded synthetic traces) or `file:<path>` (a CSV
+    /// `arrival_time,prompt_tokens,output_tokens`).
+    #[serde(default = "default_trace")]
+    pub trace: String,
+    /// Requests generated (synthetic traces), or the first N of a file (default: all of it).
+    #[serde(default)]
+    pub requests: Option<usize>,
+    /// The synthetic trace's seed (default: the experiment's seed).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// The longest `prompt + output` served; longer requests are rejected and counted.
+    #[serde(default = "default_max_seq_len")]
+    pub max_seq_len: usize,
+}
+
+fn default_trace() -> String {
+    "chat".into()
+}
+fn default_max_seq_len() -> usize {
+    2048
 }
 
 /// The article's walkthrough: generate from a short prompt with each swept strategy, print the
@@ -215,6 +245,7 @@ impl Experiment {
                 Workload::Memory => w.memory.is_some(),
                 Workload::Throughput => w.throughput.is_some(),
                 Workload::Perplexity => w.perplexity.is_some(),
+                Workload::Fragmentation => w.fragmentation.is_some(),
             })
             .collect()
     }
@@ -349,6 +380,11 @@ pub fn parse(
             "model" => Some(vec![Value::Str(ex.model.clone())]),
             "strategy" => Some(vec![Value::Str("concat".into())]),
             "batch" => Some(vec![Value::Int(1)]),
+            "policy" => Some(
+                ["reserve-max", "reserve-pow2", "reserve-exact", "paged"]
+                    .map(|p| Value::Str(p.into()))
+                    .to_vec(),
+            ),
             _ => None,
         };
         if let Some(v) = from_sweep.or(from_default).or(fallback) {
@@ -373,7 +409,7 @@ pub fn parse(
     let workloads = experiment.workloads();
     if workloads.is_empty() {
         err("no workload: add at least one of [workload.walkthrough], [workload.memory], \
-             [workload.throughput], [workload.perplexity]"
+             [workload.throughput], [workload.perplexity], [workload.fragmentation]"
             .into());
     }
 
@@ -436,6 +472,26 @@ pub fn parse(
             _ => {}
         }
     }
+    if let Some(p) = &w.fragmentation {
+        let (tokens, bytes) =
+            (experiment.axes.get("budget_tokens"), experiment.axes.get("budget_bytes"));
+        if tokens.is_some() == bytes.is_some() {
+            err(
+                "workload.fragmentation: give the KV budget as exactly one of sweep.budget_tokens \
+                 (tokens of the model's KV) or sweep.budget_bytes"
+                    .into(),
+            );
+        }
+        if p.max_seq_len == 0 {
+            err("workload.fragmentation.max_seq_len = 0: expected an integer ≥ 1".into());
+        }
+        if p.requests == Some(0) {
+            err("workload.fragmentation.requests = 0: expected an integer ≥ 1".into());
+        }
+        if let Err(why) = crate::workloads::fragmentation::trace(p, ex.seed) {
+            err(format!("workload.fragmentation.trace = {:?}: {why}", p.trace));
+        }
+    }
     // Models.
     for m in experiment.axes.get("model").unwrap_or_default() {
         if let Err(why) = crate::model::check(&m.to_string(), ex.weights) {
@@ -484,6 +540,7 @@ fn check_run(experiment: &Experiment, run: &Run) -> Result<(), String> {
         Workload::Perplexity => {
             experiment.file.workload.perplexity.as_ref().map_or(0, |p| p.tokens)
         }
+        Workload::Fragmentation => 0, // no cache strategy; the simulation checks its own
     };
     crate::model::check_buildable(&spec, longest)?;
     // Strategies that keep positions in-cache never exceed their budget; the others need the

@@ -109,6 +109,14 @@ pub const AXES: &[Axis] = &[
     axis("strategy", Role::Kind, ValueKind::Strategy, "KV-cache strategy kind"),
     axis("cache_tokens", Role::Strategy, ValueKind::Positive, "token budget (window, sink)"),
     axis("sink_tokens", Role::Strategy, ValueKind::NonNegative, "first tokens kept (sink)"),
+    // The fragmentation workload's memory policy; before block_size, which applies to its
+    // `paged` policy (as to the `paged` strategy).
+    axis(
+        "policy",
+        Role::Workload,
+        ValueKind::OneOf(&["reserve-max", "reserve-pow2", "reserve-exact", "paged"]),
+        "serving KV memory policy (fragmentation)",
+    ),
     axis("block_size", Role::Strategy, ValueKind::Positive, "tokens per block (paged)"),
     // A key another key depends on (bits → group_size, kv_heads → head_reduction) comes first:
     // applicability is asked of the spec built from the keys before it.
@@ -127,6 +135,8 @@ pub const AXES: &[Axis] = &[
     // New StrategySpec parameters go here: one line each.
     axis("batch", Role::Workload, ValueKind::Positive, "sequences per batch"),
     axis("context", Role::Workload, ValueKind::Positive, "tokens in the cache (prompt length)"),
+    axis("budget_tokens", Role::Workload, ValueKind::Positive, "serving KV budget in tokens"),
+    axis("budget_bytes", Role::Workload, ValueKind::Positive, "serving KV budget in bytes"),
 ];
 
 pub fn axis_named(key: &str) -> Option<&'static Axis> {
@@ -171,11 +181,13 @@ pub enum Workload {
     Memory,
     Throughput,
     Perplexity,
+    /// Serving simulation: paged vs reserved-contiguous KV memory (kvlab-serving).
+    Fragmentation,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 4] =
-        [Self::Walkthrough, Self::Memory, Self::Throughput, Self::Perplexity];
+    pub const ALL: [Workload; 5] =
+        [Self::Walkthrough, Self::Memory, Self::Throughput, Self::Perplexity, Self::Fragmentation];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -183,6 +195,7 @@ impl Workload {
             Self::Memory => "memory",
             Self::Throughput => "throughput",
             Self::Perplexity => "perplexity",
+            Self::Fragmentation => "fragmentation",
         }
     }
 
@@ -191,11 +204,21 @@ impl Workload {
         match self {
             Self::Walkthrough | Self::Perplexity => &[],
             Self::Memory | Self::Throughput => &["batch", "context"],
+            Self::Fragmentation => &["policy", "budget_tokens", "budget_bytes"],
         }
     }
 
     /// Whether an axis is a column of this workload's CSV.
     pub fn has_column(self, axis: &Axis) -> bool {
+        if self == Self::Fragmentation {
+            // No cache strategy: the policy axis replaces it; block_size is the paged policy's.
+            return match axis.role {
+                Role::Model => true,
+                Role::Kind => false,
+                Role::Strategy => axis.key == "block_size",
+                Role::Workload => self.axes().contains(&axis.key),
+            };
+        }
         match axis.role {
             Role::Model | Role::Kind | Role::Strategy => true,
             Role::Workload => self.axes().contains(&axis.key),
@@ -332,11 +355,21 @@ fn recurse(
     }
     let applies = match axis.role {
         Role::Model | Role::Kind | Role::Workload => true,
+        // The serving policies: block_size only for `paged`.
+        Role::Strategy if workload == Workload::Fragmentation => current
+            .iter()
+            .any(|(k, v)| *k == "policy" && v.as_ref().is_some_and(|v| v.to_string() == "paged")),
         Role::Strategy => {
             // Ask the spec built from the keys chosen so far (bits only applies to slot stores,
             // group_size only once bits quantizes, ...).
+            // A preset's config also tells whether head_reduction matters (fewer KV heads than
+            // the checkpoint); a .gguf path is not opened here.
             let partial = Run { workload, params: current.clone() };
-            partial.spec().is_ok_and(|spec| spec.applicable().contains(&axis.key))
+            let config = kvlab_model::ModelConfig::preset(partial.model()).ok();
+            partial.spec().is_ok_and(|spec| match &config {
+                Some(c) => spec.applicable_to(c).contains(&axis.key),
+                None => spec.applicable().contains(&axis.key),
+            })
         }
     };
     let values = axes.get(axis.key).filter(|v| !v.is_empty());

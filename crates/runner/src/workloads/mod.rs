@@ -1,5 +1,6 @@
 //! The workloads: each measures one run on a backend `B` and returns its metric columns.
 
+pub mod fragmentation;
 pub mod memory;
 pub mod perplexity;
 pub mod throughput;
@@ -40,6 +41,7 @@ pub fn metric_columns(workload: Workload) -> &'static [&'static str] {
         Workload::Memory => memory::COLUMNS,
         Workload::Throughput => throughput::COLUMNS,
         Workload::Perplexity => perplexity::COLUMNS,
+        Workload::Fragmentation => fragmentation::COLUMNS,
     }
 }
 

@@ -1,0 +1,411 @@
+//! `runner compare BASELINE_DIR NEW_DIR`: regression tracking between two results directories.
+//!
+//! Every `*.csv` in either directory is read (same file names: `memory.csv`,
+//! `throughput.csv`, `fragmentation.csv`, `fragmentation_series.csv`, ...). Rows are joined by
+//! their run key: `run_id` without its `backend=` part (so a run on another backend or device
+//! or at another commit still joins), plus the `iteration` column where a file has one (per
+//! iteration series). Each column of a joined pair is then checked according to its
+//! [`ColumnClass`], decided in one place, [`classify`]:
+//!
+//! - **identity** (`experiment`, `run_id`, `git_commit`, `backend`, `device`): not compared;
+//! - **timing** (anything measured in time: names ending in `per_s` or containing `per_s_`, ending in `_ms`, `_s` or
+//!   `_seconds`, starting with `ms_`, or named `seconds`): reported as a slowdown ratio
+//!   (`base/new` for rates, `new/base` for durations; above 1 is slower) and a failure only
+//!   beyond `--max-slowdown X`;
+//! - **process** (`process_peak_bytes`: the allocator's view of the whole process, which
+//!   depends on threads and allocation order): reported, never a failure;
+//! - **tolerance** (`mean_nll`, `ppl`, `ppl_delta_pct`): equal within a relative tolerance
+//!   `--ppl-tol` (default 1e-4) — `|a − b| ≤ tol · max(|a|, |b|)`, with an absolute floor of
+//!   `tol` for values near 0 such as `ppl_delta_pct`;
+//! - **exact** (everything else: bytes, token counts, parameters, fragmentation accounting,
+//!   generated tokens): the text must be identical.
+//!
+//! A run present on one side only is a failure, listed by file and key; a CSV present on one
+//! side only is reported as missing all its runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use crate::csv_sink;
+
+/// How a column is compared. See the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnClass {
+    Identity,
+    /// Time-based: `higher_is_better` for rates (tok/s), false for durations (ms, s).
+    Timing {
+        higher_is_better: bool,
+    },
+    Process,
+    Tolerance,
+    Exact,
+}
+
+/// The one place columns are classified.
+pub fn classify(column: &str) -> ColumnClass {
+    const IDENTITY: &[&str] = &["experiment", "run_id", "git_commit", "backend", "device"];
+    const PROCESS: &[&str] = &["process_peak_bytes"];
+    const TOLERANCE: &[&str] = &["mean_nll", "ppl", "ppl_delta_pct"];
+    if IDENTITY.contains(&column) {
+        ColumnClass::Identity
+    } else if column.ends_with("per_s") || column.contains("per_s_") {
+        ColumnClass::Timing { higher_is_better: true }
+    } else if column.ends_with("_ms")
+        || column.starts_with("ms_")
+        || column.ends_with("_s")
+        || column.ends_with("_seconds")
+        || column == "seconds"
+    {
+        ColumnClass::Timing { higher_is_better: false }
+    } else if PROCESS.contains(&column) {
+        ColumnClass::Process
+    } else if TOLERANCE.contains(&column) {
+        ColumnClass::Tolerance
+    } else {
+        ColumnClass::Exact
+    }
+}
+
+/// Thresholds.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Relative tolerance of the [`ColumnClass::Tolerance`] columns.
+    pub ppl_tol: f64,
+    /// Fail when a timing column is more than this many times slower (None: never).
+    pub max_slowdown: Option<f64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { ppl_tol: 1e-4, max_slowdown: None }
+    }
+}
+
+/// One difference found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Difference {
+    pub file: String,
+    pub key: String,
+    pub column: String,
+    pub base: String,
+    pub new: String,
+    /// What it is: `mismatch`, `beyond tolerance`, `slowdown 1.23x`, `missing in new`, ...
+    pub what: String,
+    /// Whether it fails the comparison.
+    pub regression: bool,
+}
+
+/// The worst slowdown of a file: `(ratio, run key, column)`.
+pub type Worst = (f64, String, String);
+
+/// The result of a comparison.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Files compared (present on both sides).
+    pub files: Vec<String>,
+    /// Rows joined.
+    pub joined: usize,
+    pub differences: Vec<Difference>,
+    /// Per file: timing columns compared, and the worst slowdown seen `(ratio, key, column)`.
+    pub timing: BTreeMap<String, (usize, Option<Worst>)>,
+}
+
+impl Outcome {
+    pub fn regressions(&self) -> usize {
+        self.differences.iter().filter(|d| d.regression).count()
+    }
+
+    pub fn passed(&self) -> bool {
+        self.regressions() == 0
+    }
+
+    /// The printed report: a table of every difference, then a timing summary and a verdict.
+    pub fn render(&self, base: &Path, new: &Path) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "compare {} (baseline) vs {} (new): {} file(s), {} run(s) joined",
+            base.display(),
+            new.display(),
+            self.files.len(),
+            self.joined
+        );
+        if self.differences.is_empty() {
+            let _ = writeln!(s, "no differences in deterministic columns; no missing runs");
+        } else {
+            let _ = writeln!(s, "\n| | file | run | column | baseline | new | what |");
+            let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+            for d in &self.differences {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    if d.regression { "FAIL" } else { "info" },
+                    d.file,
+                    d.key,
+                    d.column,
+                    d.base,
+                    d.new,
+                    d.what
+                );
+            }
+        }
+        for (file, (n, worst)) in &self.timing {
+            if *n == 0 {
+                continue;
+            }
+            match worst {
+                Some((r, key, col)) => {
+                    let _ = writeln!(
+                        s,
+                        "timing {file}: {n} value(s) compared; worst {col} {r:.2}x slower ({key})"
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "timing {file}: {n} value(s) compared");
+                }
+            }
+        }
+        let missing_base =
+            self.differences.iter().filter(|d| d.what == "missing in baseline").count();
+        let missing_new = self.differences.iter().filter(|d| d.what == "missing in new").count();
+        if missing_base + missing_new > 0 {
+            let _ = writeln!(
+                s,
+                "missing runs: {missing_new} in new (present in baseline only), {missing_base} \
+                 in baseline (present in new only)"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "{}: {} regression(s), {} informational difference(s)",
+            if self.passed() { "PASS" } else { "FAIL" },
+            self.regressions(),
+            self.differences.len() - self.regressions()
+        );
+        s
+    }
+}
+
+fn csv_files(dir: &Path) -> Result<BTreeSet<String>> {
+    if !dir.is_dir() {
+        bail!("{}: not a directory", dir.display());
+    }
+    let mut out = BTreeSet::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let p = e?.path();
+        if p.is_file() && p.extension().is_some_and(|x| x == "csv") {
+            out.insert(p.file_name().unwrap_or_default().to_string_lossy().to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// The join key of a row: `run_id` minus `backend=`, plus `iteration` where present. Files
+/// without a `run_id` join by row number.
+fn keys(header: &[String], rows: &[Vec<String>]) -> Vec<String> {
+    let col = |n: &str| header.iter().position(|h| h == n);
+    let (id, iteration) = (col("run_id"), col("iteration"));
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut key = match id.and_then(|c| r.get(c)) {
+                Some(v) => v
+                    .split(';')
+                    .filter(|p| !p.starts_with("backend="))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+                None => format!("row {}", i + 1),
+            };
+            if let Some(v) = iteration.and_then(|c| r.get(c)) {
+                key += &format!(" @iteration {v}");
+            }
+            key
+        })
+        .collect()
+}
+
+/// Compares every CSV of `base` with the same file in `new`.
+pub fn compare(base: &Path, new: &Path, opts: &Options) -> Result<Outcome> {
+    let (bf, nf) = (csv_files(base)?, csv_files(new)?);
+    if bf.is_empty() && nf.is_empty() {
+        bail!("no CSV files in {} or {}", base.display(), new.display());
+    }
+    let mut out = Outcome::default();
+    for file in bf.union(&nf) {
+        let missing = |side: &str| Difference {
+            file: file.clone(),
+            key: "(every run)".into(),
+            column: String::new(),
+            base: String::new(),
+            new: String::new(),
+            what: format!("missing in {side}"),
+            regression: true,
+        };
+        if !nf.contains(file) {
+            out.differences.push(missing("new"));
+            continue;
+        }
+        if !bf.contains(file) {
+            out.differences.push(missing("baseline"));
+            continue;
+        }
+        out.files.push(file.clone());
+        compare_file(file, &base.join(file), &new.join(file), opts, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn compare_file(file: &str, bp: &Path, np: &Path, opts: &Options, out: &mut Outcome) -> Result<()> {
+    let (bh, brows) = csv_sink::read(bp)?;
+    let (nh, nrows) = csv_sink::read(np)?;
+    let index = |h: &[String], rows: &[Vec<String>]| -> BTreeMap<String, Vec<String>> {
+        keys(h, rows).into_iter().zip(rows.iter().cloned()).collect()
+    };
+    let (bmap, nmap) = (index(&bh, &brows), index(&nh, &nrows));
+    let diff =
+        |key: &str, column: &str, b: &str, n: &str, what: String, regression: bool| Difference {
+            file: file.to_string(),
+            key: key.to_string(),
+            column: column.to_string(),
+            base: b.to_string(),
+            new: n.to_string(),
+            what,
+            regression,
+        };
+    for col in bh.iter().filter(|c| !nh.contains(c)) {
+        out.differences.push(diff("(header)", col, col, "", "column missing in new".into(), true));
+    }
+    for col in nh.iter().filter(|c| !bh.contains(c)) {
+        out.differences.push(diff(
+            "(header)",
+            col,
+            "",
+            col,
+            "column new (not in baseline)".into(),
+            true,
+        ));
+    }
+    let timing = out.timing.entry(file.to_string()).or_insert((0, None));
+    for (key, brow) in &bmap {
+        let Some(nrow) = nmap.get(key) else {
+            out.differences.push(diff(key, "", "", "", "missing in new".into(), true));
+            continue;
+        };
+        out.joined += 1;
+        for (i, col) in bh.iter().enumerate() {
+            let Some(j) = nh.iter().position(|c| c == col) else { continue };
+            let (b, n) =
+                (brow.get(i).map_or("", String::as_str), nrow.get(j).map_or("", String::as_str));
+            match classify(col) {
+                ColumnClass::Identity => {}
+                ColumnClass::Exact => {
+                    if b != n {
+                        out.differences.push(diff(key, col, b, n, "mismatch".into(), true));
+                    }
+                }
+                ColumnClass::Tolerance => {
+                    if b == n {
+                        continue;
+                    }
+                    match (b.parse::<f64>(), n.parse::<f64>()) {
+                        (Ok(x), Ok(y)) => {
+                            let delta = (x - y).abs();
+                            let scale = x.abs().max(y.abs());
+                            let rel = if scale > 0.0 { delta / scale } else { 0.0 };
+                            let within = delta <= opts.ppl_tol * scale.max(1.0) || x == y;
+                            out.differences.push(diff(
+                                key,
+                                col,
+                                b,
+                                n,
+                                format!(
+                                    "{} (rel {rel:.2e}, tol {:.0e})",
+                                    if within { "within tolerance" } else { "beyond tolerance" },
+                                    opts.ppl_tol
+                                ),
+                                !within,
+                            ));
+                        }
+                        _ => out.differences.push(diff(key, col, b, n, "mismatch".into(), true)),
+                    }
+                }
+                ColumnClass::Process => {
+                    if b != n {
+                        out.differences.push(diff(
+                            key,
+                            col,
+                            b,
+                            n,
+                            "process measurement (never fails)".into(),
+                            false,
+                        ));
+                    }
+                }
+                ColumnClass::Timing { higher_is_better } => {
+                    let (Ok(x), Ok(y)) = (b.parse::<f64>(), n.parse::<f64>()) else {
+                        if b != n && (b.is_empty() || n.is_empty()) {
+                            out.differences.push(diff(
+                                key,
+                                col,
+                                b,
+                                n,
+                                "timing present on one side only".into(),
+                                true,
+                            ));
+                        }
+                        continue;
+                    };
+                    if x <= 0.0 || y <= 0.0 {
+                        continue;
+                    }
+                    let slowdown = if higher_is_better { x / y } else { y / x };
+                    timing.0 += 1;
+                    if timing.1.as_ref().is_none_or(|(w, _, _)| slowdown > *w) {
+                        timing.1 = Some((slowdown, key.clone(), col.clone()));
+                    }
+                    if let Some(max) = opts.max_slowdown
+                        && slowdown > max
+                    {
+                        out.differences.push(diff(
+                            key,
+                            col,
+                            b,
+                            n,
+                            format!("slowdown {slowdown:.2}x > --max-slowdown {max}"),
+                            true,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for key in nmap.keys().filter(|k| !bmap.contains_key(*k)) {
+        out.differences.push(diff(key, "", "", "", "missing in baseline".into(), true));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        use ColumnClass::*;
+        assert_eq!(classify("decode_tok_per_s"), Timing { higher_is_better: true });
+        assert_eq!(classify("model_tok_per_s"), Timing { higher_is_better: true });
+        assert_eq!(classify("ms_per_token_p50"), Timing { higher_is_better: false });
+        assert_eq!(classify("tokens_per_iteration"), Exact);
+        assert_eq!(classify("max_internal_tokens_per_request"), Exact);
+        assert_eq!(classify("model_wall_s"), Timing { higher_is_better: false });
+        assert_eq!(classify("prefill_ms"), Timing { higher_is_better: false });
+        assert_eq!(classify("kv_allocated_bytes"), Exact);
+        assert_eq!(classify("ppl"), Tolerance);
+        assert_eq!(classify("process_peak_bytes"), Process);
+        assert_eq!(classify("git_commit"), Identity);
+        assert_eq!(classify("token_state_pct"), Exact);
+    }
+}

@@ -1,0 +1,222 @@
+//! fragmentation: the serving simulation of `kvlab-serving` — how much of a KV memory budget
+//! holds token states when a request trace is served by continuous batching, with paged
+//! (vLLM PagedAttention) versus reserved contiguous allocation (the vLLM paper's Orca
+//! baselines).
+//!
+//! ```toml
+//! [sweep]
+//! policy = ["reserve-max", "reserve-pow2", "reserve-exact", "paged"]
+//! block_size = [8, 16, 32, 64]      # multiplied in for policy = "paged" only (default 16)
+//! budget_tokens = [2048, 4096]      # × the model's KV bytes per token (f32); or budget_bytes
+//!
+//! [workload.fragmentation]
+//! trace = "chat"                    # chat | long-output | file:<path.csv>
+//! requests = 200
+//! seed = 0                          # default: the experiment's seed
+//! max_seq_len = 2048
+//! ```
+//!
+//! One row per run in `fragmentation.csv`: the trace parameters, the budget, then the columns
+//! of `kvlab_serving::Summary` (percentages are means over busy iterations and sum to 100),
+//! the rejections by reason, recomputed tokens after preemption and the largest per-request
+//! internal waste. The per-iteration series (running, waiting, utilization) goes to
+//! `fragmentation_series.csv`, at most [`SERIES_POINTS`] evenly spaced iterations per run, so
+//! `runner report` can redraw concurrency over time from the CSVs alone.
+//!
+//! Nothing here is timed: every column is deterministic for a given trace, budget and policy.
+//! Throughput is reported as `tokens_per_iteration` (tokens produced per batch step, which
+//! equals the mean batch size), not as wall-clock tokens per second: executing the scheduler's
+//! batches through the model is not implemented yet.
+//!
+//! Requests longer than `max_seq_len`, or larger than the whole budget under a policy, are
+//! rejected and counted (`rejected_too_long`, `rejected_never_fits`); a budget too small to
+//! hold anything (less than one block) is an error naming the run.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use kvlab_serving::{Policy, Request, SimConfig, TraceKind, simulate};
+
+use crate::csv_sink::CsvSink;
+use crate::experiment::{Experiment, FragmentationParams};
+use crate::sweep::Run;
+
+pub const COLUMNS: &[&str] = &[
+    "trace",
+    "trace_requests",
+    "trace_seed",
+    "max_seq_len",
+    "bytes_per_token",
+    "kv_budget_bytes",
+    "kv_budget_tokens",
+    "requests",
+    "completed",
+    "rejected",
+    "rejected_too_long",
+    "rejected_never_fits",
+    "preemptions",
+    "iterations",
+    "mean_running",
+    "max_running",
+    "token_state_pct",
+    "reserved_pct",
+    "internal_pct",
+    "external_pct",
+    "free_pct",
+    "tokens_per_iteration",
+    "recomputed_tokens",
+    "max_internal_tokens_per_request",
+];
+
+/// The side CSV of per-iteration samples.
+pub const SERIES_FILE: &str = "fragmentation_series.csv";
+
+pub const SERIES_COLUMNS: &[&str] = &[
+    "experiment",
+    "run_id",
+    "model",
+    "policy",
+    "block_size",
+    "kv_budget_bytes",
+    "iteration",
+    "running",
+    "waiting",
+    "utilization",
+];
+
+/// Most series rows kept per run (evenly spaced iterations, the last always kept).
+pub const SERIES_POINTS: usize = 400;
+
+/// Block size of `paged` when `block_size` is not given (vLLM's default).
+pub const DEFAULT_BLOCK_SIZE: usize = kvlab_serving::policy::DEFAULT_BLOCK_SIZE;
+
+/// The trace a workload names: synthetic from its seed (default `experiment_seed`) or read
+/// from `file:<path>` (errors name the line and value of a malformed row).
+pub fn trace(p: &FragmentationParams, experiment_seed: u64) -> Result<Vec<Request>, String> {
+    let seed = p.seed.unwrap_or(experiment_seed);
+    if let Some(path) = p.trace.strip_prefix("file:") {
+        let mut reqs = kvlab_serving::trace::load_csv(path).map_err(|e| e.to_string())?;
+        if let Some(n) = p.requests {
+            reqs.truncate(n);
+        }
+        if reqs.is_empty() {
+            return Err(format!("{path}: the trace holds no requests"));
+        }
+        return Ok(reqs);
+    }
+    let kind: TraceKind = p
+        .trace
+        .parse()
+        .map_err(|_| "expected chat, long-output or file:<path to a CSV trace>".to_string())?;
+    Ok(kind.generator(p.requests.unwrap_or(200), seed).generate())
+}
+
+/// The run's policy (`paged` takes `block_size`, default [`DEFAULT_BLOCK_SIZE`]).
+pub fn policy(run: &Run) -> Result<Policy> {
+    let name = run.get("policy").map(|v| v.to_string()).unwrap_or_default();
+    match name.as_str() {
+        "paged" => {
+            Ok(Policy::Paged { block_size: run.usize("block_size").unwrap_or(DEFAULT_BLOCK_SIZE) })
+        }
+        other => other.parse().map_err(|e| anyhow!("{e}")),
+    }
+}
+
+/// Simulates one run; returns its metric columns and its series rows (the part after the
+/// `experiment, run_id, model, policy, block_size, kv_budget_bytes` columns).
+pub fn measure(e: &Experiment, run: &Run) -> Result<(Vec<String>, Vec<[String; 4]>)> {
+    let p = e.file.workload.fragmentation.as_ref().context("no [workload.fragmentation]")?;
+    let requests = trace(p, e.seed()).map_err(anyhow::Error::msg)?;
+    let config = crate::model::config_of(run.model()).map_err(anyhow::Error::msg)?;
+    let bytes_per_token = config.kv_bytes_per_token(4) as u64;
+    let budget = match (run.usize("budget_tokens"), run.usize("budget_bytes")) {
+        (Some(t), _) => (t as u64).checked_mul(bytes_per_token).context("budget overflows u64")?,
+        (None, Some(b)) => b as u64,
+        (None, None) => anyhow::bail!("no budget_tokens or budget_bytes"),
+    };
+    let policy = policy(run)?;
+    let sim =
+        SimConfig { policy, budget_bytes: budget, bytes_per_token, max_seq_len: p.max_seq_len };
+    let r = simulate(&sim, &requests).map_err(|err| anyhow!("{err}"))?;
+    let s = &r.summary;
+    let f = |x: f64| format!("{x:.4}");
+    let metrics = vec![
+        p.trace.clone(),
+        requests.len().to_string(),
+        if p.trace.starts_with("file:") {
+            String::new()
+        } else {
+            p.seed.unwrap_or(e.seed()).to_string()
+        },
+        p.max_seq_len.to_string(),
+        bytes_per_token.to_string(),
+        budget.to_string(),
+        (budget / bytes_per_token).to_string(),
+        s.requests.to_string(),
+        s.completed.to_string(),
+        s.rejected.to_string(),
+        r.rejections.too_long.to_string(),
+        r.rejections.never_fits.to_string(),
+        s.preemptions.to_string(),
+        s.iterations.to_string(),
+        f(s.mean_running),
+        s.max_running.to_string(),
+        f(s.token_state_pct),
+        f(s.reserved_pct),
+        f(s.internal_pct),
+        f(s.external_pct),
+        f(s.free_pct),
+        f(s.tokens_per_iteration),
+        r.recomputed_tokens.to_string(),
+        r.max_internal_tokens_per_request.to_string(),
+    ];
+    let n = r.series.len();
+    let stride = n.div_ceil(SERIES_POINTS).max(1);
+    let series = r
+        .series
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % stride == 0 || *i + 1 == n)
+        .map(|(_, x)| {
+            [
+                x.iteration.to_string(),
+                x.running.to_string(),
+                x.waiting.to_string(),
+                format!("{:.4}", x.utilization),
+            ]
+        })
+        .collect();
+    Ok((metrics, series))
+}
+
+/// Opens the series CSV (`resume` as for the run CSVs: existing rows need it).
+pub fn open_series(dir: &Path, resume: bool) -> Result<CsvSink> {
+    let header: Vec<String> = SERIES_COLUMNS.iter().map(|s| s.to_string()).collect();
+    CsvSink::open(&dir.join(SERIES_FILE), &header, resume)
+}
+
+/// Appends one run's series rows.
+pub fn append_series(
+    dir: &Path,
+    e: &Experiment,
+    run: &Run,
+    run_id: &str,
+    kv_budget_bytes: &str,
+    rows: &[[String; 4]],
+) -> Result<()> {
+    let mut sink = open_series(dir, true)?;
+    let get = |k: &str| run.get(k).map(|v| v.to_string()).unwrap_or_default();
+    for r in rows {
+        let mut row = vec![
+            e.name().to_string(),
+            run_id.to_string(),
+            run.model().to_string(),
+            get("policy"),
+            get("block_size"),
+            kv_budget_bytes.to_string(),
+        ];
+        row.extend(r.iter().cloned());
+        sink.append(&row)?;
+    }
+    Ok(())
+}

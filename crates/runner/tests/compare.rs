@@ -1,0 +1,107 @@
+//! `runner compare`: deterministic columns exact, perplexity within a tolerance, timings as
+//! ratios, missing runs reported. Fixture directories are written here (nothing is run).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn compare(base: &Path, new: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("compare")
+        .arg(base)
+        .arg(new)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+const MEMORY: &str = "\
+experiment,run_id,git_commit,backend,device,model,strategy,batch,context,kv_allocated_bytes,process_peak_bytes
+x,backend=flex;model=seed-toy;strategy=concat;batch=1;context=4,abc,flex,Cpu,seed-toy,concat,1,4,16384,999
+x,backend=flex;model=seed-toy;strategy=static;batch=1;context=4,abc,flex,Cpu,seed-toy,static,1,4,32768,1234
+";
+
+const PPL: &str = "\
+experiment,run_id,git_commit,backend,device,model,strategy,tokens,mean_nll,ppl,decode_tok_per_s
+x,backend=flex;model=seed-toy;strategy=concat,abc,flex,Cpu,seed-toy,concat,16,4.605170,100.000000,200.0
+";
+
+fn write(dir: &Path, memory: &str, ppl: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("memory.csv"), memory).unwrap();
+    std::fs::write(dir.join("perplexity.csv"), ppl).unwrap();
+}
+
+fn dirs() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    write(&a, MEMORY, PPL);
+    (tmp, a, b)
+}
+
+#[test]
+fn identical_dirs_pass_even_across_commit_backend_and_timing() {
+    let (_t, a, b) = dirs();
+    // Another commit and backend, a slower timing, another process peak: still a pass.
+    let memory =
+        MEMORY.replace(",abc,flex,", ",def,ndarray,").replace("backend=flex", "backend=ndarray");
+    write(&b, &memory.replace(",999", ",5000"), &PPL.replace("200.0", "150.0"));
+    let o = compare(&a, &b, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("PASS"), "{}", text(&o));
+    assert!(text(&o).contains("1.33x slower"), "{}", text(&o));
+    // The same slowdown fails with --max-slowdown 1.2.
+    let o = compare(&a, &b, &["--max-slowdown", "1.2"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("slowdown 1.33x"), "{}", text(&o));
+}
+
+#[test]
+fn changed_byte_count_fails() {
+    let (_t, a, b) = dirs();
+    write(&b, &MEMORY.replace("32768", "32769"), PPL);
+    let o = compare(&a, &b, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("kv_allocated_bytes") && t.contains("32769") && t.contains("FAIL"), "{t}");
+}
+
+#[test]
+fn ppl_within_tolerance_passes_beyond_fails() {
+    let (_t, a, b) = dirs();
+    write(&b, MEMORY, &PPL.replace("100.000000", "100.005000")); // 5e-5 relative
+    let o = compare(&a, &b, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("within tolerance"), "{}", text(&o));
+    write(&b, MEMORY, &PPL.replace("100.000000", "100.050000")); // 5e-4 relative
+    let o = compare(&a, &b, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("beyond tolerance"), "{}", text(&o));
+    // A looser --ppl-tol accepts it.
+    let o = compare(&a, &b, &["--ppl-tol", "1e-3"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn missing_runs_and_files_are_reported_and_fail() {
+    let (_t, a, b) = dirs();
+    let one_run: String = MEMORY.lines().take(2).map(|l| format!("{l}\n")).collect();
+    write(&b, &one_run, PPL);
+    let o = compare(&a, &b, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("missing in new") && t.contains("strategy=static"), "{t}");
+    assert!(t.contains("missing runs: 1 in new"), "{t}");
+    // A run only in new, and a whole CSV only in baseline.
+    write(&b, MEMORY, PPL);
+    std::fs::remove_file(b.join("perplexity.csv")).unwrap();
+    let o = compare(&a, &b, &[]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("perplexity.csv") && text(&o).contains("missing in new"));
+    let o = compare(&b, &a, &[]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("missing in baseline"), "{}", text(&o));
+}

@@ -1,0 +1,156 @@
+//! The fragmentation workload through the runner: rows, side series, report, and errors that
+//! name their cause instead of panicking.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn runner(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner")).args(args).current_dir(cwd).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn experiment(trace: &str, budget: &str, extra: &str) -> String {
+    format!(
+        r#"# test fixture
+[experiment]
+name = "frag"
+question = "Does the fragmentation workload run?"
+model = "seed-toy"
+
+[sweep]
+policy = ["reserve-max", "reserve-exact", "paged"]
+block_size = [8, 16]
+{budget}
+
+[workload.fragmentation]
+trace = "{trace}"
+{extra}
+"#
+    )
+}
+
+fn column(path: &Path, name: &str) -> Vec<String> {
+    let (h, rows) = runner::csv_sink::read(path).unwrap();
+    let i = h.iter().position(|c| c == name).unwrap_or_else(|| panic!("no column {name}"));
+    rows.iter().map(|r| r[i].clone()).collect()
+}
+
+#[test]
+fn runs_writes_rows_series_and_report_deterministically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("frag.toml");
+    std::fs::write(
+        &f,
+        experiment("chat", "budget_tokens = [1024, 2048]", "requests = 40\nmax_seq_len = 512"),
+    )
+    .unwrap();
+    let o = runner(&["frag.toml", "--out", "a", "-q"], tmp.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = tmp.path().join("a/frag");
+    // 2 budgets × (reserve-max, reserve-exact, paged × 2 block sizes).
+    assert_eq!(column(&dir.join("fragmentation.csv"), "policy").len(), 8);
+    assert_eq!(column(&dir.join("fragmentation.csv"), "requests"), vec!["40"; 8]);
+    // Every policy serves the same requests (the too-long ones are rejected by all).
+    let done = column(&dir.join("fragmentation.csv"), "completed");
+    assert!(done.iter().all(|c| *c == done[0] && c != "0"), "{done:?}");
+    let series = column(&dir.join("fragmentation_series.csv"), "running");
+    assert!(!series.is_empty());
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("Comparison with the vLLM paper"), "{report}");
+    for chart in
+        ["memory_split_1024.svg", "concurrency_2048.svg", "tokens_per_iteration_vs_budget.svg"]
+    {
+        assert!(dir.join("charts").join(chart).is_file(), "{chart}");
+    }
+    // A second run compares clean against the first.
+    let o = runner(&["frag.toml", "--out", "b", "-q"], tmp.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let o = runner(&["compare", "a/frag", "b/frag"], tmp.path());
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn malformed_trace_row_names_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("t.csv"),
+        "arrival_time,prompt_tokens,output_tokens\n0,10,5\n1,ten,5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("frag.toml"),
+        experiment("file:t.csv", "budget_tokens = 512", ""),
+    )
+    .unwrap();
+    for cmd in [vec!["validate", "frag.toml"], vec!["frag.toml", "--out", "o"]] {
+        let o = runner(&cmd, tmp.path());
+        assert!(!o.status.success(), "{}", text(&o));
+        let t = text(&o);
+        assert!(t.contains("line 3") && t.contains("`ten`") && !t.contains("panicked"), "{t}");
+    }
+}
+
+#[test]
+fn too_long_requests_are_recorded_as_rejections() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("t.csv"),
+        "arrival_time,prompt_tokens,output_tokens\n0,10,5\n0,100,100\n1,20,4\n",
+    )
+    .unwrap();
+    let toml = experiment("file:t.csv", "budget_tokens = 512", "max_seq_len = 64");
+    std::fs::write(tmp.path().join("frag.toml"), toml).unwrap();
+    let o = runner(&["frag.toml", "--out", "o", "-q"], tmp.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let csv = tmp.path().join("o/frag/fragmentation.csv");
+    assert_eq!(column(&csv, "rejected_too_long"), vec!["1"; 4]);
+    assert_eq!(column(&csv, "completed"), vec!["2"; 4]);
+}
+
+#[test]
+fn budget_smaller_than_a_request_is_an_error_or_a_rejection() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("t.csv"),
+        "arrival_time,prompt_tokens,output_tokens\n0,10,5\n0,100,100\n",
+    )
+    .unwrap();
+    // 64 tokens: reserve-max (max_seq_len 128) can never fit a request; exact fits the small one.
+    let toml = experiment("file:t.csv", "budget_tokens = 64", "max_seq_len = 256");
+    std::fs::write(tmp.path().join("frag.toml"), &toml).unwrap();
+    let o = runner(&["frag.toml", "--out", "o", "-q"], tmp.path());
+    let t = text(&o);
+    assert!(!t.contains("panicked"), "{t}");
+    if o.status.success() {
+        let csv = tmp.path().join("o/frag/fragmentation.csv");
+        let never: Vec<String> = column(&csv, "rejected_never_fits");
+        assert_eq!(never[never.len() - 4..].to_vec()[..1], ["2".to_string()], "{never:?}");
+    } else {
+        assert!(t.contains("smaller than"), "{t}");
+    }
+    // A budget below one block is an error naming the run, not a panic or a hang.
+    let toml = experiment("file:t.csv", "budget_bytes = 100", "");
+    std::fs::write(tmp.path().join("frag.toml"), &toml).unwrap();
+    let o = runner(&["frag.toml", "--out", "p", "-q"], tmp.path());
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("smaller than") && t.contains("run fragmentation"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+}
+
+#[test]
+fn budget_must_be_given_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("frag.toml"), experiment("chat", "", "")).unwrap();
+    let o = runner(&["validate", "frag.toml"], tmp.path());
+    assert!(!o.status.success() && text(&o).contains("budget_tokens"), "{}", text(&o));
+    let toml = experiment("chat", "budget_tokens = 64\nbudget_bytes = 64", "");
+    std::fs::write(tmp.path().join("frag.toml"), toml).unwrap();
+    let o = runner(&["validate", "frag.toml"], tmp.path());
+    assert!(!o.status.success() && text(&o).contains("exactly one"), "{}", text(&o));
+}

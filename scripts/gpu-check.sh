@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# scripts/gpu-check.sh — run kvlab on a CUDA GPU machine that has no Rust toolchain.
+#
+# Build here (no CUDA toolkit needed; cubecl loads libcuda.so and NVRTC at run time):
+#   cargo build --release -p runner --features cuda && strip -o /tmp/runner target/release/runner
+# then on the GPU machine, from a checkout (for experiments/smoke.toml):
+#   scripts/gpu-check.sh --runner /tmp/runner [--out results/gpu] [--smoke experiments/smoke.toml]
+#
+# Runs, on --backend cuda: the smoke experiment, then a throughput sweep (random weights,
+# seed-toy and SmolLM2-135M shapes, four strategies, batch 1/8, context 128/512). Every CSV row
+# under OUT gets two more columns, gpu_name and gpu_driver (from nvidia-smi), and OUT/device.txt
+# records nvidia-smi's view. Exits non-zero with one clear line when something is missing.
+set -euo pipefail
+
+usage() {
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    echo
+    echo "usage: $0 --runner PATH [--out DIR] [--smoke TOML] [--skip-sweep]"
+}
+die() {
+    echo "gpu-check: $1" >&2
+    exit "${2:-1}"
+}
+
+RUNNER=""
+OUT="results/gpu"
+SMOKE="experiments/smoke.toml"
+SWEEP=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runner) [ $# -ge 2 ] || die "--runner needs a path" 2; RUNNER="$2"; shift 2 ;;
+        --out) [ $# -ge 2 ] || die "--out needs a directory" 2; OUT="$2"; shift 2 ;;
+        --smoke) [ $# -ge 2 ] || die "--smoke needs a TOML file" 2; SMOKE="$2"; shift 2 ;;
+        --skip-sweep) SWEEP=0; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument '$1'" 2 ;;
+    esac
+done
+
+[ -n "$RUNNER" ] || { usage >&2; die "missing --runner PATH (a runner built with --features cuda)" 2; }
+[ -f "$RUNNER" ] || die "runner binary '$RUNNER' does not exist"
+[ -x "$RUNNER" ] || die "runner binary '$RUNNER' is not executable (chmod +x it)"
+[ -f "$SMOKE" ] || die "smoke experiment '$SMOKE' does not exist (run from the repository root or pass --smoke)"
+BACKENDS=$("$RUNNER" list 2>/dev/null) || die "'$RUNNER' does not run ('$RUNNER list' failed): is it a runner binary for this machine?"
+echo "$BACKENDS" | grep -Eq '^[[:space:]]*cuda[[:space:]]+compiled in' ||
+    die "'$RUNNER' was built without CUDA: rebuild with 'cargo build --release -p runner --features cuda'"
+command -v nvidia-smi >/dev/null 2>&1 ||
+    die "nvidia-smi not found: this is not a machine with the NVIDIA driver installed"
+GPU_INFO=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -n1) ||
+    die "nvidia-smi failed: $GPU_INFO"
+[ -n "$GPU_INFO" ] || die "nvidia-smi lists no GPU"
+GPU_NAME=$(echo "$GPU_INFO" | cut -d, -f1 | sed 's/^ *//; s/ *$//')
+GPU_DRIVER=$(echo "$GPU_INFO" | cut -d, -f2 | sed 's/^ *//; s/ *$//')
+echo "gpu-check: $GPU_NAME, driver $GPU_DRIVER"
+
+mkdir -p "$OUT"
+{
+    echo "gpu_name: $GPU_NAME"
+    echo "gpu_driver: $GPU_DRIVER"
+    echo "runner: $RUNNER"
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv
+} >"$OUT/device.txt"
+
+timed() {
+    local label=$1
+    shift
+    local t0=$SECONDS
+    "$@"
+    echo "gpu-check: $label took $((SECONDS - t0)) s"
+}
+
+timed smoke "$RUNNER" --backend cuda --quiet --out "$OUT" "$SMOKE"
+
+if [ "$SWEEP" = 1 ]; then
+    cat >"$OUT/gpu-throughput.toml" <<'EOF'
+# Written by scripts/gpu-check.sh: decode throughput on CUDA, random weights.
+[experiment]
+name = "gpu-throughput"
+question = "How fast do the cache strategies prefill and decode on a CUDA GPU?"
+model = "seed-toy"
+weights = "random"
+seed = 0
+
+[sweep]
+model = ["seed-toy", "smollm2-135m"]
+strategy = ["none", "concat", "static", "paged"]
+block_size = [16]
+batch = [1, 8]
+context = [128, 512]
+
+[workload.memory]
+
+[workload.throughput]
+decode_tokens = 32
+repeats = 3
+warmup = 1
+EOF
+    timed throughput-sweep "$RUNNER" --backend cuda --quiet --out "$OUT" "$OUT/gpu-throughput.toml"
+fi
+
+# gpu_name and gpu_driver on every row (quoted: names contain spaces, never commas or quotes).
+find "$OUT" -name '*.csv' -print0 | while IFS= read -r -d '' csv; do
+    head -n1 "$csv" | grep -q ',gpu_name,gpu_driver$' && continue
+    awk -v n="$GPU_NAME" -v d="$GPU_DRIVER" 'NR == 1 { print $0 ",gpu_name,gpu_driver"; next }
+        { print $0 ",\"" n "\",\"" d "\"" }' "$csv" >"$csv.tmp" && mv "$csv.tmp" "$csv"
+done
+echo "gpu-check: results under $OUT ($(find "$OUT" -name '*.csv' | wc -l) CSVs)"
