@@ -258,18 +258,20 @@ impl Experiment {
         if !chunked {
             return runs;
         }
-        // Chunked perplexity does not use a cache strategy: one run per model.
+        // Chunked perplexity does not use a cache strategy: one run per model and head layout
+        // (kv_heads and head_reduction transform the model itself, so they still apply).
+        const MODEL_KEYS: [&str; 3] = ["model", "kv_heads", "head_reduction"];
         let mut seen = BTreeSet::new();
         runs.into_iter()
-            .filter(|r| seen.insert(r.model().to_string()))
             .map(|mut r| {
                 for (k, v) in &mut r.params {
-                    if *k != "model" {
+                    if !MODEL_KEYS.contains(k) {
                         *v = None;
                     }
                 }
                 r
             })
+            .filter(|r| seen.insert(r.label()))
             .collect()
     }
 
