@@ -449,12 +449,17 @@ fn execute<B: Backend>(
 /// The head layout a run's model needs: `None` for the checkpoint's own.
 type HeadLayout = Option<(usize, HeadReduction)>;
 
+/// The run's head layout, read from its keys directly: a chunked-perplexity run has no
+/// strategy but still converts the model.
 fn head_layout(run: &Run) -> Result<HeadLayout> {
-    if run.get("strategy").is_none() {
+    let Some(kv_heads) = run.get("kv_heads").and_then(|v| v.as_usize()) else {
         return Ok(None);
-    }
-    let spec = run.spec().map_err(anyhow::Error::msg)?;
-    Ok(spec.kv_heads.map(|k| (k, spec.head_reduction.unwrap_or_default())))
+    };
+    let reduction = match run.get("head_reduction") {
+        Some(crate::sweep::Value::Str(name)) => name.parse::<HeadReduction>()?,
+        _ => HeadReduction::default(),
+    };
+    Ok(Some((kv_heads, reduction)))
 }
 
 fn column<'a>(header: &[String], row: &'a [String], name: &str) -> Option<&'a str> {
