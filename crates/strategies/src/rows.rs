@@ -4,6 +4,7 @@
 //! else.
 
 use burn::prelude::*;
+use kvlab_model::KvMemory;
 
 use crate::store::{SlotStore, StoreMemory, from_slots, to_slots};
 
@@ -55,5 +56,16 @@ impl<B: Backend> RowSlots<B> {
     /// Memory with `live` slots of every row in use.
     pub fn memory(&self, live: usize) -> StoreMemory {
         self.store.memory(live * self.batch)
+    }
+
+    /// The cache's report when every row keeps `kept` tokens.
+    pub fn kv_memory(&self, kept: usize) -> KvMemory {
+        let m = self.memory(kept);
+        KvMemory {
+            allocated_bytes: m.allocated_bytes,
+            live_bytes: m.live_bytes,
+            metadata_bytes: m.metadata_bytes,
+            tokens: kept,
+        }
     }
 }

@@ -91,13 +91,7 @@ impl<B: Backend> KvCache<B> for ShiftWindowCache<B> {
 
     fn memory(&self) -> KvMemory {
         let kept = self.seen.min(self.window());
-        let m = self.slots.memory(kept);
-        KvMemory {
-            allocated_bytes: m.allocated_bytes,
-            live_bytes: m.live_bytes,
-            metadata_bytes: m.metadata_bytes,
-            tokens: kept,
-        }
+        self.slots.kv_memory(kept)
     }
 
     fn stored_shape(&self, _layer: usize) -> Option<[usize; 4]> {

@@ -76,13 +76,7 @@ impl<B: Backend> KvCache<B> for StaticCache<B> {
     }
 
     fn memory(&self) -> KvMemory {
-        let m = self.slots.memory(self.len);
-        KvMemory {
-            allocated_bytes: m.allocated_bytes,
-            live_bytes: m.live_bytes,
-            metadata_bytes: m.metadata_bytes,
-            tokens: self.len,
-        }
+        self.slots.kv_memory(self.len)
     }
 
     fn stored_shape(&self, _layer: usize) -> Option<[usize; 4]> {
