@@ -62,12 +62,20 @@ mkdir -p "$OUT"
     nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv
 } >"$OUT/device.txt"
 
+# Each step runs even when an earlier one failed (rows already written stay on disk: the
+# runner flushes each run's row as it finishes); the script exits non-zero at the end if any
+# step failed.
+FAILED=""
 timed() {
     local label=$1
     shift
     local t0=$SECONDS
-    "$@"
-    echo "gpu-check: $label took $((SECONDS - t0)) s"
+    if "$@"; then
+        echo "gpu-check: $label took $((SECONDS - t0)) s"
+    else
+        echo "gpu-check: $label FAILED (exit $?) after $((SECONDS - t0)) s" >&2
+        FAILED="$FAILED $label"
+    fi
 }
 
 timed smoke "$RUNNER" --backend cuda --quiet --out "$OUT" "$SMOKE"
@@ -106,3 +114,4 @@ find "$OUT" -name '*.csv' -print0 | while IFS= read -r -d '' csv; do
         { print $0 ",\"" n "\",\"" d "\"" }' "$csv" >"$csv.tmp" && mv "$csv.tmp" "$csv"
 done
 echo "gpu-check: results under $OUT ($(find "$OUT" -name '*.csv' | wc -l) CSVs)"
+[ -z "$FAILED" ] || die "failed:$FAILED"
