@@ -7,11 +7,13 @@
 //! 0.21). A cache held as one tensor per layer would pay O(context) per written token. Split
 //! into chunks, the copy is bounded by one chunk; reads stitch chunks back together (a slice
 //! when the rows sit in one chunk, a concatenation otherwise), which is O(rows read) like the
-//! attention that consumes them.
+//! attention that consumes them. On flex, a write into a chunk nothing else holds skips even
+//! that copy ([`in_place`]): O(rows written).
 
 use burn::prelude::*;
 use burn::tensor::BasicOps;
 
+use crate::in_place;
 use crate::store::runs;
 
 /// Rows per chunk: small enough that a write's copy is cheap (128 × 3 heads × 64 dims × 4 B =
@@ -27,7 +29,10 @@ pub struct Chunked<B: Backend, K: BasicOps<B> = Float> {
     inner: [usize; 2],
 }
 
-impl<B: Backend, K: BasicOps<B>> Chunked<B, K> {
+impl<B: Backend, K: BasicOps<B>> Chunked<B, K>
+where
+    K::Primitive: 'static,
+{
     /// `make(rows)` allocates one zeroed `[rows, a, b]` chunk.
     pub fn new(rows: usize, inner: [usize; 2], make: impl Fn(usize) -> Tensor<B, 3, K>) -> Self {
         let chunks = (0..rows)
@@ -85,8 +90,15 @@ impl<B: Backend, K: BasicOps<B>> Chunked<B, K> {
         let [a, b] = self.inner;
         for (c, at, from, len) in Self::pieces(rows) {
             let part = src.clone().slice([from..from + len, 0..a, 0..b]);
-            let chunk = self.chunks[c].take().expect("chunk present");
-            self.chunks[c] = Some(chunk.slice_assign([at..at + len, 0..a, 0..b], part));
+            let mut chunk = self.chunks[c].take().expect("chunk present").into_primitive();
+            let part = part.into_primitive();
+            let written = if in_place::write_rows(&mut chunk, at, &part) {
+                Tensor::from_primitive(chunk)
+            } else {
+                Tensor::from_primitive(chunk)
+                    .slice_assign([at..at + len, 0..a, 0..b], Tensor::from_primitive(part))
+            };
+            self.chunks[c] = Some(written);
         }
     }
 

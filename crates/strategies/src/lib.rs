@@ -9,6 +9,7 @@ pub mod block_pool;
 pub mod chunked;
 pub mod concat;
 pub mod heads;
+pub mod in_place;
 pub mod layout;
 pub mod none;
 pub mod paged;

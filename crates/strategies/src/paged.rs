@@ -128,33 +128,11 @@ impl<B: Backend> KvCache<B> for PagedCache<B> {
         let written: Vec<usize> = self.new_slots.iter().flatten().copied().collect();
         self.store.write(layer, &written, to_slots(k), to_slots(v));
 
-        // Gather every row's tokens through its block table, padded to the longest row.
-        let longest = lens.iter().copied().max().unwrap_or(0);
-        let mut gather = Vec::with_capacity(b * longest);
-        for r in 0..b {
-            let mut slots = self.pool.slots(self.seq(r)).map_err(pool_error)?;
-            let pad = slots[0];
-            slots.resize(longest, pad);
-            gather.extend(slots);
-        }
-        let (k, v) = self.store.read(layer, &gather);
-        let (k, v) = (from_slots(k, b), from_slots(v, b));
-        let mask = if lens.iter().all(|&l| l == longest) {
-            AttentionMask::CausalEnd
-        } else {
-            // Query i of row r (at index len_r - t + i) sees keys 0..=len_r - t + i.
-            let hidden: Vec<bool> = lens
-                .iter()
-                .flat_map(|&len| {
-                    (0..t).flat_map(move |i| (0..longest).map(move |j| j > len - t + i))
-                })
-                .collect();
-            AttentionMask::Hidden(Tensor::from_data(
-                TensorData::new(hidden, [b, t, longest]),
-                &k.device(),
-            ))
-        };
-        Ok(KvView { k, v, mask })
+        let tables: Vec<Vec<usize>> = (0..b)
+            .map(|r| self.pool.slots(self.seq(r)))
+            .collect::<Result<_, _>>()
+            .map_err(pool_error)?;
+        Ok(read_tables(self.store.as_ref(), layer, &tables, t))
     }
 
     fn commit(&mut self, _new_tokens: usize) {}
@@ -181,4 +159,44 @@ impl<B: Backend> KvCache<B> for PagedCache<B> {
         let l = &self.layout;
         Some([1, l.n_kv_heads, self.pool.n_slots(), l.head_dim])
     }
+}
+
+/// What attention reads for a batch whose rows hold their tokens at the slots `tables[r]`
+/// (block tables expanded to slots): every row gathered through its table and padded to the
+/// longest row, the padding hidden; `t` new tokens at the end of every row.
+///
+/// # Shapes
+/// - k, v of the view: `[tables.len(), n_kv, longest, head_dim]`
+/// - mask: none when every row has the same length, else `[tables.len(), t, longest]`
+pub fn read_tables<B: Backend>(
+    store: &dyn SlotStore<B>,
+    layer: usize,
+    tables: &[Vec<usize>],
+    t: usize,
+) -> KvView<B> {
+    let b = tables.len();
+    let lens: Vec<usize> = tables.iter().map(Vec::len).collect();
+    let longest = lens.iter().copied().max().unwrap_or(0);
+    let mut gather = Vec::with_capacity(b * longest);
+    for slots in tables {
+        // Padding repeats the row's first slot: any readable slot would do, it is hidden.
+        gather.extend_from_slice(slots);
+        gather.extend(std::iter::repeat_n(slots[0], longest - slots.len()));
+    }
+    let (k, v) = store.read(layer, &gather);
+    let (k, v) = (from_slots(k, b), from_slots(v, b));
+    let mask = if lens.iter().all(|&l| l == longest) {
+        AttentionMask::CausalEnd
+    } else {
+        // Query i of row r (at index len_r - t + i) sees keys 0..=len_r - t + i.
+        let hidden: Vec<bool> = lens
+            .iter()
+            .flat_map(|&len| (0..t).flat_map(move |i| (0..longest).map(move |j| j > len - t + i)))
+            .collect();
+        AttentionMask::Hidden(Tensor::from_data(
+            TensorData::new(hidden, [b, t, longest]),
+            &k.device(),
+        ))
+    };
+    KvView { k, v, mask }
 }
