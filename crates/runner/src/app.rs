@@ -265,6 +265,39 @@ struct Env<'a> {
     dir: &'a Path,
 }
 
+/// The device model of `name` with head layout `layout`, uploaded unless `loaded` already
+/// holds it (host weights read once per model into `host`).
+fn load_model<'a, B: Backend>(
+    env: &Env<'_>,
+    device: &B::Device,
+    name: &str,
+    layout: HeadLayout,
+    host: &mut Option<ModelWeights>,
+    loaded: &'a mut Option<(HeadLayout, Model<B>)>,
+) -> Result<&'a Model<B>> {
+    let e = env.experiment;
+    if loaded.as_ref().is_none_or(|(l, _)| *l != layout) {
+        drop(loaded.take()); // free the previous layout's device copy first
+        if host.is_none() {
+            *host = Some(
+                crate::model::weights(name, e.file.experiment.weights, e.seed(), env.source)
+                    .map_err(|m| anyhow!("model {name}: {m}"))?,
+            );
+        }
+        let weights = host.as_ref().expect("loaded above");
+        let model = match layout {
+            None => crate::model::upload::<B>(weights, device),
+            Some((k, reduction)) => {
+                let converted = convert_kv_heads(weights, k, reduction)?;
+                crate::model::upload::<B>(&converted, device)
+            }
+        }
+        .map_err(|m| anyhow!("model {name}: {m}"))?;
+        *loaded = Some((layout, model));
+    }
+    Ok(&loaded.as_ref().expect("loaded above").1)
+}
+
 /// Every run of one experiment on backend `B`.
 fn execute<B: Backend>(
     env: &Env<'_>,
@@ -314,8 +347,12 @@ fn execute<B: Backend>(
             for run in runs.iter().filter(|r| r.model() == name) {
                 bar.set_message(format!("{w}: {}", run.label()));
                 if *w == Workload::Fragmentation {
-                    // A simulation: no model on the device, nothing timed.
-                    let (metrics, series) = workloads::fragmentation::measure(e, run)
+                    // A simulation; with `execute`, its batches also run through the model.
+                    let model = match workloads::fragmentation::executes(e) {
+                        true => Some(load_model(env, device, name, None, &mut host, &mut loaded)?),
+                        false => None,
+                    };
+                    let (metrics, series) = workloads::fragmentation::measure(e, run, model)
                         .with_context(|| format!("run {w}: {}", run.label()))?;
                     let id = run.id(backend);
                     let mut row: Vec<String> = vec![
@@ -340,31 +377,7 @@ fn execute<B: Backend>(
                     continue;
                 }
                 let layout = head_layout(run)?;
-                if loaded.as_ref().is_none_or(|(l, _)| *l != layout) {
-                    drop(loaded.take()); // free the previous layout's device copy first
-                    if host.is_none() {
-                        host = Some(
-                            crate::model::weights(
-                                name,
-                                e.file.experiment.weights,
-                                e.seed(),
-                                env.source,
-                            )
-                            .map_err(|m| anyhow!("model {name}: {m}"))?,
-                        );
-                    }
-                    let weights = host.as_ref().expect("loaded above");
-                    let model = match layout {
-                        None => crate::model::upload::<B>(weights, device),
-                        Some((k, reduction)) => {
-                            let converted = convert_kv_heads(weights, k, reduction)?;
-                            crate::model::upload::<B>(&converted, device)
-                        }
-                    }
-                    .map_err(|m| anyhow!("model {name}: {m}"))?;
-                    loaded = Some((layout, model));
-                }
-                let model = &loaded.as_ref().expect("loaded above").1;
+                let model = load_model(env, device, name, layout, &mut host, &mut loaded)?;
                 let ctx = RunCtx {
                     model,
                     device,

@@ -105,6 +105,10 @@ pub struct FragmentationParams {
     /// The longest `prompt + output` served; longer requests are rejected and counted.
     #[serde(default = "default_max_seq_len")]
     pub max_seq_len: usize,
+    /// Also run every scheduled batch through the experiment's model and measure wall-clock
+    /// tokens per second (seed-toy, or SmolLM2 on short traces: every token is computed).
+    #[serde(default)]
+    pub execute: bool,
 }
 
 fn default_trace() -> String {

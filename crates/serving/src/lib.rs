@@ -9,9 +9,11 @@
 //! - `memory` (private): the allocators applied to a byte budget, and the
 //!   accounting of every byte;
 //! - [`scheduler`]: continuous batching with FCFS admission and preemption ([`simulate`]);
-//! - [`metrics`]: the memory split, summary row and time series.
+//! - [`metrics`]: the memory split, summary row and time series;
+//! - [`execute`]: the scheduled batches run through a real model (wall-clock throughput).
 
 pub mod allocator;
+pub mod execute;
 mod memory;
 pub mod metrics;
 pub mod policy;
@@ -26,7 +28,9 @@ use thiserror::Error;
 
 pub use metrics::{IterationSample, MemorySample, Summary, write_csv};
 pub use policy::Policy;
-pub use scheduler::{Rejections, SimConfig, SimResult, simulate};
+pub use scheduler::{
+    Executor, IterationWork, Rejections, RowWork, SimConfig, SimResult, simulate, simulate_with,
+};
 pub use trace::{Request, TraceGen, TraceKind};
 
 /// Why a simulation could not run (rejected requests are counted, not errors).
@@ -46,6 +50,8 @@ pub enum ServingError {
     LeaseMismatch,
     #[error("accounting broke at iteration {iteration}: parts sum to {accounted}, budget {budget}")]
     AccountingMismatch { iteration: u64, accounted: u128, budget: u64 },
+    #[error("executing the schedule: {0}")]
+    Execution(String),
     #[error("no progress after {iterations} busy iterations (scheduler bug)")]
     NoProgress { iterations: u64 },
     #[error(transparent)]

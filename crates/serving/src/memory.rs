@@ -166,6 +166,24 @@ impl KvMemory {
         }
     }
 
+    /// The token slots of the first `tokens` tokens a lease holds, in order: slot `i` is token
+    /// `i`'s place in a store of `budget / bytes_per_token` slots (an extent's byte offset in
+    /// tokens plus `i`; a sequence's block table expanded).
+    pub(crate) fn slots(&self, lease: Lease, tokens: usize) -> Result<Vec<usize>, ServingError> {
+        match (&self.backing, lease) {
+            (Backing::Contiguous { .. }, Lease::Extent { offset, .. }) => {
+                let base = usize::try_from(offset / self.bytes_per_token).unwrap_or(usize::MAX);
+                Ok((base..base + tokens).collect())
+            }
+            (Backing::Paged { pool }, Lease::Blocks(seq)) => {
+                let mut slots = pool.slots(seq)?;
+                slots.truncate(tokens);
+                Ok(slots)
+            }
+            _ => Err(ServingError::LeaseMismatch),
+        }
+    }
+
     /// Returns a request's memory.
     pub(crate) fn release(&mut self, lease: Lease) -> Result<(), ServingError> {
         match (&mut self.backing, lease) {

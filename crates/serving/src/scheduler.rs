@@ -16,6 +16,10 @@
 //! 4. **sample** the memory split ([`crate::metrics`]) and check it sums to the budget;
 //! 5. requests that have produced all their output tokens finish and free their memory.
 //!
+//! An [`Executor`] given to [`simulate_with`] sees each iteration's work as it is scheduled
+//! (who was preempted, who decodes, who is prefilled, where each one's tokens are stored) and
+//! can run it through a real model; [`simulate`] runs none.
+//!
 //! Iterations with nothing running and nothing waiting are skipped (the clock jumps to the
 //! next arrival) and not sampled, so averages describe the busy server.
 //!
@@ -100,13 +104,61 @@ impl Running {
     }
 }
 
+/// One request's part of an iteration: where its KV lives after the iteration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowWork {
+    pub id: u64,
+    /// Slots of the tokens it holds after this iteration, in token order (see
+    /// `KvMemory::slots`), the slot reserved for the token this iteration produces included.
+    pub slots: Vec<usize>,
+    /// Prompt tokens (the request's, for generating its input ids).
+    pub prompt_tokens: usize,
+}
+
+/// What one busy iteration did, in the order it happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IterationWork {
+    /// Preempted: their memory is gone; they come back through `prefill` (recompute).
+    pub preempted: Vec<u64>,
+    /// Running requests that store one more token, as one batch.
+    pub decode: Vec<RowWork>,
+    /// Admitted this iteration: prompt (plus tokens generated before a preemption) stored,
+    /// first token produced.
+    pub prefill: Vec<RowWork>,
+    /// Done after this iteration: their memory is returned.
+    pub finished: Vec<u64>,
+}
+
+/// Runs the scheduled work, one iteration at a time (a model, or nothing).
+pub trait Executor {
+    fn iteration(&mut self, work: &IterationWork) -> Result<(), String>;
+}
+
+/// The executor of a pure simulation.
+struct NoExecution;
+
+impl Executor for NoExecution {
+    fn iteration(&mut self, _work: &IterationWork) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// Serves `requests` under `config` and reports what memory did.
+pub fn simulate(config: &SimConfig, requests: &[Request]) -> Result<SimResult, ServingError> {
+    simulate_with(config, requests, &mut NoExecution)
+}
+
+/// [`simulate`], handing every busy iteration's work to `exec` before the next one starts.
 ///
 /// Requests are served in arrival order (ties in slice order). Errors: an invalid config or a
 /// budget that no request could ever fit ([`ServingError::BudgetTooSmall`]), a request with
 /// zero prompt or output tokens, and internal inconsistencies (never expected). Requests that
 /// are too long or too large for the budget are *rejected and counted*, not errors.
-pub fn simulate(config: &SimConfig, requests: &[Request]) -> Result<SimResult, ServingError> {
+pub fn simulate_with(
+    config: &SimConfig,
+    requests: &[Request],
+    exec: &mut dyn Executor,
+) -> Result<SimResult, ServingError> {
     let mut memory = KvMemory::new(
         config.policy,
         config.budget_bytes,
@@ -158,6 +210,7 @@ pub fn simulate(config: &SimConfig, requests: &[Request]) -> Result<SimResult, S
 
         // Decode, oldest first; preempt the latest admitted when the pool is dry.
         let mut preempted_now = false;
+        let mut work = IterationWork::default();
         let mut i = 0;
         while i < running.len() {
             match memory.grow(running[i].lease)? {
@@ -169,6 +222,7 @@ pub fn simulate(config: &SimConfig, requests: &[Request]) -> Result<SimResult, S
                     let victim = running.pop().ok_or(ServingError::LeaseMismatch)?;
                     memory.release(victim.lease)?;
                     waiting.push_front(Waiting { req: victim.req, generated: victim.generated });
+                    work.preempted.push(victim.req.id);
                     counts.preemptions += 1;
                     preempted_now = true;
                 }
@@ -182,6 +236,7 @@ pub fn simulate(config: &SimConfig, requests: &[Request]) -> Result<SimResult, S
                 let Some(lease) = memory.try_admit(&w.req, context)? else { break };
                 waiting.pop_front();
                 recomputed_tokens += if w.generated > 0 { (context - 1) as u64 } else { 0 };
+                work.prefill.push(row_work(&memory, &w.req, lease, context)?);
                 running.push(Running { req: w.req, generated: w.generated + 1, lease });
             }
         }
@@ -205,6 +260,19 @@ pub fn simulate(config: &SimConfig, requests: &[Request]) -> Result<SimResult, S
         counts.tokens_produced += running.len() as u64;
         acc.record(iteration, &sample, running.len(), waiting.len(), config.budget_bytes);
 
+        // Decoders: the running requests not admitted this iteration (admissions are last).
+        let decoders = running.len() - work.prefill.len();
+        for r in &running[..decoders] {
+            let held = r.req.prompt_tokens + r.generated;
+            work.decode.push(row_work(&memory, &r.req, r.lease, held)?);
+        }
+        work.finished = running
+            .iter()
+            .filter(|r| r.generated >= r.req.output_tokens)
+            .map(|r| r.req.id)
+            .collect();
+        exec.iteration(&work).map_err(ServingError::Execution)?;
+
         let mut still = Vec::with_capacity(running.len());
         for r in running.drain(..) {
             if r.generated >= r.req.output_tokens {
@@ -227,4 +295,13 @@ pub fn simulate(config: &SimConfig, requests: &[Request]) -> Result<SimResult, S
         recomputed_tokens,
         max_internal_tokens_per_request: max_internal,
     })
+}
+
+fn row_work(
+    memory: &KvMemory,
+    req: &Request,
+    lease: Lease,
+    held: usize,
+) -> Result<RowWork, ServingError> {
+    Ok(RowWork { id: req.id, slots: memory.slots(lease, held)?, prompt_tokens: req.prompt_tokens })
 }

@@ -23,10 +23,13 @@
 //! `fragmentation_series.csv`, at most [`SERIES_POINTS`] evenly spaced iterations per run, so
 //! `runner report` can redraw concurrency over time from the CSVs alone.
 //!
-//! Nothing here is timed: every column is deterministic for a given trace, budget and policy.
-//! Throughput is reported as `tokens_per_iteration` (tokens produced per batch step, which
-//! equals the mean batch size), not as wall-clock tokens per second: executing the scheduler's
-//! batches through the model is not implemented yet.
+//! Without `execute`, nothing is timed: every column is deterministic for a given trace,
+//! budget and policy, and throughput is `tokens_per_iteration` (tokens produced per batch
+//! step, the mean batch size). With `execute = true` the run's model (the experiment's
+//! `model` and `weights`) also runs every scheduled batch — one ragged decode step of all
+//! running requests, then each admission's prefill — with its K/V at the slots the allocator
+//! gave ([`kvlab_serving::execute`]), and `model_tok_per_s` is measured wall-clock
+//! throughput; `model_tokens`, `model_decode_steps` and `model_prefills` are deterministic.
 //!
 //! Requests longer than `max_seq_len`, or larger than the whole budget under a policy, are
 //! rejected and counted (`rejected_too_long`, `rejected_never_fits`); a budget too small to
@@ -35,7 +38,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
-use kvlab_serving::{Policy, Request, SimConfig, TraceKind, simulate};
+use burn::prelude::Backend;
+use kvlab_model::Model;
+use kvlab_serving::execute::ModelExecutor;
+use kvlab_serving::{Policy, Request, SimConfig, TraceKind, simulate, simulate_with};
 
 use crate::csv_sink::CsvSink;
 use crate::experiment::{Experiment, FragmentationParams};
@@ -66,6 +72,11 @@ pub const COLUMNS: &[&str] = &[
     "tokens_per_iteration",
     "recomputed_tokens",
     "max_internal_tokens_per_request",
+    "model_tokens",
+    "model_decode_steps",
+    "model_prefills",
+    "model_wall_s",
+    "model_tok_per_s",
 ];
 
 /// The side CSV of per-iteration samples.
@@ -122,9 +133,19 @@ pub fn policy(run: &Run) -> Result<Policy> {
     }
 }
 
-/// Simulates one run; returns its metric columns and its series rows (the part after the
-/// `experiment, run_id, model, policy, block_size, kv_budget_bytes` columns).
-pub fn measure(e: &Experiment, run: &Run) -> Result<(Vec<String>, Vec<[String; 4]>)> {
+/// Whether the experiment runs its schedules through the model (`execute = true`).
+pub fn executes(e: &Experiment) -> bool {
+    e.file.workload.fragmentation.as_ref().is_some_and(|p| p.execute)
+}
+
+/// Simulates one run, executing it on `model` when given; returns its metric columns and its
+/// series rows (the part after the `experiment, run_id, model, policy, block_size,
+/// kv_budget_bytes` columns).
+pub fn measure<B: Backend>(
+    e: &Experiment,
+    run: &Run,
+    model: Option<&Model<B>>,
+) -> Result<(Vec<String>, Vec<[String; 4]>)> {
     let p = e.file.workload.fragmentation.as_ref().context("no [workload.fragmentation]")?;
     let requests = trace(p, e.seed()).map_err(anyhow::Error::msg)?;
     let config = crate::model::config_of(run.model()).map_err(anyhow::Error::msg)?;
@@ -137,10 +158,18 @@ pub fn measure(e: &Experiment, run: &Run) -> Result<(Vec<String>, Vec<[String; 4
     let policy = policy(run)?;
     let sim =
         SimConfig { policy, budget_bytes: budget, bytes_per_token, max_seq_len: p.max_seq_len };
-    let r = simulate(&sim, &requests).map_err(|err| anyhow!("{err}"))?;
+    let (r, executed) = match model {
+        None => (simulate(&sim, &requests).map_err(|err| anyhow!("{err}"))?, None),
+        Some(model) => {
+            let slots = usize::try_from(budget / bytes_per_token).context("budget in tokens")?;
+            let mut exec = ModelExecutor::new(model, slots, e.seed());
+            let r = simulate_with(&sim, &requests, &mut exec).map_err(|err| anyhow!("{err}"))?;
+            (r, Some(exec.measured))
+        }
+    };
     let s = &r.summary;
     let f = |x: f64| format!("{x:.4}");
-    let metrics = vec![
+    let mut metrics = vec![
         p.trace.clone(),
         requests.len().to_string(),
         if p.trace.starts_with("file:") {
@@ -170,6 +199,16 @@ pub fn measure(e: &Experiment, run: &Run) -> Result<(Vec<String>, Vec<[String; 4
         r.recomputed_tokens.to_string(),
         r.max_internal_tokens_per_request.to_string(),
     ];
+    match executed {
+        Some(x) => metrics.extend([
+            x.tokens_produced.to_string(),
+            x.decode_steps.to_string(),
+            x.prefills.to_string(),
+            format!("{:.3}", x.wall.as_secs_f64()),
+            format!("{:.1}", x.tokens_per_second()),
+        ]),
+        None => metrics.extend(std::iter::repeat_n(String::new(), 5)),
+    }
     let n = r.series.len();
     let stride = n.div_ceil(SERIES_POINTS).max(1);
     let series = r

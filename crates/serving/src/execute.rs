@@ -1,0 +1,318 @@
+//! Running the scheduler's batches through a real model, so serving throughput is measured in
+//! wall-clock tokens per second rather than modelled.
+//!
+//! The model's K/V live in one [`F32Store`] of `budget / bytes_per_token` token slots per
+//! layer — the budget the simulation divides — and every request's tokens sit at the slots
+//! the simulated allocator gave it: a reserved extent (`reserve-*`) or a block table
+//! (`paged`). Each busy iteration runs, in the scheduler's order: one batched decode step of
+//! every running request (rows of different lengths, padded and masked, as a serving batch
+//! is), then one prefill per admitted request. Greedy decoding; prompt ids are drawn from a
+//! seeded generator, so two runs feed the same tokens.
+//!
+//! A request's last slot is the one reserved for the token this iteration produces (vLLM
+//! allocates it up front); that token's K/V are written when it is fed, next iteration.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use burn::prelude::*;
+use kvlab_model::model::tokens_tensor;
+use kvlab_model::{CacheError, KvCache, KvMemory, KvView, Model, RotaryEncoding};
+use kvlab_strategies::paged::read_tables;
+use kvlab_strategies::store::to_slots;
+use kvlab_strategies::{F32Store, SlotStore};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::scheduler::{Executor, IterationWork, RowWork};
+
+/// A cache whose rows, slots and new-token count are set from outside before each forward:
+/// the serving executor's view of the shared store.
+pub struct TableCache<B: Backend> {
+    store: F32Store<B>,
+    n_slots: usize,
+    /// Per batch row: slots of every token attention sees after this forward, new ones last.
+    tables: Vec<Vec<usize>>,
+    /// New tokens per row in this forward.
+    t: usize,
+}
+
+impl<B: Backend> TableCache<B> {
+    pub fn new(
+        n_layers: usize,
+        n_slots: usize,
+        n_kv: usize,
+        head_dim: usize,
+        device: &B::Device,
+    ) -> Self {
+        let store = F32Store::new(n_layers, n_slots, n_kv, head_dim, device);
+        Self { store, n_slots, tables: Vec::new(), t: 0 }
+    }
+
+    /// The next forward feeds `t` tokens to each row of `tables`.
+    ///
+    /// # Panics
+    /// When a row holds fewer than `t` slots or names a slot outside the store.
+    pub fn set_rows(&mut self, tables: Vec<Vec<usize>>, t: usize) {
+        for row in &tables {
+            assert!(row.len() >= t && t > 0, "a row needs its {t} new tokens' slots");
+            assert!(row.iter().all(|&s| s < self.n_slots), "slot outside the store");
+        }
+        self.tables = tables;
+        self.t = t;
+    }
+}
+
+impl<B: Backend> KvCache<B> for TableCache<B> {
+    fn next_input(&self, total: usize) -> Range<usize> {
+        total - self.t..total
+    }
+
+    fn query_start(&self) -> Vec<usize> {
+        self.tables.iter().map(|row| row.len() - self.t).collect()
+    }
+
+    fn update(
+        &mut self,
+        layer: usize,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError> {
+        let [b, _, t, _] = k.dims();
+        if b != self.tables.len() || t != self.t {
+            return Err(CacheError::Invalid(format!(
+                "forward of [{b}, {t}] new tokens, rows set for [{}, {}]",
+                self.tables.len(),
+                self.t
+            )));
+        }
+        let k = rope.apply(k, &self.query_start());
+        let written: Vec<usize> =
+            self.tables.iter().flat_map(|row| row[row.len() - t..].iter().copied()).collect();
+        self.store.write(layer, &written, to_slots(k), to_slots(v));
+        Ok(read_tables(&self.store, layer, &self.tables, t))
+    }
+
+    fn commit(&mut self, _new_tokens: usize) {}
+
+    fn reset(&mut self) {
+        self.tables.clear();
+    }
+
+    fn memory(&self) -> KvMemory {
+        let live: usize = self.tables.iter().map(Vec::len).sum();
+        let m = self.store.memory(live);
+        KvMemory {
+            allocated_bytes: m.allocated_bytes,
+            live_bytes: m.live_bytes,
+            metadata_bytes: m.metadata_bytes,
+            tokens: self.tables.iter().map(Vec::len).max().unwrap_or(0),
+        }
+    }
+
+    fn stored_shape(&self, _layer: usize) -> Option<[usize; 4]> {
+        None
+    }
+}
+
+/// What executing a schedule measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Execution {
+    /// Wall-clock time inside forwards (device synced), the whole run.
+    pub wall: Duration,
+    /// Tokens produced: one per decode row and one per prefill.
+    pub tokens_produced: u64,
+    /// Tokens fed through the model (prompts, recomputation, decoded tokens).
+    pub tokens_fed: u64,
+    pub decode_steps: u64,
+    pub prefills: u64,
+}
+
+impl Execution {
+    /// Produced tokens per second of forward time.
+    pub fn tokens_per_second(&self) -> f64 {
+        self.tokens_produced as f64 / self.wall.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+}
+
+/// Runs every scheduled iteration through `model`, greedily.
+pub struct ModelExecutor<'m, B: Backend> {
+    model: &'m Model<B>,
+    cache: TableCache<B>,
+    rng: ChaCha8Rng,
+    /// Per request: its prompt ids then every token it produced so far.
+    tokens: HashMap<u64, Vec<u32>>,
+    /// Per request: tokens whose K/V are in the store now.
+    stored: HashMap<u64, usize>,
+    /// Finished requests: prompt ids and every token produced.
+    pub finished: HashMap<u64, Vec<u32>>,
+    pub measured: Execution,
+}
+
+impl<'m, B: Backend> ModelExecutor<'m, B> {
+    /// An executor over a store of `n_slots` token slots (the budget in tokens).
+    pub fn new(model: &'m Model<B>, n_slots: usize, seed: u64) -> Self {
+        let c = &model.config;
+        let cache = TableCache::new(c.n_layers, n_slots, c.n_kv_heads, c.head_dim, &model.device());
+        Self {
+            model,
+            cache,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            tokens: HashMap::new(),
+            stored: HashMap::new(),
+            finished: HashMap::new(),
+            measured: Execution::default(),
+        }
+    }
+
+    /// The table a row reads this iteration and how many of its tokens are new: every held
+    /// slot but the last (reserved for the token produced now).
+    fn table(&mut self, row: &RowWork) -> Result<(Vec<usize>, usize), String> {
+        let vocab = self.model.config.vocab_size as u32;
+        let rng = &mut self.rng;
+        let tokens = self.tokens.entry(row.id).or_insert_with(|| {
+            (0..row.prompt_tokens).map(|_| rng.random_range(0..vocab)).collect()
+        });
+        let fed = row.slots.len().checked_sub(1).filter(|&n| n > 0).ok_or("empty row")?;
+        let stored = self.stored.get(&row.id).copied().unwrap_or(0);
+        if fed <= stored || fed > tokens.len() {
+            return Err(format!(
+                "request {}: {fed} tokens to attend with {stored} stored and {} known",
+                row.id,
+                tokens.len()
+            ));
+        }
+        Ok((row.slots[..fed].to_vec(), fed - stored))
+    }
+
+    /// One forward of `rows` (same new-token count each), appending each row's greedy token.
+    fn forward(
+        &mut self,
+        rows: &[&RowWork],
+        tables: Vec<Vec<usize>>,
+        t: usize,
+    ) -> Result<(), String> {
+        let inputs: Vec<Vec<u32>> = rows
+            .iter()
+            .zip(&tables)
+            .map(|(r, table)| {
+                let toks = &self.tokens[&r.id];
+                toks[table.len() - t..table.len()].to_vec()
+            })
+            .collect();
+        let refs: Vec<&[u32]> = inputs.iter().map(Vec::as_slice).collect();
+        let device = self.model.device();
+        let ids = tokens_tensor::<B>(&refs, &device);
+        self.cache.set_rows(tables.clone(), t);
+        let start = Instant::now();
+        let logits = self.model.forward_last(ids, &mut self.cache).map_err(|e| e.to_string())?;
+        let next: Vec<i64> =
+            logits.argmax(1).into_data().convert::<i64>().to_vec().map_err(|e| format!("{e:?}"))?;
+        self.measured.wall += start.elapsed();
+        for ((r, table), id) in rows.iter().zip(&tables).zip(next) {
+            self.stored.insert(r.id, table.len());
+            self.tokens.get_mut(&r.id).expect("known request").push(id as u32);
+        }
+        self.measured.tokens_produced += rows.len() as u64;
+        self.measured.tokens_fed += (rows.len() * t) as u64;
+        Ok(())
+    }
+}
+
+impl<B: Backend> Executor for ModelExecutor<'_, B> {
+    fn iteration(&mut self, work: &IterationWork) -> Result<(), String> {
+        for id in &work.preempted {
+            self.stored.remove(id);
+        }
+        if !work.decode.is_empty() {
+            let mut tables = Vec::with_capacity(work.decode.len());
+            for row in &work.decode {
+                let (table, new) = self.table(row)?;
+                if new != 1 {
+                    return Err(format!("request {}: a decode step feeds {new} tokens", row.id));
+                }
+                tables.push(table);
+            }
+            let rows: Vec<&RowWork> = work.decode.iter().collect();
+            self.forward(&rows, tables, 1)?;
+            self.measured.decode_steps += 1;
+        }
+        for row in &work.prefill {
+            let (table, new) = self.table(row)?;
+            self.forward(&[row], vec![table], new)?;
+            self.measured.prefills += 1;
+        }
+        for id in &work.finished {
+            self.stored.remove(id);
+            if let Some(tokens) = self.tokens.remove(id) {
+                self.finished.insert(*id, tokens);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kvlab_model::generate::{Sampling, generate};
+    use kvlab_model::{Model, ModelConfig};
+    use kvlab_strategies::{ConcatCache, KvLayout};
+
+    use super::*;
+    use crate::{Policy, Request, SimConfig, simulate_with};
+
+    type B = burn_flex::Flex;
+
+    /// Every request of a trace served in ragged batches, at the allocator's slots, with
+    /// preemptions, produces exactly the tokens it produces alone with a full cache.
+    #[test]
+    fn served_tokens_equal_generating_each_request_alone() {
+        let config = ModelConfig::seed_toy();
+        let weights = kvlab_model::init::random_weights(&config, 0);
+        let model = Model::<B>::from_weights(&weights, &Default::default()).unwrap();
+        let requests: Vec<Request> = (0..12)
+            .map(|i| Request {
+                id: i,
+                arrival: i / 3,
+                prompt_tokens: 3 + (i as usize * 7) % 11,
+                output_tokens: 2 + (i as usize * 5) % 9,
+            })
+            .collect();
+        let bytes_per_token = config.kv_bytes_per_token(4) as u64;
+        for policy in [Policy::Paged { block_size: 4 }, Policy::ReserveExact, Policy::ReservePow2] {
+            // 48 tokens of budget: a few requests at a time, preemptions under paging.
+            let sim = SimConfig {
+                policy,
+                budget_bytes: 48 * bytes_per_token,
+                bytes_per_token,
+                max_seq_len: 32,
+            };
+            let mut exec = ModelExecutor::new(&model, 48, 7);
+            let r = simulate_with(&sim, &requests, &mut exec).unwrap();
+            assert_eq!(r.summary.completed, requests.len(), "{policy:?}");
+            if matches!(policy, Policy::Paged { .. }) {
+                assert!(r.summary.preemptions > 0, "the budget is meant to force preemption");
+            }
+            let produced = r.summary.tokens_per_iteration * r.summary.iterations as f64;
+            assert_eq!(exec.measured.tokens_produced, produced.round() as u64, "{policy:?}");
+            for req in &requests {
+                let served = &exec.finished[&req.id];
+                let (prompt, out) = served.split_at(req.prompt_tokens);
+                assert_eq!(out.len(), req.output_tokens, "{policy:?} request {}", req.id);
+                let mut cache = ConcatCache::<B>::new(KvLayout::new(&config, 1));
+                let alone = generate(
+                    &model,
+                    &mut cache,
+                    &[prompt.to_vec()],
+                    req.output_tokens,
+                    &Sampling::Greedy,
+                    |_| {},
+                )
+                .unwrap();
+                assert_eq!(out, alone[0].as_slice(), "{policy:?} request {}", req.id);
+            }
+        }
+    }
+}
