@@ -1,6 +1,9 @@
 //! Cache operations at 256 / 1,024 / 4,096 / 16,384 tokens of context (seed-toy, batch 1):
 //!
-//! - `update/<strategy>/<context>`: one new token, `KvCache::update` of both layers + `commit`.
+//! - `write/<strategy>/<context>`: one new token stored, `KvCache::write` of both layers +
+//!   `commit`: the per-token write cost, without building attention's view.
+//! - `update/<strategy>/<context>`: one new token, `KvCache::update` (write + view) of both
+//!   layers + `commit`.
 //! - `store_write/f32/<slots>`: `F32Store::write` of one slot (K and V, one layer) into a store
 //!   of `slots` slots: the write alone, without the read `update` also returns.
 //! - `read/<strategy>/<context>`: what attention gets back for one layer, built the way the
@@ -38,6 +41,22 @@ fn update(c: &mut Criterion) {
             let mut cache = CacheAtContext::new(kind, context, &config);
             group.bench_function(BenchmarkId::new(kind.name(), context), |b| {
                 b.iter_custom(|iters| time_steps(iters, || cache.timed_step()))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Group 0: one token stored by each strategy, nothing read back (setup outside the clock).
+fn write(c: &mut Criterion) {
+    let config = ModelConfig::seed_toy();
+    let mut group = c.benchmark_group("write");
+    group.throughput(Throughput::Bytes(bytes_per_token(&config)));
+    for kind in STRATEGIES {
+        for context in CONTEXTS {
+            let mut cache = CacheAtContext::new(kind, context, &config);
+            group.bench_function(BenchmarkId::new(kind.name(), context), |b| {
+                b.iter_custom(|iters| time_steps(iters, || cache.timed_write()))
             });
         }
     }
@@ -184,6 +203,6 @@ fn paged_gather(c: &mut Criterion) {
 criterion_group! {
     name = cache_ops;
     config = config();
-    targets = update, store_write, read, paged_gather
+    targets = write, update, store_write, read, paged_gather
 }
 criterion_main!(cache_ops);

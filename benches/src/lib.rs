@@ -226,6 +226,29 @@ impl CacheAtContext {
     /// One timed token: `update` of every layer (its view dropped inside the timed region)
     /// and `commit(1)`. The new K/V are made before the clock starts.
     pub fn timed_step(&mut self) -> Duration {
+        self.time_token(|cache, layer, k, v, rope| {
+            let view = cache.update(layer, k, v, rope).expect("update");
+            std::hint::black_box(&view);
+        })
+    }
+
+    /// One timed token written and nothing read back: `write` of every layer and
+    /// `commit(1)`, the storing half of `update`.
+    pub fn timed_write(&mut self) -> Duration {
+        self.time_token(|cache, layer, k, v, rope| cache.write(layer, k, v, rope).expect("write"))
+    }
+
+    /// Times `per_layer` over every layer for one new token, then `commit(1)`.
+    fn time_token(
+        &mut self,
+        mut per_layer: impl FnMut(
+            &mut dyn KvCache<B>,
+            usize,
+            Tensor<B, 4>,
+            Tensor<B, 4>,
+            &RotaryEncoding<B>,
+        ),
+    ) -> Duration {
         self.refill_if_needed();
         let shape = [1, self.config.n_kv_heads, 1, self.config.head_dim];
         let kv: Vec<_> = (0..self.config.n_layers)
@@ -234,9 +257,7 @@ impl CacheAtContext {
         sync(&self.device);
         let start = Instant::now();
         for (layer, (k, v)) in kv.into_iter().enumerate() {
-            let view = self.cache.update(layer, k, v, &self.rope).expect("update");
-            std::hint::black_box(&view);
-            drop(view);
+            per_layer(self.cache.as_mut(), layer, k, v, &self.rope);
         }
         self.cache.commit(1);
         sync(&self.device);

@@ -59,7 +59,9 @@ pub enum CacheError {
 /// The seam every strategy implements.
 ///
 /// A forward pass calls [`KvCache::query_start`] once, then [`KvCache::update`] once per layer in
-/// order, then [`KvCache::commit`] once.
+/// order, then [`KvCache::commit`] once. `update` is [`KvCache::write`] then [`KvCache::view`]:
+/// storing a token and reading what attention needs are separate costs (vLLM's
+/// `reshape_and_cache` and its attention kernel), and the benches time them apart.
 pub trait KvCache<B: Backend> {
     /// Which tokens of a sequence that now has `total` tokens the next forward must be fed:
     /// `cached..total` for a cache, `0..total` for recomputation.
@@ -74,8 +76,28 @@ pub trait KvCache<B: Backend> {
     /// Per row, the rotary position of the first new query of the next forward.
     fn query_start(&self) -> Vec<usize>;
 
-    /// Stores one layer's new keys (not yet rotated) and values, and returns what attention
-    /// reads.
+    /// Stores one layer's new keys (not yet rotated) and values.
+    ///
+    /// # Shapes
+    /// - k, v: `[batch, n_kv, new_tokens, head_dim]`
+    fn write(
+        &mut self,
+        layer: usize,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        rope: &RotaryEncoding<B>,
+    ) -> Result<(), CacheError>;
+
+    /// What attention reads for layer `layer` once this forward's `new_tokens` tokens per row
+    /// are written (before `commit`).
+    fn view(
+        &self,
+        layer: usize,
+        new_tokens: usize,
+        rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError>;
+
+    /// Stores one layer's new keys and values, and returns what attention reads.
     ///
     /// # Shapes
     /// - k, v: `[batch, n_kv, new_tokens, head_dim]`
@@ -85,7 +107,11 @@ pub trait KvCache<B: Backend> {
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
         rope: &RotaryEncoding<B>,
-    ) -> Result<KvView<B>, CacheError>;
+    ) -> Result<KvView<B>, CacheError> {
+        let new_tokens = k.dims()[2];
+        self.write(layer, k, v, rope)?;
+        self.view(layer, new_tokens, rope)
+    }
 
     /// Ends the forward pass that carried `new_tokens` tokens per row.
     fn commit(&mut self, new_tokens: usize);

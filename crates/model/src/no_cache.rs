@@ -11,17 +11,21 @@ use crate::rope::RotaryEncoding;
 /// Lives in the model crate because it is also the reference every strategy is tested against
 /// and the way chunked perplexity runs full attention.
 #[derive(Debug, Clone)]
-pub struct NoCache {
+pub struct NoCache<B: Backend> {
     batch: usize,
+    /// The layer being computed: its keys (rotated) and values, `[batch, n_kv, t, head_dim]`
+    /// each, held from its `write` to the next layer's (one layer at a time, never across
+    /// forwards).
+    current: Option<(usize, Tensor<B, 4>, Tensor<B, 4>)>,
 }
 
-impl NoCache {
+impl<B: Backend> NoCache<B> {
     pub fn new(batch: usize) -> Self {
-        Self { batch }
+        Self { batch, current: None }
     }
 }
 
-impl<B: Backend> KvCache<B> for NoCache {
+impl<B: Backend> KvCache<B> for NoCache<B> {
     fn next_input(&self, total: usize) -> Range<usize> {
         0..total
     }
@@ -30,19 +34,39 @@ impl<B: Backend> KvCache<B> for NoCache {
         vec![0; self.batch]
     }
 
-    fn update(
+    fn write(
         &mut self,
-        _layer: usize,
+        layer: usize,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
         rope: &RotaryEncoding<B>,
-    ) -> Result<KvView<B>, CacheError> {
-        Ok(KvView { k: rope.apply(k, &[0]), v, mask: AttentionMask::CausalEnd })
+    ) -> Result<(), CacheError> {
+        self.current = Some((layer, rope.apply(k, &[0]), v));
+        Ok(())
     }
 
-    fn commit(&mut self, _new_tokens: usize) {}
+    fn view(
+        &self,
+        layer: usize,
+        _new_tokens: usize,
+        _rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError> {
+        match &self.current {
+            Some((l, k, v)) if *l == layer => {
+                Ok(KvView { k: k.clone(), v: v.clone(), mask: AttentionMask::CausalEnd })
+            }
+            _ => Err(CacheError::Invalid(format!("none: layer {layer} was not just written"))),
+        }
+    }
 
-    fn reset(&mut self) {}
+    /// Nothing is kept: the sequence is re-fed whole next time.
+    fn commit(&mut self, _new_tokens: usize) {
+        self.current = None;
+    }
+
+    fn reset(&mut self) {
+        self.current = None;
+    }
 
     fn memory(&self) -> KvMemory {
         KvMemory::default()

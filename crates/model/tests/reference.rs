@@ -142,19 +142,28 @@ mod kvlab_model_test_support {
         fn query_start(&self) -> Vec<usize> {
             vec![self.len]
         }
-        fn update(
+        fn write(
             &mut self,
             layer: usize,
             k: Tensor<B, 4>,
             v: Tensor<B, 4>,
             rope: &RotaryEncoding<B>,
-        ) -> Result<KvView<B>, CacheError> {
+        ) -> Result<(), CacheError> {
             let k = rope.apply(k, &[self.len]);
             let (k, v) = match self.layers[layer].take() {
                 Some((ok, ov)) => (Tensor::cat(vec![ok, k], 2), Tensor::cat(vec![ov, v], 2)),
                 None => (k, v),
             };
-            self.layers[layer] = Some((k.clone(), v.clone()));
+            self.layers[layer] = Some((k, v));
+            Ok(())
+        }
+        fn view(
+            &self,
+            layer: usize,
+            _new_tokens: usize,
+            _rope: &RotaryEncoding<B>,
+        ) -> Result<KvView<B>, CacheError> {
+            let (k, v) = self.layers[layer].clone().expect("written before viewed");
             Ok(KvView { k, v, mask: AttentionMask::CausalEnd })
         }
         fn commit(&mut self, n: usize) {

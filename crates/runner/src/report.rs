@@ -790,10 +790,8 @@ fn measured_throughput(t: &Table) -> String {
         };
         let base = t.rows.iter().find(same_budget).and_then(|o| t.num(o, "model_tok_per_s"));
         let ratio = base.map_or(String::new(), |b| format!("{:.2}x", tps / b));
-        if t.get(r, "policy") == "paged" {
-            if let Some(b) = base {
-                gains.push(tps / b);
-            }
+        if let (true, Some(b)) = (t.get(r, "policy") == "paged", base) {
+            gains.push(tps / b);
         }
         let _ = writeln!(
             md,
@@ -803,10 +801,9 @@ fn measured_throughput(t: &Table) -> String {
             policy_label(t, r),
         );
     }
-    if let (Some(lo), Some(hi)) = (
-        gains.iter().copied().reduce(f64::min),
-        gains.iter().copied().reduce(f64::max),
-    ) {
+    if let (Some(lo), Some(hi)) =
+        (gains.iter().copied().reduce(f64::min), gains.iter().copied().reduce(f64::max))
+    {
         let verdict = if lo >= 1.0 {
             "paging's larger batches do turn into more tokens per second here"
         } else if hi < 1.0 {

@@ -73,13 +73,13 @@ impl<B: Backend> KvCache<B> for TableCache<B> {
         self.tables.iter().map(|row| row.len() - self.t).collect()
     }
 
-    fn update(
+    fn write(
         &mut self,
         layer: usize,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
         rope: &RotaryEncoding<B>,
-    ) -> Result<KvView<B>, CacheError> {
+    ) -> Result<(), CacheError> {
         let [b, _, t, _] = k.dims();
         if b != self.tables.len() || t != self.t {
             return Err(CacheError::Invalid(format!(
@@ -92,7 +92,16 @@ impl<B: Backend> KvCache<B> for TableCache<B> {
         let written: Vec<usize> =
             self.tables.iter().flat_map(|row| row[row.len() - t..].iter().copied()).collect();
         self.store.write(layer, &written, to_slots(k), to_slots(v));
-        Ok(read_tables(&self.store, layer, &self.tables, t))
+        Ok(())
+    }
+
+    fn view(
+        &self,
+        layer: usize,
+        new_tokens: usize,
+        _rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError> {
+        Ok(read_tables(&self.store, layer, &self.tables, new_tokens))
     }
 
     fn commit(&mut self, _new_tokens: usize) {}

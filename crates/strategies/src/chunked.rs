@@ -10,6 +10,8 @@
 //! attention that consumes them. On flex, a write into a chunk nothing else holds skips even
 //! that copy ([`in_place`]): O(rows written).
 
+use std::ops::Range;
+
 use burn::prelude::*;
 use burn::tensor::BasicOps;
 
@@ -85,6 +87,26 @@ where
         }
     }
 
+    /// Rows of `ranges`, in order: `[total rows, a, b]`. Like [`Chunked::gather`] of every row,
+    /// but O(chunks touched) bookkeeping instead of a list of every row.
+    pub fn gather_ranges(&self, ranges: &[Range<usize>]) -> Tensor<B, 3, K> {
+        let [a, b] = self.inner;
+        let mut parts: Vec<Tensor<B, 3, K>> = Vec::new();
+        for r in ranges {
+            let mut row = r.start;
+            while row < r.end {
+                let (c, at) = (row / CHUNK_ROWS, row % CHUNK_ROWS);
+                let take = (r.end - row).min(CHUNK_ROWS - at);
+                parts.push(self.chunk(c).clone().slice([at..at + take, 0..a, 0..b]));
+                row += take;
+            }
+        }
+        match parts.len() {
+            1 => parts.into_iter().next().expect("one part"),
+            _ => Tensor::cat(parts, 0),
+        }
+    }
+
     /// Writes row `i` of `src` (`[rows.len(), a, b]`) into row `rows[i]`.
     pub fn assign(&mut self, rows: &[usize], src: Tensor<B, 3, K>) {
         let [a, b] = self.inner;
@@ -143,6 +165,9 @@ mod tests {
             rows.iter().flat_map(|&r| [2.0 * r as f32, 2.0 * r as f32 + 1.0]).collect();
         assert_eq!(values(c.gather(&rows)), want);
         assert_eq!(values(c.gather(&(120..140).collect::<Vec<_>>())).len(), 40);
+        let ranges = [120..260, 3..5, 299..300];
+        let rows: Vec<usize> = ranges.iter().flat_map(|r| r.clone()).collect();
+        assert_eq!(values(c.gather_ranges(&ranges)), values(c.gather(&rows)));
     }
 
     #[test]

@@ -33,21 +33,34 @@ impl<B: Backend> KvCache<B> for ConcatCache<B> {
         vec![self.len; self.layout.batch]
     }
 
-    fn update(
+    fn write(
         &mut self,
         layer: usize,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
         rope: &RotaryEncoding<B>,
-    ) -> Result<KvView<B>, CacheError> {
+    ) -> Result<(), CacheError> {
         let k = rope.apply(k, &[self.len]);
         let (k, v) = match self.layers[layer].take() {
+            // A new tensor every step: O(context) per written token, the cost concat stands for.
             Some((old_k, old_v)) => {
                 (Tensor::cat(vec![old_k, k], 2), Tensor::cat(vec![old_v, v], 2))
             }
             None => (k, v),
         };
-        self.layers[layer] = Some((k.clone(), v.clone()));
+        self.layers[layer] = Some((k, v));
+        Ok(())
+    }
+
+    fn view(
+        &self,
+        layer: usize,
+        _new_tokens: usize,
+        _rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError> {
+        let (k, v) = self.layers[layer]
+            .clone()
+            .ok_or_else(|| CacheError::Invalid(format!("concat: layer {layer} holds nothing")))?;
         Ok(KvView { k, v, mask: AttentionMask::CausalEnd })
     }
 

@@ -111,14 +111,14 @@ impl<B: Backend> KvCache<B> for PagedCache<B> {
         self.row_lens()
     }
 
-    fn update(
+    fn write(
         &mut self,
         layer: usize,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
         rope: &RotaryEncoding<B>,
-    ) -> Result<KvView<B>, CacheError> {
-        let [b, _, t, _] = k.dims();
+    ) -> Result<(), CacheError> {
+        let t = k.dims()[2];
         if layer == 0 {
             self.allocate(t)?;
         }
@@ -127,12 +127,20 @@ impl<B: Backend> KvCache<B> for PagedCache<B> {
         let k = rope.apply(k, &starts);
         let written: Vec<usize> = self.new_slots.iter().flatten().copied().collect();
         self.store.write(layer, &written, to_slots(k), to_slots(v));
+        Ok(())
+    }
 
-        let tables: Vec<Vec<usize>> = (0..b)
+    fn view(
+        &self,
+        layer: usize,
+        new_tokens: usize,
+        _rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError> {
+        let tables: Vec<Vec<usize>> = (0..self.layout.batch)
             .map(|r| self.pool.slots(self.seq(r)))
             .collect::<Result<_, _>>()
             .map_err(pool_error)?;
-        Ok(read_tables(self.store.as_ref(), layer, &tables, t))
+        Ok(read_tables(self.store.as_ref(), layer, &tables, new_tokens))
     }
 
     fn commit(&mut self, _new_tokens: usize) {}

@@ -3,6 +3,8 @@
 //! pattern inside its region. Window, sink and the static cache are that pattern and nothing
 //! else.
 
+use std::ops::Range;
+
 use burn::prelude::*;
 use kvlab_model::KvMemory;
 
@@ -42,6 +44,15 @@ impl<B: Backend> RowSlots<B> {
     /// Reads `row_slots` of every row: `[batch, n_kv, row_slots.len(), head_dim]` each.
     pub fn read(&self, layer: usize, row_slots: &[usize]) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let (k, v) = self.store.read(layer, &self.all_rows(row_slots));
+        (from_slots(k, self.batch), from_slots(v, self.batch))
+    }
+
+    /// Reads slots `range` of every row: `[batch, n_kv, range.len(), head_dim]` each.
+    pub fn read_range(&self, layer: usize, range: Range<usize>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let base = |r: usize| r * self.capacity;
+        let ranges: Vec<Range<usize>> =
+            (0..self.batch).map(|r| base(r) + range.start..base(r) + range.end).collect();
+        let (k, v) = self.store.read_ranges(layer, &ranges);
         (from_slots(k, self.batch), from_slots(v, self.batch))
     }
 

@@ -55,19 +55,18 @@ impl<B: Backend> KvCache<B> for ShiftWindowCache<B> {
         vec![self.seen; self.layout.batch]
     }
 
-    fn update(
+    fn write(
         &mut self,
         layer: usize,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
         rope: &RotaryEncoding<B>,
-    ) -> Result<KvView<B>, CacheError> {
+    ) -> Result<(), CacheError> {
         let (t, w, p) = (k.dims()[2], self.window(), self.seen);
         let k = rope.apply(k, &[p]);
         if p + t <= w {
             self.slots.write(layer, &(p..p + t).collect::<Vec<_>>(), k, v);
-            let (k, v) = self.slots.read(layer, &(0..p + t).collect::<Vec<_>>());
-            return Ok(KvView { k, v, mask: AttentionMask::CausalEnd });
+            return Ok(());
         }
         if t != 1 {
             return Err(CacheError::Invalid(format!(
@@ -77,7 +76,17 @@ impl<B: Backend> KvCache<B> for ShiftWindowCache<B> {
         // Drop the oldest token: slots 1..w move to 0..w-1, the new token goes last.
         self.slots.move_slots(layer, 1, 0, w - 1);
         self.slots.write(layer, &[w - 1], k, v);
-        let (k, v) = self.slots.read(layer, &(0..w).collect::<Vec<_>>());
+        Ok(())
+    }
+
+    fn view(
+        &self,
+        layer: usize,
+        new_tokens: usize,
+        _rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError> {
+        let kept = (self.seen + new_tokens).min(self.window());
+        let (k, v) = self.slots.read_range(layer, 0..kept);
         Ok(KvView { k, v, mask: AttentionMask::CausalEnd })
     }
 

@@ -82,26 +82,38 @@ impl<B: Backend> KvCache<B> for SinkCache<B> {
         vec![p; self.layout.batch]
     }
 
-    fn update(
+    fn write(
         &mut self,
         layer: usize,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
-        rope: &RotaryEncoding<B>,
-    ) -> Result<KvView<B>, CacheError> {
+        _rope: &RotaryEncoding<B>,
+    ) -> Result<(), CacheError> {
         let (t, c, p) = (k.dims()[2], self.capacity(), self.seen);
-        let order: Vec<usize> = if p + t <= c {
+        if p + t <= c {
             self.slots.write(layer, &(p..p + t).collect::<Vec<_>>(), k, v);
-            (0..p + t).collect()
         } else if t == 1 {
             self.slots.write(layer, &[self.slot_of(p)], k, v);
-            self.age_ordered(p)
         } else {
             return Err(CacheError::Invalid(format!(
                 "sink: a full cache takes one token per step, got {t}"
             )));
+        }
+        Ok(())
+    }
+
+    fn view(
+        &self,
+        layer: usize,
+        new_tokens: usize,
+        rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError> {
+        let (t, c, p) = (new_tokens, self.capacity(), self.seen);
+        let (k, v) = if p + t <= c {
+            self.slots.read_range(layer, 0..p + t)
+        } else {
+            self.slots.read(layer, &self.age_ordered(p))
         };
-        let (k, v) = self.slots.read(layer, &order);
         // Keys rotated by their in-cache position: 0..kept, in age order.
         Ok(KvView { k: rope.apply(k, &[0]), v, mask: AttentionMask::CausalEnd })
     }

@@ -46,13 +46,13 @@ impl<B: Backend> KvCache<B> for StaticCache<B> {
         vec![self.len; self.layout.batch]
     }
 
-    fn update(
+    fn write(
         &mut self,
         layer: usize,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
         rope: &RotaryEncoding<B>,
-    ) -> Result<KvView<B>, CacheError> {
+    ) -> Result<(), CacheError> {
         let t = k.dims()[2];
         let end = self.len + t;
         if end > self.slots.capacity {
@@ -63,7 +63,16 @@ impl<B: Backend> KvCache<B> for StaticCache<B> {
         }
         let new: Vec<usize> = (self.len..end).collect();
         self.slots.write(layer, &new, rope.apply(k, &[self.len]), v);
-        let (k, v) = self.slots.read(layer, &(0..end).collect::<Vec<_>>());
+        Ok(())
+    }
+
+    fn view(
+        &self,
+        layer: usize,
+        new_tokens: usize,
+        _rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError> {
+        let (k, v) = self.slots.read_range(layer, 0..self.len + new_tokens);
         Ok(KvView { k, v, mask: AttentionMask::CausalEnd })
     }
 

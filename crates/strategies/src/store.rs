@@ -3,6 +3,8 @@
 //! decides *how* a slot's keys and values are encoded (f32 here, int8/int4 in `quant`). That split
 //! is what lets bits wrap any storage.
 
+use std::ops::Range;
+
 use burn::prelude::*;
 
 use crate::chunked::Chunked;
@@ -17,6 +19,14 @@ pub trait SlotStore<B: Backend> {
 
     /// Reads `slots` in order, decoded to f32: `[slots.len(), n_kv, head_dim]` each.
     fn read(&self, layer: usize, slots: &[usize]) -> (Tensor<B, 3>, Tensor<B, 3>);
+
+    /// Reads the slot ranges in order, decoded to f32: `[total slots, n_kv, head_dim]` each.
+    /// The same as `read` of every slot of every range; a store may do it without the slot
+    /// list (whose length is the context).
+    fn read_ranges(&self, layer: usize, ranges: &[Range<usize>]) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let slots: Vec<usize> = ranges.iter().flat_map(|r| r.clone()).collect();
+        self.read(layer, &slots)
+    }
 
     /// Copies slots `from..from + n` onto `to..to + n` (overlap allowed): the shift window's roll.
     fn move_slots(&mut self, layer: usize, from: usize, to: usize, n: usize);
@@ -85,6 +95,11 @@ impl<B: Backend> SlotStore<B> for F32Store<B> {
     fn read(&self, layer: usize, slots: &[usize]) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let (k, v) = &self.layers[layer];
         (k.gather(slots), v.gather(slots))
+    }
+
+    fn read_ranges(&self, layer: usize, ranges: &[Range<usize>]) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let (k, v) = &self.layers[layer];
+        (k.gather_ranges(ranges), v.gather_ranges(ranges))
     }
 
     fn move_slots(&mut self, layer: usize, from: usize, to: usize, n: usize) {

@@ -57,20 +57,19 @@ impl<B: Backend> KvCache<B> for WindowCache<B> {
         vec![self.seen; self.layout.batch]
     }
 
-    fn update(
+    fn write(
         &mut self,
         layer: usize,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
         rope: &RotaryEncoding<B>,
-    ) -> Result<KvView<B>, CacheError> {
+    ) -> Result<(), CacheError> {
         let (t, w, p) = (k.dims()[2], self.window(), self.seen);
         let k = rope.apply(k, &[p]);
         if p + t <= w {
-            // Filling: slots are positions, keys come back in order with the new ones last.
+            // Filling: slots are positions.
             self.slots.write(layer, &(p..p + t).collect::<Vec<_>>(), k, v);
-            let (k, v) = self.slots.read(layer, &(0..p + t).collect::<Vec<_>>());
-            return Ok(KvView { k, v, mask: AttentionMask::CausalEnd });
+            return Ok(());
         }
         if t != 1 {
             return Err(CacheError::Invalid(format!(
@@ -78,8 +77,19 @@ impl<B: Backend> KvCache<B> for WindowCache<B> {
             )));
         }
         self.slots.write(layer, &[p % w], k, v);
-        // The whole ring, in slot order: attention does not depend on key order.
-        let (k, v) = self.slots.read(layer, &(0..w).collect::<Vec<_>>());
+        Ok(())
+    }
+
+    fn view(
+        &self,
+        layer: usize,
+        new_tokens: usize,
+        _rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError> {
+        // Filling: keys in order with the new ones last. Full: the whole ring in slot order
+        // (attention does not depend on key order).
+        let kept = (self.seen + new_tokens).min(self.window());
+        let (k, v) = self.slots.read_range(layer, 0..kept);
         Ok(KvView { k, v, mask: AttentionMask::CausalEnd })
     }
 

@@ -68,19 +68,27 @@ impl KvCache<B> for Reference {
         };
         vec![p; self.batch]
     }
-    fn update(
+    fn write(
         &mut self,
         layer: usize,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
-        rope: &RotaryEncoding<B>,
-    ) -> Result<KvView<B>, CacheError> {
-        let t = k.dims()[2];
+        _rope: &RotaryEncoding<B>,
+    ) -> Result<(), CacheError> {
         let (k, v) = match self.history[layer].take() {
             Some((hk, hv)) => (Tensor::cat(vec![hk, k], 2), Tensor::cat(vec![hv, v], 2)),
             None => (k, v),
         };
-        self.history[layer] = Some((k.clone(), v.clone()));
+        self.history[layer] = Some((k, v));
+        Ok(())
+    }
+    fn view(
+        &self,
+        layer: usize,
+        t: usize,
+        rope: &RotaryEncoding<B>,
+    ) -> Result<KvView<B>, CacheError> {
+        let (k, v) = self.history[layer].clone().expect("written before viewed");
         let (kept, start) = self.kept(self.seen + t);
         let idx: Vec<i64> = kept.iter().map(|&i| i as i64).collect();
         let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [kept.len()]), &k.device());
