@@ -134,30 +134,31 @@ pub trait Executor {
     fn iteration(&mut self, work: &IterationWork) -> Result<(), String>;
 }
 
-/// The executor of a pure simulation.
-struct NoExecution;
-
-impl Executor for NoExecution {
-    fn iteration(&mut self, _work: &IterationWork) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-/// Serves `requests` under `config` and reports what memory did.
+/// Serves `requests` under `config` and reports what memory did (nothing is executed, and no
+/// per-iteration work is built).
 pub fn simulate(config: &SimConfig, requests: &[Request]) -> Result<SimResult, ServingError> {
-    simulate_with(config, requests, &mut NoExecution)
+    serve(config, requests, None)
 }
 
 /// [`simulate`], handing every busy iteration's work to `exec` before the next one starts.
+pub fn simulate_with(
+    config: &SimConfig,
+    requests: &[Request],
+    exec: &mut dyn Executor,
+) -> Result<SimResult, ServingError> {
+    serve(config, requests, Some(exec))
+}
+
+/// The scheduler loop.
 ///
 /// Requests are served in arrival order (ties in slice order). Errors: an invalid config or a
 /// budget that no request could ever fit ([`ServingError::BudgetTooSmall`]), a request with
 /// zero prompt or output tokens, and internal inconsistencies (never expected). Requests that
 /// are too long or too large for the budget are *rejected and counted*, not errors.
-pub fn simulate_with(
+fn serve(
     config: &SimConfig,
     requests: &[Request],
-    exec: &mut dyn Executor,
+    mut exec: Option<&mut dyn Executor>,
 ) -> Result<SimResult, ServingError> {
     let mut memory = KvMemory::new(
         config.policy,
@@ -222,7 +223,9 @@ pub fn simulate_with(
                     let victim = running.pop().ok_or(ServingError::LeaseMismatch)?;
                     memory.release(victim.lease)?;
                     waiting.push_front(Waiting { req: victim.req, generated: victim.generated });
-                    work.preempted.push(victim.req.id);
+                    if exec.is_some() {
+                        work.preempted.push(victim.req.id);
+                    }
                     counts.preemptions += 1;
                     preempted_now = true;
                 }
@@ -236,7 +239,9 @@ pub fn simulate_with(
                 let Some(lease) = memory.try_admit(&w.req, context)? else { break };
                 waiting.pop_front();
                 recomputed_tokens += if w.generated > 0 { (context - 1) as u64 } else { 0 };
-                work.prefill.push(row_work(&memory, &w.req, lease, context)?);
+                if exec.is_some() {
+                    work.prefill.push(row_work(&memory, &w.req, lease, context)?);
+                }
                 running.push(Running { req: w.req, generated: w.generated + 1, lease });
             }
         }
@@ -260,18 +265,20 @@ pub fn simulate_with(
         counts.tokens_produced += running.len() as u64;
         acc.record(iteration, &sample, running.len(), waiting.len(), config.budget_bytes);
 
-        // Decoders: the running requests not admitted this iteration (admissions are last).
-        let decoders = running.len() - work.prefill.len();
-        for r in &running[..decoders] {
-            let held = r.req.prompt_tokens + r.generated;
-            work.decode.push(row_work(&memory, &r.req, r.lease, held)?);
+        if let Some(exec) = exec.as_deref_mut() {
+            // Decoders: the running requests not admitted this iteration (admitted last).
+            let decoders = running.len() - work.prefill.len();
+            for r in &running[..decoders] {
+                let held = r.req.prompt_tokens + r.generated;
+                work.decode.push(row_work(&memory, &r.req, r.lease, held)?);
+            }
+            work.finished = running
+                .iter()
+                .filter(|r| r.generated >= r.req.output_tokens)
+                .map(|r| r.req.id)
+                .collect();
+            exec.iteration(&work).map_err(ServingError::Execution)?;
         }
-        work.finished = running
-            .iter()
-            .filter(|r| r.generated >= r.req.output_tokens)
-            .map(|r| r.req.id)
-            .collect();
-        exec.iteration(&work).map_err(ServingError::Execution)?;
 
         let mut still = Vec::with_capacity(running.len());
         for r in running.drain(..) {
