@@ -265,6 +265,18 @@ struct Env<'a> {
     dir: &'a Path,
 }
 
+/// The columns every result row starts with: experiment, run id, commit, backend, device,
+/// then every sweep parameter (empty where it does not apply).
+fn row_prefix(env: &Env<'_>, run: &Run, id: &str, device: &str) -> Vec<String> {
+    let e = env.experiment;
+    let mut row: Vec<String> =
+        vec![e.name().into(), id.into(), env.commit.into(), e.backend.name().into(), device.into()];
+    row.extend(
+        run.params.iter().map(|(_, v)| v.as_ref().map(|v| v.to_string()).unwrap_or_default()),
+    );
+    row
+}
+
 /// The device model of `name` with head layout `layout`, uploaded unless `loaded` already
 /// holds it (host weights read once per model into `host`).
 fn load_model<'a, B: Backend>(
@@ -355,18 +367,7 @@ fn execute<B: Backend>(
                     let (metrics, series) = workloads::fragmentation::measure(e, run, model)
                         .with_context(|| format!("run {w}: {}", run.label()))?;
                     let id = run.id(backend);
-                    let mut row: Vec<String> = vec![
-                        e.name().into(),
-                        id.clone(),
-                        env.commit.into(),
-                        backend.into(),
-                        device_name.clone(),
-                    ];
-                    row.extend(
-                        run.params
-                            .iter()
-                            .map(|(_, v)| v.as_ref().map(|v| v.to_string()).unwrap_or_default()),
-                    );
+                    let mut row = row_prefix(env, run, &id, &device_name);
                     let budget = metrics[5].clone(); // kv_budget_bytes
                     row.extend(metrics);
                     workloads::fragmentation::append_series(
@@ -432,18 +433,7 @@ fn execute<B: Backend>(
                         workloads::perplexity::measure(&ctx, &mut reference)?
                     }
                 };
-                let mut row: Vec<String> = vec![
-                    e.name().into(),
-                    run.id(backend),
-                    env.commit.into(),
-                    backend.into(),
-                    device_name.clone(),
-                ];
-                row.extend(
-                    run.params
-                        .iter()
-                        .map(|(_, v)| v.as_ref().map(|v| v.to_string()).unwrap_or_default()),
-                );
+                let mut row = row_prefix(env, run, &run.id(backend), &device_name);
                 row.extend(metrics);
                 sink.append(&row)?;
                 bar.inc(1);
