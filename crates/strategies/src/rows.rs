@@ -6,7 +6,7 @@
 use std::ops::Range;
 
 use burn::prelude::*;
-use kvlab_model::KvMemory;
+use kvlab_model::{AttentionMask, KvMemory, KvView};
 
 use crate::store::{SlotStore, StoreMemory, from_slots, to_slots};
 
@@ -54,6 +54,14 @@ impl<B: Backend> RowSlots<B> {
             (0..self.batch).map(|r| base(r) + range.start..base(r) + range.end).collect();
         let (k, v) = self.store.read_ranges(layer, &ranges);
         (from_slots(k, self.batch), from_slots(v, self.batch))
+    }
+
+    /// Attention's view when every row's first `kept` slots hold its kept tokens in an order
+    /// attention accepts with no mask (static, and the window caches, whose new tokens are last
+    /// or whose order does not matter once full).
+    pub fn view_first(&self, layer: usize, kept: usize) -> KvView<B> {
+        let (k, v) = self.read_range(layer, 0..kept);
+        KvView { k, v, mask: AttentionMask::CausalEnd }
     }
 
     /// Moves slots `from..from + n` to `to..` in every row.

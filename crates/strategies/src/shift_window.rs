@@ -6,7 +6,7 @@
 use std::ops::Range;
 
 use burn::prelude::*;
-use kvlab_model::{AttentionMask, CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
+use kvlab_model::{CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
 
 use crate::layout::KvLayout;
 use crate::rows::RowSlots;
@@ -85,9 +85,7 @@ impl<B: Backend> KvCache<B> for ShiftWindowCache<B> {
         new_tokens: usize,
         _rope: &RotaryEncoding<B>,
     ) -> Result<KvView<B>, CacheError> {
-        let kept = (self.seen + new_tokens).min(self.window());
-        let (k, v) = self.slots.read_range(layer, 0..kept);
-        Ok(KvView { k, v, mask: AttentionMask::CausalEnd })
+        Ok(self.slots.view_first(layer, (self.seen + new_tokens).min(self.window())))
     }
 
     fn commit(&mut self, new_tokens: usize) {

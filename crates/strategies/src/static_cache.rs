@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use burn::prelude::*;
-use kvlab_model::{AttentionMask, CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
+use kvlab_model::{CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
 
 use crate::layout::KvLayout;
 use crate::rows::RowSlots;
@@ -72,8 +72,7 @@ impl<B: Backend> KvCache<B> for StaticCache<B> {
         new_tokens: usize,
         _rope: &RotaryEncoding<B>,
     ) -> Result<KvView<B>, CacheError> {
-        let (k, v) = self.slots.read_range(layer, 0..self.len + new_tokens);
-        Ok(KvView { k, v, mask: AttentionMask::CausalEnd })
+        Ok(self.slots.view_first(layer, self.len + new_tokens))
     }
 
     fn commit(&mut self, new_tokens: usize) {

@@ -6,7 +6,7 @@
 use std::ops::Range;
 
 use burn::prelude::*;
-use kvlab_model::{AttentionMask, CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
+use kvlab_model::{CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
 
 use crate::layout::KvLayout;
 use crate::rows::RowSlots;
@@ -88,9 +88,7 @@ impl<B: Backend> KvCache<B> for WindowCache<B> {
     ) -> Result<KvView<B>, CacheError> {
         // Filling: keys in order with the new ones last. Full: the whole ring in slot order
         // (attention does not depend on key order).
-        let kept = (self.seen + new_tokens).min(self.window());
-        let (k, v) = self.slots.read_range(layer, 0..kept);
-        Ok(KvView { k, v, mask: AttentionMask::CausalEnd })
+        Ok(self.slots.view_first(layer, (self.seen + new_tokens).min(self.window())))
     }
 
     fn commit(&mut self, new_tokens: usize) {
