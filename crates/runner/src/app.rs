@@ -40,7 +40,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Compare { base, new, ppl_tol, max_slowdown }) => {
-            let opts = crate::compare::Options { ppl_tol, max_slowdown };
+            let opts = crate::compare::Options { ppl_tol, max_slowdown, only: cli.global.only };
             let outcome = crate::compare::compare(&base, &new, &opts)?;
             print!("{}", outcome.render(&base, &new));
             if !outcome.passed() {
@@ -210,7 +210,10 @@ fn run_experiments(files: &[PathBuf], g: &Global) -> Result<()> {
             text += &format!("# {} ({}, backend {})\n", e.name(), e.path.display(), e.backend);
             for w in e.workloads() {
                 for (i, run) in e.runs(w).iter().enumerate() {
-                    text += &format!("{w}#{i}\t{}\n", run.id(e.backend.name()));
+                    let id = run.id(e.backend.name());
+                    if crate::sweep::id_matches(&id, &g.only) {
+                        text += &format!("{w}#{i}\t{id}\n");
+                    }
                 }
             }
         }
@@ -238,8 +241,14 @@ fn run_experiments(files: &[PathBuf], g: &Global) -> Result<()> {
         let dir = g.out.join(e.name());
         std::fs::write(dir.join("experiment.toml"), &e.source)
             .with_context(|| format!("cannot write {}", dir.display()))?;
-        let env =
-            Env { experiment: e, commit: &commit, source: &source, progress: &progress, dir: &dir };
+        let env = Env {
+            experiment: e,
+            commit: &commit,
+            source: &source,
+            progress: &progress,
+            dir: &dir,
+            only: &g.only,
+        };
         crate::with_backend!(
             e.backend,
             |B, device| execute::<B>(&env, &device, sinks)?,
@@ -263,6 +272,8 @@ struct Env<'a> {
     progress: &'a Progress,
     /// The experiment's results directory (for side CSVs).
     dir: &'a Path,
+    /// `--only` filters: runs without every `key=value` are skipped.
+    only: &'a [(String, String)],
 }
 
 /// The columns every result row starts with: experiment, run id, commit, backend, device,
@@ -325,7 +336,11 @@ fn execute<B: Backend>(
     let mut plan: Vec<(Workload, Vec<Run>)> = vec![];
     let mut total = 0;
     for (w, sink) in sinks.iter() {
-        let runs = e.runs(*w);
+        let runs: Vec<Run> = e
+            .runs(*w)
+            .into_iter()
+            .filter(|r| crate::sweep::id_matches(&r.id(backend), env.only))
+            .collect();
         let todo: Vec<Run> =
             runs.iter().filter(|r| !sink.contains(&r.id(backend))).cloned().collect();
         if todo.len() < runs.len() {

@@ -60,6 +60,11 @@ pub struct Global {
     #[arg(long, global = true)]
     pub resume: bool,
 
+    /// Run only the runs whose parameters include KEY=VALUE (repeatable: all must hold), e.g.
+    /// `--only model=seed-toy`; `compare --only` keeps the same rows.
+    #[arg(long, global = true, value_name = "KEY=VALUE", value_parser = crate::sweep::parse_only)]
+    pub only: Vec<(String, String)>,
+
     /// Print the expanded runs (workload, run_id) and exit without running.
     #[arg(long, global = true)]
     pub dry_run: bool,

@@ -13,7 +13,9 @@
 //!   (`base/new` for rates, `new/base` for durations; above 1 is slower) and a failure only
 //!   beyond `--max-slowdown X`;
 //! - **process** (`process_peak_bytes`: the allocator's view of the whole process, which
-//!   depends on threads and allocation order): reported, never a failure;
+//!   depends on threads and allocation order; `device_bytes_in_use`, `device_bytes_reserved`:
+//!   a device allocator's view, empty on CPU backends and pooled differently by each GPU
+//!   runtime): reported, never a failure;
 //! - **tolerance** (`mean_nll`, `ppl`, `ppl_delta_pct`): equal within a relative tolerance
 //!   `--ppl-tol` (default 1e-4) — `|a − b| ≤ tol · max(|a|, |b|)`, with an absolute floor of
 //!   `tol` for values near 0 such as `ppl_delta_pct`;
@@ -47,7 +49,8 @@ pub enum ColumnClass {
 /// The one place columns are classified.
 pub fn classify(column: &str) -> ColumnClass {
     const IDENTITY: &[&str] = &["experiment", "run_id", "git_commit", "backend", "device"];
-    const PROCESS: &[&str] = &["process_peak_bytes"];
+    const PROCESS: &[&str] =
+        &["process_peak_bytes", "device_bytes_in_use", "device_bytes_reserved"];
     const TOLERANCE: &[&str] = &["mean_nll", "ppl", "ppl_delta_pct"];
     if IDENTITY.contains(&column) {
         ColumnClass::Identity
@@ -70,17 +73,20 @@ pub fn classify(column: &str) -> ColumnClass {
 }
 
 /// Thresholds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Relative tolerance of the [`ColumnClass::Tolerance`] columns.
     pub ppl_tol: f64,
     /// Fail when a timing column is more than this many times slower (None: never).
     pub max_slowdown: Option<f64>,
+    /// `--only key=value` filters: rows of both sides without every pair are left out (to
+    /// compare a run made with the same `--only` against a full baseline).
+    pub only: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { ppl_tol: 1e-4, max_slowdown: None }
+        Self { ppl_tol: 1e-4, max_slowdown: None, only: vec![] }
     }
 }
 
@@ -262,7 +268,11 @@ fn compare_file(file: &str, bp: &Path, np: &Path, opts: &Options, out: &mut Outc
     let (bh, brows) = csv_sink::read(bp)?;
     let (nh, nrows) = csv_sink::read(np)?;
     let index = |h: &[String], rows: &[Vec<String>]| -> BTreeMap<String, Vec<String>> {
-        keys(h, rows).into_iter().zip(rows.iter().cloned()).collect()
+        keys(h, rows)
+            .into_iter()
+            .zip(rows.iter().cloned())
+            .filter(|(key, _)| crate::sweep::id_matches(key, &opts.only))
+            .collect()
     };
     let (bmap, nmap) = (index(&bh, &brows), index(&nh, &nrows));
     let diff =
@@ -403,6 +413,7 @@ mod tests {
         assert_eq!(classify("model_wall_s"), Timing { higher_is_better: false });
         assert_eq!(classify("prefill_ms"), Timing { higher_is_better: false });
         assert_eq!(classify("kv_allocated_bytes"), Exact);
+        assert_eq!(classify("device_bytes_in_use"), Process);
         assert_eq!(classify("ppl"), Tolerance);
         assert_eq!(classify("process_peak_bytes"), Process);
         assert_eq!(classify("git_commit"), Identity);

@@ -143,6 +143,25 @@ pub fn axis_named(key: &str) -> Option<&'static Axis> {
     AXES.iter().find(|a| a.key == key)
 }
 
+/// Parses a `--only KEY=VALUE` filter; the key must be a sweep axis.
+pub fn parse_only(text: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!("'{text}' is not KEY=VALUE (e.g. model=seed-toy)"));
+    };
+    if axis_named(key).is_none() {
+        let keys: Vec<&str> = AXES.iter().map(|a| a.key).collect();
+        return Err(format!("'{key}' is not a sweep key (one of {})", keys.join(", ")));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Whether a run id (`k=v;k=v;...`, with or without `backend=`) has every `(key, value)`.
+pub fn id_matches(id: &str, only: &[(String, String)]) -> bool {
+    // A compare key may end in ` @iteration N`: only the `k=v` before it counts.
+    let pairs = || id.split(';').filter_map(|p| p.split(' ').next()?.split_once('='));
+    only.iter().all(|(k, v)| pairs().any(|pair| pair == (k.as_str(), v.as_str())))
+}
+
 /// A value of one axis in one run.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Value {

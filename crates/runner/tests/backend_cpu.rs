@@ -1,6 +1,8 @@
 //! Backend selection on the default (CPU-only) binary: a GPU backend that is not compiled in is
 //! a one-line error, and the memory workload's device columns are empty on CPU backends.
 
+mod common;
+
 use std::process::Command;
 
 const MEMORY: &str = r#"
@@ -25,7 +27,7 @@ fn gpu_backends_missing_from_this_build_are_one_line_errors() {
         {
             continue;
         }
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::tempdir();
         let toml = dir.path().join("mem.toml");
         std::fs::write(&toml, MEMORY).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_runner"))
@@ -44,7 +46,7 @@ fn gpu_backends_missing_from_this_build_are_one_line_errors() {
 #[test]
 fn device_columns_are_empty_on_cpu_backends() {
     for backend in ["flex", "ndarray"] {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::tempdir();
         let toml = dir.path().join("mem.toml");
         std::fs::write(&toml, MEMORY).unwrap();
         let out_dir = dir.path().join("out");

@@ -1,5 +1,7 @@
 //! The binary end to end: CLI shape, resume, determinism, reports. Nothing here is timed.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -79,7 +81,7 @@ fn deterministic(path: &Path) -> Vec<BTreeMap<String, String>> {
 
 #[test]
 fn subcommands_and_files_share_the_command_line() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let list = ok(&runner(&["list"], dir.path()));
     assert!(list.contains("concat") && list.contains("smollm2-135m") && list.contains("flex"));
     let seed = repo().join("experiments/seed.toml");
@@ -95,6 +97,10 @@ fn subcommands_and_files_share_the_command_line() {
     let dry = ok(&runner(&[seed.to_str().unwrap(), "--dry-run"], dir.path()));
     assert!(dry.contains("walkthrough#1\tbackend=flex;model=seed-toy;strategy=concat"), "{dry}");
     assert!(!dir.path().join("results").exists(), "--dry-run writes nothing");
+    // --only keeps the runs that have every KEY=VALUE.
+    let only =
+        ok(&runner(&[seed.to_str().unwrap(), "--dry-run", "--only", "strategy=none"], dir.path()));
+    assert!(only.contains("strategy=none") && !only.contains("strategy=concat"), "{only}");
 }
 
 #[test]
@@ -102,7 +108,7 @@ fn backend_not_compiled_in_is_a_one_line_error() {
     if cfg!(feature = "cuda") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let seed = repo().join("experiments/seed.toml");
     let out = runner(&[seed.to_str().unwrap(), "--backend", "cuda"], dir.path());
     assert_eq!(out.status.code(), Some(1));
@@ -113,7 +119,7 @@ fn backend_not_compiled_in_is_a_one_line_error() {
 
 #[test]
 fn seed_walkthrough_prints_growing_shapes_and_matching_tokens() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let seed = repo().join("experiments/seed.toml");
     let out = ok(&runner(&[seed.to_str().unwrap(), "--quiet", "--out", "res"], dir.path()));
     for (step, len) in [(1, 11), (2, 12), (3, 13)] {
@@ -128,7 +134,7 @@ fn seed_walkthrough_prints_growing_shapes_and_matching_tokens() {
 
 #[test]
 fn resume_after_interruption_finishes_without_duplicates_or_gaps() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let toml = dir.path().join("small.toml");
     std::fs::write(&toml, SMALL).unwrap();
     let t = toml.to_str().unwrap();
@@ -163,7 +169,7 @@ fn resume_after_interruption_finishes_without_duplicates_or_gaps() {
 
 #[test]
 fn report_is_identical_when_redrawn() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let toml = dir.path().join("small.toml");
     std::fs::write(&toml, SMALL).unwrap();
     ok(&runner(&[toml.to_str().unwrap(), "--quiet", "--out", "res"], dir.path()));
@@ -197,7 +203,7 @@ fn report_is_identical_when_redrawn() {
 
 #[test]
 fn smoke_is_deterministic() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let smoke = repo().join("experiments/smoke.toml");
     let s = smoke.to_str().unwrap();
     ok(&runner(&[s, "--quiet", "--out", "a"], dir.path()));

@@ -1,6 +1,8 @@
 //! `runner compare`: deterministic columns exact, perplexity within a tolerance, timings as
 //! ratios, missing runs reported. Fixture directories are written here (nothing is run).
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -35,8 +37,8 @@ fn write(dir: &Path, memory: &str, ppl: &str) {
     std::fs::write(dir.join("perplexity.csv"), ppl).unwrap();
 }
 
-fn dirs() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
+fn dirs() -> (common::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = common::tempdir();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     write(&a, MEMORY, PPL);
     (tmp, a, b)
@@ -104,4 +106,33 @@ fn missing_runs_and_files_are_reported_and_fail() {
     let o = compare(&b, &a, &[]);
     assert!(!o.status.success());
     assert!(text(&o).contains("missing in baseline"), "{}", text(&o));
+}
+
+#[test]
+fn only_compares_the_selected_runs() {
+    let (_t, a, b) = dirs();
+    // The new side ran only `--only strategy=static`: without the filter the concat runs are
+    // missing; with it they are left out of both sides, and a change in them would not count.
+    let static_only: String = MEMORY
+        .lines()
+        .filter(|l| !l.contains("strategy=concat"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let ppl_header = format!("{}\n", PPL.lines().next().unwrap());
+    write(&b, &static_only, &ppl_header);
+    let o = compare(&a, &b, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("missing in new"), "{}", text(&o));
+    let o = compare(&a, &b, &["--only", "strategy=static"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The filter still checks what it keeps.
+    write(&b, &static_only.replace("32768", "1"), &ppl_header);
+    let o = compare(&a, &b, &["--only", "strategy=static"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let o = compare(&a, &b, &["--only", "stratgy=static"]);
+    assert!(
+        !o.status.success() && text(&o).contains("'stratgy' is not a sweep key"),
+        "{}",
+        text(&o)
+    );
 }

@@ -1,6 +1,8 @@
 //! The fragmentation workload through the runner: rows, side series, report, and errors that
 //! name their cause instead of panicking.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -40,7 +42,7 @@ fn column(path: &Path, name: &str) -> Vec<String> {
 
 #[test]
 fn runs_writes_rows_series_and_report_deterministically() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     let f = tmp.path().join("frag.toml");
     std::fs::write(
         &f,
@@ -74,7 +76,7 @@ fn runs_writes_rows_series_and_report_deterministically() {
 
 #[test]
 fn malformed_trace_row_names_the_line() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     std::fs::write(
         tmp.path().join("t.csv"),
         "arrival_time,prompt_tokens,output_tokens\n0,10,5\n1,ten,5\n",
@@ -95,7 +97,7 @@ fn malformed_trace_row_names_the_line() {
 
 #[test]
 fn too_long_requests_are_recorded_as_rejections() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     std::fs::write(
         tmp.path().join("t.csv"),
         "arrival_time,prompt_tokens,output_tokens\n0,10,5\n0,100,100\n1,20,4\n",
@@ -112,7 +114,7 @@ fn too_long_requests_are_recorded_as_rejections() {
 
 #[test]
 fn budget_smaller_than_a_request_is_an_error_or_a_rejection() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     std::fs::write(
         tmp.path().join("t.csv"),
         "arrival_time,prompt_tokens,output_tokens\n0,10,5\n0,100,100\n",
@@ -145,7 +147,7 @@ fn budget_smaller_than_a_request_is_an_error_or_a_rejection() {
 
 #[test]
 fn budget_must_be_given_once() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     std::fs::write(tmp.path().join("frag.toml"), experiment("chat", "", "")).unwrap();
     let o = runner(&["validate", "frag.toml"], tmp.path());
     assert!(!o.status.success() && text(&o).contains("budget_tokens"), "{}", text(&o));
