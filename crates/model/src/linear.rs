@@ -4,12 +4,15 @@
 //! matrix-vector product on a single thread (its gemv path ignores the parallelism setting), so
 //! batch-1 decode would read all weights with one core's memory bandwidth. Splitting the output
 //! columns into `parts` contiguous blocks and running the blocks on the rayon pool reads the
-//! weights once, in parallel. Every output element is computed exactly as before (same inputs,
+//! weights once, in parallel (on [`ForkJoin`]'s spinning helpers). Every output element is computed exactly as before (same inputs,
 //! same summation order), so the split changes no logit.
+
+use std::sync::{Arc, OnceLock};
 
 use burn::module::Param;
 use burn::prelude::*;
-use rayon::prelude::*;
+
+use crate::fork_join::ForkJoin;
 
 use crate::weights::HostTensor;
 
@@ -60,9 +63,24 @@ impl<B: Backend> SplitLinear<B> {
         let out = match self.parts.as_slice() {
             [w] => x.matmul(w.val()),
             parts => {
-                let blocks: Vec<Tensor<B, 2>> =
-                    parts.par_iter().map(|w| x.clone().matmul(w.val())).collect();
-                Tensor::cat(blocks, 1)
+                // One block per participant of the fork-join pool, whose helpers are already
+                // awake (rayon's would be woken through a futex for each of the step's ~120
+                // calls). Tensors are handles: the clones below copy no data.
+                let weights: Vec<Tensor<B, 2>> = parts.iter().map(|w| w.val()).collect();
+                let blocks: Arc<Vec<OnceLock<Tensor<B, 2>>>> =
+                    Arc::new(parts.iter().map(|_| OnceLock::new()).collect());
+                let (x, out) = (x.clone(), Arc::clone(&blocks));
+                ForkJoin::global().run(
+                    parts.len(),
+                    Arc::new(move |i| {
+                        let _ = out[i].set(x.clone().matmul(weights[i].clone()));
+                    }),
+                );
+                let blocks = Arc::try_unwrap(blocks).expect("the job released its blocks");
+                Tensor::cat(
+                    blocks.into_iter().map(|b| b.into_inner().expect("block ran")).collect(),
+                    1,
+                )
             }
         };
         let n = out.dims()[1];
