@@ -221,20 +221,25 @@ mod tests {
         assert_eq!(total.load(Ordering::Relaxed), 4 * 50 * 4 * 2);
     }
 
+    /// Runs `n` tasks that each count themselves; how many ran.
+    fn tasks_run(pool: &ForkJoin, n: usize) -> u64 {
+        let hits = Arc::new(AtomicU64::new(0));
+        let h = Arc::clone(&hits);
+        pool.run(
+            n,
+            Arc::new(move |_| {
+                h.fetch_add(1, Ordering::Relaxed);
+            }),
+        );
+        hits.load(Ordering::Relaxed)
+    }
+
     #[test]
     fn a_helper_that_parked_is_woken() {
         let pool = ForkJoin::new(2);
         pool.run(2, Arc::new(|_| {}));
         std::thread::sleep(SPIN * 3);
-        let hits = Arc::new(AtomicU64::new(0));
-        let h = Arc::clone(&hits);
-        pool.run(
-            2,
-            Arc::new(move |_| {
-                h.fetch_add(1, Ordering::Relaxed);
-            }),
-        );
-        assert_eq!(hits.load(Ordering::Relaxed), 2);
+        assert_eq!(tasks_run(&pool, 2), 2);
     }
 
     #[test]
@@ -245,14 +250,6 @@ mod tests {
         }));
         assert!(r.is_err());
         // The pool still works afterwards.
-        let hits = Arc::new(AtomicU64::new(0));
-        let h = Arc::clone(&hits);
-        pool.run(
-            2,
-            Arc::new(move |_| {
-                h.fetch_add(1, Ordering::Relaxed);
-            }),
-        );
-        assert_eq!(hits.load(Ordering::Relaxed), 2);
+        assert_eq!(tasks_run(&pool, 2), 2);
     }
 }
