@@ -25,7 +25,8 @@
 //! `(device, DType::U8)` option. int4 packs channels `2c` (low nibble) and `2c + 1` (high
 //! nibble) into byte `c`, so it really takes half a byte per value. Scales and zero points are
 //! f32 tensors beside the codes. Quantizing (min/max, round, clamp, pack) and decoding run as
-//! tensor ops, never a host round trip; only bookkeeping (which groups are pending, which
+//! tensor ops, never a host round trip (on flex, whose tensors are host memory, decoding is one
+//! fused pass over the codes instead: `flex_decode.rs`, bit-identical); only bookkeeping (which groups are pending, which
 //! slots the residual holds) is host-side.
 //!
 //! # Per-channel groups: pending and staged
@@ -70,6 +71,7 @@
 
 mod codec;
 mod config;
+mod flex_decode;
 mod int_store;
 mod plane;
 mod residual;

@@ -9,6 +9,7 @@ use burn::tensor::BasicOps;
 
 use super::codec::{Codec, buffer_bytes, zeros_u8};
 use super::config::Axis;
+use super::flex_decode;
 use crate::chunked::Chunked;
 use crate::store::runs;
 
@@ -185,22 +186,31 @@ impl<B: Backend> Plane<B> {
     /// Decodes `slots` from codes alone (ignoring staging).
     fn decode_rows(&self, slots: &[usize]) -> Tensor<B, 3> {
         let (n, h, d, g) = (slots.len(), self.n_kv, self.head_dim, self.group);
-        let codes = self.codec.unpack(self.codes.gather(slots));
+        let packed = self.codes.gather(slots);
+        // Per-token metadata is one row per slot already, `[n, h, d / g]`, a scale per `g`
+        // values; per-channel metadata is one row per group, gathered to one row per slot,
+        // `[n, h, d]`, a scale per value.
+        let (rows, per): (Vec<usize>, usize) = match self.axis {
+            Axis::PerToken => (slots.to_vec(), g),
+            Axis::PerChannel => (slots.iter().map(|s| s / g).collect(), 1),
+        };
+        let scale = self.scale.gather(&rows);
+        let zero = self.zero.as_ref().map(|z| z.gather(&rows));
+        if let Some(fused) = flex_decode::decode(self.codec, &packed, &scale, zero.as_ref(), per) {
+            return fused;
+        }
+        let codes = self.codec.unpack(packed);
         match self.axis {
             Axis::PerToken => {
-                let meta = |t: &Chunked<B>| t.gather(slots).reshape([n, h, d / g, 1]);
+                let meta = |t: Tensor<B, 3>| t.reshape([n, h, d / g, 1]);
                 let out = self.codec.dequantize(
                     codes.reshape([n, h, d / g, g]),
-                    meta(&self.scale),
-                    self.zero.as_ref().map(meta),
+                    meta(scale),
+                    zero.map(meta),
                 );
                 out.reshape([n, h, d])
             }
-            Axis::PerChannel => {
-                let groups: Vec<usize> = slots.iter().map(|s| s / g).collect();
-                let meta = |t: &Chunked<B>| t.gather(&groups);
-                self.codec.dequantize(codes, meta(&self.scale), self.zero.as_ref().map(meta))
-            }
+            Axis::PerChannel => self.codec.dequantize(codes, scale, zero),
         }
     }
 
