@@ -50,7 +50,7 @@ pub fn decode<B: Backend>(
         None => None,
     };
     let values = n * h * d;
-    if per == 0 || values % per != 0 || scales.len() != values / per {
+    if per == 0 || !values.is_multiple_of(per) || scales.len() != values / per {
         return None;
     }
     let mut out = vec![0.0f32; values];
