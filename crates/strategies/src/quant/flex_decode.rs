@@ -43,10 +43,11 @@ pub fn decode<B: Backend>(
     let codes_prim = codes.clone().into_primitive();
     let scale_prim = scale.clone().into_primitive();
     let zero_prim = zero.map(|z| z.clone().into_primitive());
-    let code_bytes = contiguous::<u8>(int_flex(&codes_prim)?)?;
-    let scales = contiguous::<f32>(float_flex(&scale_prim)?)?;
+    // `as_slice`: the elements in order, if they are one contiguous run of the buffer.
+    let code_bytes = int_flex(&codes_prim)?.as_slice::<u8>()?;
+    let scales = float_flex(&scale_prim)?.as_slice::<f32>()?;
     let zeros = match &zero_prim {
-        Some(p) => Some(contiguous::<f32>(float_flex(p)?)?),
+        Some(p) => Some(float_flex(p)?.as_slice::<f32>()?),
         None => None,
     };
     let values = n * h * d;
@@ -100,11 +101,6 @@ fn float_flex(p: &dyn Any) -> Option<&FlexTensor> {
         TensorPrimitive::Float(t) => Some(t),
         TensorPrimitive::QFloat(_) => None,
     }
-}
-
-/// The tensor's elements in order, if it is a contiguous run of its buffer in dtype `E`.
-fn contiguous<E: burn::tensor::Element + bytemuck::Pod>(t: &FlexTensor) -> Option<&[E]> {
-    t.as_slice::<E>()
 }
 
 #[cfg(test)]
