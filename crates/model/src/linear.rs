@@ -3,9 +3,9 @@
 //! Why: a decode step multiplies one row by each weight matrix. gemm runs such a
 //! matrix-vector product on a single thread (its gemv path ignores the parallelism setting), so
 //! batch-1 decode would read all weights with one core's memory bandwidth. Splitting the output
-//! columns into `parts` contiguous blocks and running the blocks on the rayon pool reads the
-//! weights once, in parallel (on [`ForkJoin`]'s spinning helpers). Every output element is computed exactly as before (same inputs,
-//! same summation order), so the split changes no logit.
+//! columns into `parts` contiguous blocks and running the blocks on [`ForkJoin`]'s spinning
+//! helpers reads the weights once, in parallel. Every output element is computed exactly as
+//! before (same inputs, same summation order), so the split changes no logit.
 
 use std::sync::{Arc, OnceLock};
 
@@ -13,7 +13,6 @@ use burn::module::Param;
 use burn::prelude::*;
 
 use crate::fork_join::ForkJoin;
-
 use crate::weights::HostTensor;
 
 #[derive(Module, Debug)]

@@ -43,7 +43,8 @@ fn flex_mut(p: &mut dyn Any) -> Option<&mut FlexTensor> {
     }
 }
 
-fn flex_ref(p: &dyn Any) -> Option<&FlexTensor> {
+/// The flex tensor behind a float (`TensorPrimitive<Flex>`) or int (`FlexTensor`) primitive.
+pub(crate) fn flex_ref(p: &dyn Any) -> Option<&FlexTensor> {
     if let Some(t) = p.downcast_ref::<FlexTensor>() {
         return Some(t);
     }

@@ -13,14 +13,11 @@
 //! `mul` and `add` are, so both paths give identical bits (tested below). Other backends, and
 //! flex tensors in another dtype, take the tensor path ([`decode`] returns `None`).
 
-use std::any::Any;
-
 use burn::prelude::*;
-use burn::tensor::TensorPrimitive;
-use burn_flex::{Flex, FlexTensor};
 
 use super::codec::Codec;
 use super::config::Scheme;
+use crate::in_place::flex_ref;
 
 /// Decodes packed `codes` with one scale (and zero point) per `per` consecutive values.
 ///
@@ -44,14 +41,18 @@ pub fn decode<B: Backend>(
     let scale_prim = scale.clone().into_primitive();
     let zero_prim = zero.map(|z| z.clone().into_primitive());
     // `as_slice`: the elements in order, if they are one contiguous run of the buffer.
-    let code_bytes = int_flex(&codes_prim)?.as_slice::<u8>()?;
-    let scales = float_flex(&scale_prim)?.as_slice::<f32>()?;
+    let code_bytes = flex_ref(&codes_prim)?.as_slice::<u8>()?;
+    let scales = flex_ref(&scale_prim)?.as_slice::<f32>()?;
     let zeros = match &zero_prim {
-        Some(p) => Some(float_flex(p)?.as_slice::<f32>()?),
+        Some(p) => Some(flex_ref(p)?.as_slice::<f32>()?),
         None => None,
     };
     let values = n * h * d;
-    if per == 0 || !values.is_multiple_of(per) || scales.len() != values / per {
+    if per == 0
+        || !values.is_multiple_of(per)
+        || scales.len() != values / per
+        || zeros.is_some_and(|z| z.len() != scales.len())
+    {
         return None;
     }
     let mut out = vec![0.0f32; values];
@@ -92,17 +93,6 @@ fn unpack_into(codes: &[u8], bits: u8, out: &mut [f32]) {
     }
 }
 
-fn int_flex(p: &dyn Any) -> Option<&FlexTensor> {
-    p.downcast_ref::<FlexTensor>()
-}
-
-fn float_flex(p: &dyn Any) -> Option<&FlexTensor> {
-    match p.downcast_ref::<TensorPrimitive<Flex>>()? {
-        TensorPrimitive::Float(t) => Some(t),
-        TensorPrimitive::QFloat(_) => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::IntDType;
@@ -110,7 +100,7 @@ mod tests {
     use super::*;
     use crate::quant::config::Scheme;
 
-    type B = Flex;
+    type B = burn_flex::Flex;
 
     /// Values with a spread of magnitudes and signs, deterministic.
     fn values(n: usize, h: usize, d: usize) -> Tensor<B, 3> {
