@@ -17,6 +17,7 @@ use crate::csv_sink::CsvSink;
 use crate::experiment::{self, Experiment, Invalid};
 use crate::model::ModelSource;
 use crate::progress::Progress;
+use crate::shard::{Plan, Selection, ShardSpec};
 use crate::sweep::{AXES, Role, Run, Workload};
 use crate::workloads::{self, RunCtx};
 
@@ -48,6 +49,25 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Some(Command::Plan { files, shards, json }) => {
+            let loaded = load_all(&files, cli.global.backend)?;
+            let plans = loaded
+                .iter()
+                .map(|e| Plan::new(e, &cli.global.only, shards))
+                .collect::<Result<Vec<_>>>()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plans)?);
+            } else {
+                plans.iter().for_each(|p| print!("{}", p.render()));
+            }
+            Ok(())
+        }
+        Some(Command::Merge { dirs }) => {
+            for dir in crate::merge::run(&dirs, &cli.global.out)? {
+                println!("{}", dir.display());
+            }
+            Ok(())
+        }
         Some(Command::List) => {
             print!("{}", list());
             Ok(())
@@ -75,7 +95,7 @@ pub fn run(cli: Cli) -> Result<()> {
                      `runner --help`"
                 );
             }
-            run_experiments(&cli.experiments, &cli.global)
+            run_experiments(&cli.experiments, &cli.global, cli.shard)
         }
     }
 }
@@ -191,7 +211,7 @@ fn csv_path(out: &Path, e: &Experiment, w: Workload) -> PathBuf {
     out.join(e.name()).join(format!("{}.csv", w.name()))
 }
 
-fn run_experiments(files: &[PathBuf], g: &Global) -> Result<()> {
+fn run_experiments(files: &[PathBuf], g: &Global, shard: Option<ShardSpec>) -> Result<()> {
     let experiments = load_all(files, g.backend)?;
     let mut names = BTreeMap::new();
     for e in &experiments {
@@ -204,14 +224,18 @@ fn run_experiments(files: &[PathBuf], g: &Global) -> Result<()> {
             );
         }
     }
+    let selections = experiments
+        .iter()
+        .map(|e| Selection::new(e, &g.only, shard))
+        .collect::<Result<Vec<_>>>()?;
     if g.dry_run {
         let mut text = String::new();
-        for e in &experiments {
+        for (e, selection) in experiments.iter().zip(&selections) {
             text += &format!("# {} ({}, backend {})\n", e.name(), e.path.display(), e.backend);
             for w in e.workloads() {
                 for (i, run) in e.runs(w).iter().enumerate() {
                     let id = run.id(e.backend.name());
-                    if crate::sweep::id_matches(&id, &g.only) {
+                    if selection.keeps(w, &id) {
                         text += &format!("{w}#{i}\t{id}\n");
                     }
                 }
@@ -220,6 +244,12 @@ fn run_experiments(files: &[PathBuf], g: &Global) -> Result<()> {
         // A closed pipe (`| head`) is not an error worth a panic.
         let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
         return Ok(());
+    }
+    // A shard directory written under another plan is refused before anything is touched.
+    for (e, selection) in experiments.iter().zip(&selections) {
+        if let Some((spec, plan)) = &selection.shard {
+            plan.check_manifest(&g.out.join(e.name()), *spec)?;
+        }
     }
     // Open every CSV before the first run, so a mismatch fails before any work.
     let mut sinks = vec![];
@@ -237,23 +267,31 @@ fn run_experiments(files: &[PathBuf], g: &Global) -> Result<()> {
     let progress = Progress::new(g.quiet);
     let commit = git_commit();
     let source = ModelSource { gguf: g.model.clone(), cache_dir: g.cache_dir.clone() };
-    for (e, sinks) in experiments.iter().zip(&mut sinks) {
+    for ((e, sinks), selection) in experiments.iter().zip(&mut sinks).zip(&selections) {
         let dir = g.out.join(e.name());
         std::fs::write(dir.join("experiment.toml"), &e.source)
             .with_context(|| format!("cannot write {}", dir.display()))?;
+        if let Some((spec, plan)) = &selection.shard {
+            plan.write_manifest(&dir, *spec)?;
+        }
         let env = Env {
             experiment: e,
             commit: &commit,
             source: &source,
             progress: &progress,
             dir: &dir,
-            only: &g.only,
+            selection,
         };
         crate::with_backend!(
             e.backend,
             |B, device| execute::<B>(&env, &device, sinks)?,
             bail!("{}", e.backend.ensure_compiled_in().unwrap_err())
         );
+        if let Some((spec, _)) = &selection.shard {
+            // A shard's rows are a part: `runner merge` draws the report of the whole.
+            progress.info(&format!("{}: shard {spec} done in {}", e.name(), dir.display()));
+            continue;
+        }
         let written = crate::report::run(&dir)?;
         progress.info(&format!(
             "{}: wrote {} ({} charts)",
@@ -272,8 +310,8 @@ struct Env<'a> {
     progress: &'a Progress,
     /// The experiment's results directory (for side CSVs).
     dir: &'a Path,
-    /// `--only` filters: runs without every `key=value` are skipped.
-    only: &'a [(String, String)],
+    /// The runs to run (`--only`, `--shard`); the others are skipped.
+    selection: &'a Selection,
 }
 
 /// The columns every result row starts with: experiment, run id, commit, backend, device,
@@ -336,11 +374,8 @@ fn execute<B: Backend>(
     let mut plan: Vec<(Workload, Vec<Run>)> = vec![];
     let mut total = 0;
     for (w, sink) in sinks.iter() {
-        let runs: Vec<Run> = e
-            .runs(*w)
-            .into_iter()
-            .filter(|r| crate::sweep::id_matches(&r.id(backend), env.only))
-            .collect();
+        let runs: Vec<Run> =
+            e.runs(*w).into_iter().filter(|r| env.selection.keeps(*w, &r.id(backend))).collect();
         let todo: Vec<Run> =
             runs.iter().filter(|r| !sink.contains(&r.id(backend))).cloned().collect();
         if todo.len() < runs.len() {

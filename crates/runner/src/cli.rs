@@ -20,7 +20,10 @@ Examples:
   runner validate experiments/*.toml           check files (errors name file, key and value)
   runner report results/gqa                    redraw charts + report.md from the CSVs
   runner list                                  strategies, parameters, models, backends
-  runner compare results/baseline /tmp/res/smoke   regression check (exit 1 on a regression)";
+  runner compare results/baseline /tmp/res/smoke   regression check (exit 1 on a regression)
+  runner plan experiments/sink.toml --shards 4 which runs each of 4 shards holds
+  runner experiments/sink.toml --shard 0/4 --out /tmp/s0   run shard 0 of that plan
+  runner merge /tmp/s0 /tmp/s1 /tmp/s2 /tmp/s3 --out /tmp/res   join shards into /tmp/res/sink";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +38,12 @@ pub struct Cli {
     /// Experiment files to run, in order (e.g. experiments/gqa.toml).
     #[arg(value_name = "EXPERIMENT.toml")]
     pub experiments: Vec<PathBuf>,
+
+    /// Run only shard I of N of each experiment's plan (0-based, as $SLURM_ARRAY_TASK_ID;
+    /// see `runner plan`), e.g. `--shard 0/4 --out /shared/sweep/shard-0`. The shard's
+    /// directory gets its CSVs and the plan (shard.json); `runner merge` joins the shards.
+    #[arg(long, value_name = "I/N", value_parser = crate::shard::ShardSpec::parse)]
+    pub shard: Option<crate::shard::ShardSpec>,
 
     #[command(flatten)]
     pub global: Global,
@@ -113,6 +122,27 @@ pub enum Command {
         /// Fail when a timing column (tok/s, ms, s) is more than X times slower.
         #[arg(long, value_name = "X")]
         max_slowdown: Option<f64>,
+    },
+    /// Split each experiment's runs into N shards balanced by estimated cost (tokens × model
+    /// size) and print which runs each holds, e.g. `runner plan experiments/sink.toml --shards 4`.
+    /// The same file and N give the same plan on any machine.
+    Plan {
+        #[arg(value_name = "EXPERIMENT.toml", required = true)]
+        files: Vec<PathBuf>,
+        /// Number of shards.
+        #[arg(long, value_name = "N")]
+        shards: usize,
+        /// Print the plans as one JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge the results of `runner EXP --shard I/N --out DIR` runs into <--out>/<name>, e.g.
+    /// `runner merge /shared/sweep/shard-* --out /shared/sweep/merged`. Every planned run must
+    /// be present exactly once (a missing or duplicated run is an error naming it); CSV rows
+    /// are written in the plan's order, then the report is drawn.
+    Merge {
+        #[arg(value_name = "SHARD_DIR", required = true)]
+        dirs: Vec<PathBuf>,
     },
     /// List strategies (with summaries and parameters), model presets, workloads, sweep keys
     /// and the backends compiled into this binary.

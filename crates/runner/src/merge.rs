@@ -1,0 +1,245 @@
+//! `runner merge SHARD_DIR... --out DIR`: shard directories back into one results directory.
+//!
+//! Every shard directory carries the plan it ran under ([`crate::shard::Manifest`]). The merge
+//! refuses unless all of them carry the same plan and the same experiment file, and every
+//! planned run has exactly one row among them; it then writes each CSV's rows in the plan's
+//! (pinned) order, as one process would have, and draws the report from them. The merged
+//! directory is built beside the destination and swapped in only when complete, so a failed
+//! merge leaves an earlier one untouched.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::csv_sink::{self, CsvSink};
+use crate::shard::{MANIFEST_FILE, Manifest, Plan};
+use crate::workloads::fragmentation::{SERIES_COLUMNS, SERIES_FILE};
+
+/// The experiment directories (holding a shard manifest) named by `arg`: the directory
+/// itself, or its subdirectories (a shard's `--out` directory).
+fn shard_dirs(arg: &Path) -> Result<Vec<PathBuf>> {
+    if arg.join(MANIFEST_FILE).is_file() {
+        return Ok(vec![arg.to_path_buf()]);
+    }
+    let entries =
+        std::fs::read_dir(arg).with_context(|| format!("cannot read {}", arg.display()))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(MANIFEST_FILE).is_file())
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        bail!(
+            "{}: not a shard directory (no {MANIFEST_FILE} in it or its subdirectories); pass \
+             the --out directory of a `runner ... --shard I/N` run",
+            arg.display()
+        );
+    }
+    Ok(found)
+}
+
+/// Merges the shard directories named by `args` into `out/<experiment>` (one per experiment
+/// found); returns the merged directories.
+pub fn run(args: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
+    let mut by_experiment: BTreeMap<String, Vec<(PathBuf, Manifest)>> = BTreeMap::new();
+    for arg in args {
+        for dir in shard_dirs(arg)? {
+            let m = Manifest::read(&dir)?;
+            by_experiment.entry(m.plan.experiment.clone()).or_default().push((dir, m));
+        }
+    }
+    let mut merged = vec![];
+    for (name, shards) in by_experiment {
+        let dest = out.join(&name);
+        merge_experiment(&shards, &dest)?;
+        crate::report::run(&dest)?;
+        merged.push(dest);
+    }
+    Ok(merged)
+}
+
+/// One CSV row of a shard directory, with where it came from.
+struct Found {
+    row: Vec<String>,
+    dir: PathBuf,
+}
+
+fn merge_experiment(shards: &[(PathBuf, Manifest)], dest: &Path) -> Result<()> {
+    let (first_dir, first) = &shards[0];
+    let plan = &first.plan;
+    let source = read_experiment_file(first_dir)?;
+    for (dir, m) in &shards[1..] {
+        if m.plan != *plan {
+            bail!(
+                "{} and {} were run under different plans of experiment '{}' ({} vs {} shards, \
+                 {} vs {} runs): merge the shards of one plan",
+                first_dir.display(),
+                dir.display(),
+                plan.experiment,
+                plan.shards,
+                m.plan.shards,
+                plan.runs.len(),
+                m.plan.runs.len()
+            );
+        }
+        if read_experiment_file(dir)? != source {
+            bail!(
+                "{} and {} hold different experiment.toml files",
+                first_dir.display(),
+                dir.display()
+            );
+        }
+    }
+    let staging = staging_dir(dest)?;
+    std::fs::write(staging.join("experiment.toml"), &source)?;
+    let mut series_rows: Vec<Vec<String>> = vec![];
+    for workload in workloads_of(plan) {
+        let file = format!("{workload}.csv");
+        let (header, mut rows) = collect_rows(shards, &file, plan, &workload)?;
+        let mut sink = CsvSink::open(&staging.join(&file), &header, false)?;
+        for planned in plan.runs.iter().filter(|r| r.workload == workload) {
+            let found = rows.remove(&planned.run_id).expect("collect_rows checked every run");
+            sink.append(&found.row)?;
+            if workload == "fragmentation" {
+                series_rows.extend(series_of(&found.dir, &planned.run_id)?);
+            }
+        }
+    }
+    if !series_rows.is_empty() {
+        let header: Vec<String> = SERIES_COLUMNS.iter().map(|s| s.to_string()).collect();
+        let mut sink = CsvSink::open(&staging.join(SERIES_FILE), &header, false)?;
+        for row in &series_rows {
+            sink.append(row)?;
+        }
+    }
+    swap_in(&staging, dest)
+}
+
+fn read_experiment_file(dir: &Path) -> Result<String> {
+    let path = dir.join("experiment.toml");
+    std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The plan's workloads, in its order.
+fn workloads_of(plan: &Plan) -> Vec<String> {
+    let mut seen: Vec<String> = vec![];
+    for r in &plan.runs {
+        if !seen.contains(&r.workload) {
+            seen.push(r.workload.clone());
+        }
+    }
+    seen
+}
+
+/// Every row of `file` across the shard directories, by run id: exactly the planned runs of
+/// `workload`, each once.
+fn collect_rows(
+    shards: &[(PathBuf, Manifest)],
+    file: &str,
+    plan: &Plan,
+    workload: &str,
+) -> Result<(Vec<String>, BTreeMap<String, Found>)> {
+    let mut header: Option<(Vec<String>, PathBuf)> = None;
+    let mut rows: BTreeMap<String, Found> = BTreeMap::new();
+    for (dir, _) in shards {
+        let path = dir.join(file);
+        if !path.is_file() {
+            continue; // a shard that never opened this workload holds none of its runs
+        }
+        let (h, found) = csv_sink::read(&path)?;
+        match &header {
+            Some((expected, from)) if *expected != h => {
+                bail!("{} and {} have different columns", from.join(file).display(), path.display())
+            }
+            Some(_) => {}
+            None => header = Some((h.clone(), dir.clone())),
+        }
+        let id_col = h
+            .iter()
+            .position(|c| c == "run_id")
+            .with_context(|| format!("{}: no run_id column", path.display()))?;
+        for row in found {
+            let id = row[id_col].clone();
+            if !plan.runs.iter().any(|r| r.workload == workload && r.run_id == id) {
+                bail!("{}: run {id} is not in the plan of its shard.json", path.display());
+            }
+            if let Some(other) = rows.get(&id) {
+                bail!(
+                    "run {id} ({workload}) is duplicated: in {} and in {}",
+                    other.dir.join(file).display(),
+                    path.display()
+                );
+            }
+            rows.insert(id, Found { row, dir: dir.clone() });
+        }
+    }
+    let missing: Vec<String> = plan
+        .runs
+        .iter()
+        .filter(|r| r.workload == workload && !rows.contains_key(&r.run_id))
+        .map(|r| {
+            let holder = shards.iter().find(|(_, m)| m.shard.index == r.shard);
+            let why = match holder {
+                Some((dir, _)) => {
+                    format!("{} stopped before it; finish that shard with --resume", dir.display())
+                }
+                None => format!("no directory of shard {}/{} was given", r.shard, plan.shards),
+            };
+            format!("run {} ({workload}) is missing: {why}", r.run_id)
+        })
+        .collect();
+    if !missing.is_empty() {
+        bail!("{} planned run(s) missing:\n{}", missing.len(), missing.join("\n"));
+    }
+    let header = match header {
+        Some((h, _)) => h,
+        None => bail!("no shard directory holds {file}"),
+    };
+    Ok((header, rows))
+}
+
+/// The per-iteration series rows of one fragmentation run, in the order its shard wrote them.
+fn series_of(dir: &Path, run_id: &str) -> Result<Vec<Vec<String>>> {
+    let path = dir.join(SERIES_FILE);
+    if !path.is_file() {
+        return Ok(vec![]);
+    }
+    let (header, rows) = csv_sink::read(&path)?;
+    let id_col = header.iter().position(|c| c == "run_id").unwrap_or(1);
+    Ok(rows.into_iter().filter(|r| r.get(id_col).is_some_and(|id| id == run_id)).collect())
+}
+
+/// An empty directory beside `dest` to build the merge in.
+fn staging_dir(dest: &Path) -> Result<PathBuf> {
+    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("merge");
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    let staging = parent.join(format!(".{name}.merging"));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("cannot remove {}", staging.display()))?;
+    }
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
+    Ok(staging)
+}
+
+/// Replaces `dest` with the complete `staging` directory.
+fn swap_in(staging: &Path, dest: &Path) -> Result<()> {
+    if dest.exists() {
+        let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("merge");
+        let old = dest.with_file_name(format!(".{name}.replaced"));
+        if old.exists() {
+            std::fs::remove_dir_all(&old)?;
+        }
+        std::fs::rename(dest, &old)
+            .with_context(|| format!("cannot move {} aside", dest.display()))?;
+        std::fs::rename(staging, dest)
+            .with_context(|| format!("cannot move {} to {}", staging.display(), dest.display()))?;
+        std::fs::remove_dir_all(&old)?;
+    } else {
+        std::fs::rename(staging, dest)
+            .with_context(|| format!("cannot move {} to {}", staging.display(), dest.display()))?;
+    }
+    Ok(())
+}
