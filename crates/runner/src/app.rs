@@ -13,6 +13,7 @@ use kvlab_strategies::{StrategyKind, StrategySpec};
 
 use crate::backend::BackendName;
 use crate::cli::{Cli, Command, Global};
+use crate::columns::PREFIX;
 use crate::csv_sink::CsvSink;
 use crate::experiment::{self, Experiment, Invalid};
 use crate::model::ModelSource;
@@ -21,8 +22,6 @@ use crate::shard::{Plan, Selection, ShardSpec};
 use crate::sweep::{AXES, Role, Run, Workload};
 use crate::workloads::{self, RunCtx};
 
-/// The columns every CSV starts with, before the axis columns.
-pub const PREFIX: &[&str] = &["experiment", "run_id", "git_commit", "backend", "device"];
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {

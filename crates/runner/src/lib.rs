@@ -6,6 +6,7 @@ pub mod alloc_counter;
 pub mod app;
 pub mod backend;
 pub mod cli;
+pub mod columns;
 pub mod compare;
 pub mod csv_sink;
 pub mod experiment;

@@ -13,7 +13,7 @@ use kvlab_strategies::StrategyKind;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::app::PREFIX;
+use crate::columns::PREFIX;
 use crate::csv_sink;
 use crate::sweep::{AXES, Workload};
 use crate::workloads;
