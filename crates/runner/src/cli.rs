@@ -1,9 +1,9 @@
 //! The command line (clap, derive).
 //!
-//! `runner EXPERIMENT.toml...` runs experiment files; `runner report|validate|list` are
-//! subcommands. A positional list and subcommands share the first argument, so
-//! `args_conflicts_with_subcommands` makes them exclusive: a first argument naming a subcommand
-//! is the subcommand, anything else is a file (write `./report` for a file named `report`).
+//! `runner EXPERIMENT.toml...` runs experiment files; `runner report|validate|list|...` are
+//! subcommands. A positional list and subcommands share the first positional argument: one
+//! naming a subcommand is the subcommand, anything else is a file (write `./report` for a file
+//! named `report`). Global flags go before or after either (`runner --model M generate`).
 
 use std::path::PathBuf;
 
@@ -31,7 +31,6 @@ Examples:
     version,
     about = "kvlab's benchmark runner: TOML experiments → sweeps → CSVs → charts and a report",
     after_help = EXAMPLES,
-    args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
 pub struct Cli {

@@ -4,8 +4,8 @@
 //! refuses unless all of them carry the same plan and the same experiment file, and every
 //! planned run has exactly one row among them; it then writes each CSV's rows in the plan's
 //! (pinned) order, as one process would have, and draws the report from them. The merged
-//! directory is built beside the destination and swapped in only when complete, so a failed
-//! merge leaves an earlier one untouched.
+//! directory is built beside the destination and swapped in only when complete
+//! (`crate::results_dir`), so a failed merge leaves an earlier one untouched.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,20 @@ fn shard_dirs(arg: &Path) -> Result<Vec<PathBuf>> {
         .filter(|p| p.join(MANIFEST_FILE).is_file())
         .collect();
     found.sort();
+    // A shard still running, or killed, has only its staging directory (`.<name>.partial`).
+    if let Some(unfinished) = found.iter().find(|p| is_staging(p)) {
+        let m = Manifest::read(unfinished)?;
+        bail!(
+            "{}: shard {} of experiment '{}' has not finished (its rows are in {}); finish it \
+             with the same `runner ... --shard {} --out {}` command plus --resume",
+            arg.display(),
+            m.shard,
+            m.plan.experiment,
+            unfinished.display(),
+            m.shard,
+            arg.display()
+        );
+    }
     if found.is_empty() {
         bail!(
             "{}: not a shard directory (no {MANIFEST_FILE} in it or its subdirectories); pass \
@@ -37,6 +51,10 @@ fn shard_dirs(arg: &Path) -> Result<Vec<PathBuf>> {
         );
     }
     Ok(found)
+}
+
+fn is_staging(dir: &Path) -> bool {
+    dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
 }
 
 /// Merges the shard directories named by `args` into `out/<experiment>` (one per experiment
@@ -53,7 +71,6 @@ pub fn run(args: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
     for (name, shards) in by_experiment {
         let dest = out.join(&name);
         merge_experiment(&shards, &dest)?;
-        crate::report::run(&dest)?;
         merged.push(dest);
     }
     Ok(merged)
@@ -91,7 +108,7 @@ fn merge_experiment(shards: &[(PathBuf, Manifest)], dest: &Path) -> Result<()> {
             );
         }
     }
-    let staging = staging_dir(dest)?;
+    let staging = crate::results_dir::stage(dest, false)?.staging;
     std::fs::write(staging.join("experiment.toml"), &source)?;
     let mut series_rows: Vec<Vec<String>> = vec![];
     for workload in workloads_of(plan) {
@@ -113,7 +130,8 @@ fn merge_experiment(shards: &[(PathBuf, Manifest)], dest: &Path) -> Result<()> {
             sink.append(row)?;
         }
     }
-    swap_in(&staging, dest)
+    crate::report::run(&staging)?;
+    crate::results_dir::swap_in(&staging, dest)
 }
 
 fn read_experiment_file(dir: &Path) -> Result<String> {
@@ -208,38 +226,4 @@ fn series_of(dir: &Path, run_id: &str) -> Result<Vec<Vec<String>>> {
     let (header, rows) = csv_sink::read(&path)?;
     let id_col = header.iter().position(|c| c == "run_id").unwrap_or(1);
     Ok(rows.into_iter().filter(|r| r.get(id_col).is_some_and(|id| id == run_id)).collect())
-}
-
-/// An empty directory beside `dest` to build the merge in.
-fn staging_dir(dest: &Path) -> Result<PathBuf> {
-    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("merge");
-    let parent = dest.parent().unwrap_or(Path::new("."));
-    let staging = parent.join(format!(".{name}.merging"));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .with_context(|| format!("cannot remove {}", staging.display()))?;
-    }
-    std::fs::create_dir_all(&staging)
-        .with_context(|| format!("cannot create {}", staging.display()))?;
-    Ok(staging)
-}
-
-/// Replaces `dest` with the complete `staging` directory.
-fn swap_in(staging: &Path, dest: &Path) -> Result<()> {
-    if dest.exists() {
-        let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("merge");
-        let old = dest.with_file_name(format!(".{name}.replaced"));
-        if old.exists() {
-            std::fs::remove_dir_all(&old)?;
-        }
-        std::fs::rename(dest, &old)
-            .with_context(|| format!("cannot move {} aside", dest.display()))?;
-        std::fs::rename(staging, dest)
-            .with_context(|| format!("cannot move {} to {}", staging.display(), dest.display()))?;
-        std::fs::remove_dir_all(&old)?;
-    } else {
-        std::fs::rename(staging, dest)
-            .with_context(|| format!("cannot move {} to {}", staging.display(), dest.display()))?;
-    }
-    Ok(())
 }

@@ -16,6 +16,9 @@ use kvlab_strategies::{StrategyKind, StrategySpec};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::backend::BackendName;
+use crate::cli::{GenerateArgs, Global, LogitsArgs};
+
 /// The pretrained model and its tokenizer: `--model PATH` or `KVLAB_MODEL`, else the pinned
 /// SmolLM2 GGUF fetched into the cache.
 pub fn load_pretrained(
@@ -160,4 +163,82 @@ fn sum_lanes(values: &[f32]) -> f32 {
 /// `runner logits`: top-k logits at every position, as one JSON object.
 pub fn logits_json<B: Backend>(model: &Model<B>, ids: &[u32], k: usize) -> Result<String> {
     Ok(serde_json::to_string(&top_k_logits(model, ids, k)?)?)
+}
+
+/// The backend a single-purpose command runs on (`--backend`, default flex).
+fn command_backend(g: &Global) -> Result<BackendName> {
+    let b = g.backend.unwrap_or(BackendName::Flex);
+    b.ensure_compiled_in().map_err(anyhow::Error::msg)?;
+    Ok(b)
+}
+
+pub fn generate_command(args: &GenerateArgs, g: &Global) -> Result<()> {
+    let (weights, tokenizer) = load_pretrained(g.model.as_deref(), g.cache_dir.as_deref())?;
+    let prompt = match (&args.prompt, &args.ids, &args.ids_file) {
+        (Some(text), _, _) => tokenizer.encode(text)?,
+        (_, Some(ids), _) => parse_ids(ids)?,
+        (_, _, Some(path)) => parse_ids(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?,
+        _ => bail!("generate needs --prompt, --ids or --ids-file"),
+    };
+    let backend = command_backend(g)?;
+    let report = crate::with_backend!(
+        backend,
+        |B, device| {
+            let model = crate::model::upload::<B>(&weights, &device).map_err(anyhow::Error::msg)?;
+            timed_generate(
+                &model,
+                &prompt,
+                args.new_tokens,
+                args.batch,
+                args.repeat.max(1),
+                args.warmup,
+                backend.to_string(),
+            )?
+        },
+        bail!("backend {backend} is not compiled in")
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let text = tokenizer.decode(&report.tokens[0])?;
+    println!("{}{}", args.prompt.clone().unwrap_or_default(), text);
+    let mut rates = report.decode_tok_per_s.clone();
+    rates.sort_by(f64::total_cmp);
+    eprintln!(
+        "{} prompt tokens, {} new: prefill {:.3} s, decode {:.1} tok/s (median of {}, batch {}, {backend})",
+        report.prompt_tokens,
+        report.new_tokens,
+        report.prefill_s[report.prefill_s.len() / 2],
+        rates[rates.len() / 2],
+        rates.len(),
+        report.batch
+    );
+    Ok(())
+}
+
+pub fn logits_command(args: &LogitsArgs, g: &Global) -> Result<()> {
+    let (weights, tokenizer) = load_pretrained(g.model.as_deref(), g.cache_dir.as_deref())?;
+    let ids = match (&args.text, &args.ids) {
+        (Some(text), _) => tokenizer.encode(text)?,
+        (_, Some(ids)) => parse_ids(ids)?,
+        _ => bail!("logits needs --text or --ids"),
+    };
+    if let Some(bad) = ids.iter().find(|&&id| id as usize >= weights.config.vocab_size) {
+        bail!("token id {bad} is out of range (vocab {})", weights.config.vocab_size);
+    }
+    let backend = command_backend(g)?;
+    let json = crate::with_backend!(
+        backend,
+        |B, device| {
+            let model = crate::model::upload::<B>(&weights, &device).map_err(anyhow::Error::msg)?;
+            logits_json(&model, &ids, args.top_k)?
+        },
+        bail!("backend {backend} is not compiled in")
+    );
+    println!("{json}");
+    Ok(())
 }

@@ -133,38 +133,80 @@ fn seed_walkthrough_prints_growing_shapes_and_matching_tokens() {
 }
 
 #[test]
-fn resume_after_interruption_finishes_without_duplicates_or_gaps() {
+fn rerunning_replaces_results_and_resume_finishes_an_interrupted_run() {
     let dir = common::tempdir();
     let toml = dir.path().join("small.toml");
     std::fs::write(&toml, SMALL).unwrap();
     let t = toml.to_str().unwrap();
     ok(&runner(&[t, "--quiet", "--out", "res"], dir.path()));
     let csv = dir.path().join("res/small/memory.csv");
+    let ppl = dir.path().join("res/small/perplexity.csv");
     let full = deterministic(&csv);
+    let ppl_full = deterministic(&ppl);
     assert_eq!(full.len(), 2 * 2 * (2 + 2 + 2), "concat, static, window×2, sink×2 × batch × ctx");
 
-    // A second plain run refuses to append duplicates and leaves the file alone.
-    let before = std::fs::read(&csv).unwrap();
-    let again = runner(&[t, "--quiet", "--out", "res"], dir.path());
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
-    assert_eq!(std::fs::read(&csv).unwrap(), before);
+    // A second plain run replaces the results with the same rows (no duplicates appended).
+    ok(&runner(&[t, "--quiet", "--out", "res"], dir.path()));
+    assert_eq!(deterministic(&csv), full);
+    let staging = dir.path().join("res/.small.partial");
+    assert!(!staging.exists(), "a finished run leaves no staging directory");
 
-    // Interrupt: keep the header and 5 rows, plus half of the 6th row.
-    let text = String::from_utf8(before).unwrap();
+    // An interrupted run: its rows are in the staging directory (5 rows and half of the 6th),
+    // the results are untouched; --resume finishes it without duplicates or gaps.
+    std::fs::create_dir_all(&staging).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let mut cut = lines[..6].join("\n") + "\n";
-    cut += &lines[6][..lines[6].len() / 2];
-    std::fs::write(&csv, cut).unwrap();
-    let ppl = dir.path().join("res/small/perplexity.csv");
-    let ppl_full = deterministic(&ppl);
+    let cut = lines[..6].join("\n") + "\n" + &lines[6][..lines[6].len() / 2];
+    std::fs::write(staging.join("memory.csv"), cut).unwrap();
     let ptext = std::fs::read_to_string(&ppl).unwrap();
-    std::fs::write(&ppl, ptext.lines().take(3).collect::<Vec<_>>().join("\n") + "\n").unwrap();
-
+    let ppl_cut = ptext.lines().take(3).collect::<Vec<_>>().join("\n") + "\n";
+    std::fs::write(staging.join("perplexity.csv"), ppl_cut).unwrap();
     ok(&runner(&[t, "--quiet", "--out", "res", "--resume"], dir.path()));
-    let resumed = deterministic(&csv);
-    assert_eq!(resumed, full, "same rows, same order, none twice");
+    assert_eq!(deterministic(&csv), full, "same rows, same order, none twice");
     assert_eq!(deterministic(&ppl), ppl_full);
+    assert!(!staging.exists());
+}
+
+#[test]
+fn ctrl_c_halfway_leaves_the_previous_results_intact() {
+    let dir = common::tempdir();
+    let toml = dir.path().join("small.toml");
+    // Long enough to be interrupted: more perplexity tokens per run.
+    std::fs::write(&toml, SMALL.replace("tokens = 10", "tokens = 200")).unwrap();
+    let t = toml.to_str().unwrap();
+    ok(&runner(&[t, "--quiet", "--out", "res"], dir.path()));
+    let results = dir.path().join("res/small");
+    let before: Vec<(PathBuf, Vec<u8>)> = ["memory.csv", "perplexity.csv", "report.md"]
+        .iter()
+        .map(|f| (results.join(f), std::fs::read(results.join(f)).unwrap()))
+        .collect();
+    let memory_rows = deterministic(&results.join("memory.csv"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args([t, "--quiet", "--out", "res"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Interrupt (SIGINT, as Ctrl-C) once the new run has written rows of its own.
+    let staged = dir.path().join("res/.small.partial/memory.csv");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&staged).map_or(0, |s| s.lines().count()) < 3 {
+        assert!(started.elapsed().as_secs() < 120, "the run wrote no rows");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was interrupted");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "interrupted before it finished");
+    for (path, bytes) in &before {
+        assert!(std::fs::read(path).unwrap() == *bytes, "{} changed", path.display());
+    }
+    // The interrupted rows wait for --resume, which completes and swaps the results in.
+    ok(&runner(&[t, "--quiet", "--out", "res", "--resume"], dir.path()));
+    assert!(!dir.path().join("res/.small.partial").exists());
+    assert_eq!(deterministic(&results.join("memory.csv")), memory_rows);
 }
 
 #[test]

@@ -243,9 +243,13 @@ fn a_killed_shard_resumes_and_then_merges() {
     }
     child.kill().ok();
     child.wait().unwrap();
-    // Whether or not the kill landed mid-sweep, leave the shard as a kill mid-write would:
-    // its last CSV with one finished row and half of the next.
-    let csvs = csv_files(&victim.join("sharded"));
+    // Whether or not the kill landed mid-sweep, leave the shard as a kill mid-write would: its
+    // rows still in the staging directory, the last CSV with one finished row and half the next.
+    let staging = victim.join(".sharded.partial");
+    if victim.join("sharded").exists() {
+        std::fs::rename(victim.join("sharded"), &staging).unwrap();
+    }
+    let csvs = csv_files(&staging);
     let last = csvs.iter().rev().find(|p| std::fs::read_to_string(p).unwrap().lines().count() > 2);
     if let Some(path) = last {
         let text = std::fs::read_to_string(path).unwrap();
@@ -253,14 +257,16 @@ fn a_killed_shard_resumes_and_then_merges() {
         let cut = format!("{}\n{}\n{}", keep[0], keep[1], &keep[2][..keep[2].len() / 2]);
         std::fs::write(path, cut).unwrap();
     }
-    // Merging now names what is missing; --resume on the same directory finishes the shard.
+    // Merging now names the unfinished shard; --resume on the same directory finishes it.
     shards[0] = victim.clone();
     let err = failed(&merge(&shards, &root.join("merged"), root));
-    assert!(err.contains("stopped before it; finish that shard with --resume"), "{err}");
+    assert!(err.contains("shard 0/2 of experiment 'sharded' has not finished"), "{err}");
+    assert!(err.contains("plus --resume"), "{err}");
     ok(&runner(
         &[t, "--shard", "0/2", "--out", victim.to_str().unwrap(), "--quiet", "--resume"],
         root,
     ));
+    assert!(!staging.exists() && victim.join("sharded/shard.json").is_file());
     // Resuming into a shard directory of another plan is refused.
     let err = failed(&runner(
         &[t, "--shard", "1/2", "--out", victim.to_str().unwrap(), "--resume"],

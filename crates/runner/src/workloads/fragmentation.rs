@@ -43,41 +43,50 @@ use kvlab_model::Model;
 use kvlab_serving::execute::ModelExecutor;
 use kvlab_serving::{Policy, Request, SimConfig, TraceKind, simulate, simulate_with};
 
+use serde::{Deserialize, Serialize};
+
 use crate::csv_sink::CsvSink;
 use crate::experiment::{Experiment, FragmentationParams};
+use crate::rows::Fixed;
 use crate::sweep::Run;
 
-pub const COLUMNS: &[&str] = &[
-    "trace",
-    "trace_requests",
-    "trace_seed",
-    "max_seq_len",
-    "bytes_per_token",
-    "kv_budget_bytes",
-    "kv_budget_tokens",
-    "requests",
-    "completed",
-    "rejected",
-    "rejected_too_long",
-    "rejected_never_fits",
-    "preemptions",
-    "iterations",
-    "mean_running",
-    "max_running",
-    "token_state_pct",
-    "reserved_pct",
-    "internal_pct",
-    "external_pct",
-    "free_pct",
-    "tokens_per_iteration",
-    "recomputed_tokens",
-    "max_internal_tokens_per_request",
-    "model_tokens",
-    "model_decode_steps",
-    "model_prefills",
-    "model_wall_s",
-    "model_tok_per_s",
-];
+/// One serving simulation: the trace, the budget, what the scheduler did, where the budget's
+/// bytes went, and (with `execute`) what running the batches through the model measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Metrics {
+    pub trace: String,
+    pub trace_requests: usize,
+    /// The synthetic trace's seed (none for a trace file).
+    pub trace_seed: Option<u64>,
+    pub max_seq_len: usize,
+    pub bytes_per_token: u64,
+    pub kv_budget_bytes: u64,
+    pub kv_budget_tokens: u64,
+    pub requests: usize,
+    pub completed: usize,
+    pub rejected: usize,
+    pub rejected_too_long: usize,
+    pub rejected_never_fits: usize,
+    pub preemptions: u64,
+    pub iterations: u64,
+    pub mean_running: Fixed<4>,
+    pub max_running: usize,
+    pub token_state_pct: Fixed<4>,
+    pub reserved_pct: Fixed<4>,
+    pub internal_pct: Fixed<4>,
+    pub external_pct: Fixed<4>,
+    pub free_pct: Fixed<4>,
+    pub tokens_per_iteration: Fixed<4>,
+    pub recomputed_tokens: u64,
+    pub max_internal_tokens_per_request: usize,
+    pub model_tokens: Option<u64>,
+    pub model_decode_steps: Option<u64>,
+    pub model_prefills: Option<u64>,
+    pub model_wall_s: Option<Fixed<3>>,
+    pub model_tok_per_s: Option<Fixed<1>>,
+}
+crate::metrics_row!(Metrics);
 
 /// The side CSV of per-iteration samples.
 pub const SERIES_FILE: &str = "fragmentation_series.csv";
@@ -145,7 +154,7 @@ pub fn measure<B: Backend>(
     e: &Experiment,
     run: &Run,
     model: Option<&Model<B>>,
-) -> Result<(Vec<String>, Vec<[String; 4]>)> {
+) -> Result<(Metrics, Vec<[String; 4]>)> {
     let p = e.file.workload.fragmentation.as_ref().context("no [workload.fragmentation]")?;
     let requests = trace(p, e.seed()).map_err(anyhow::Error::msg)?;
     let config = crate::model::config_of(run.model()).map_err(anyhow::Error::msg)?;
@@ -168,47 +177,38 @@ pub fn measure<B: Backend>(
         }
     };
     let s = &r.summary;
-    let f = |x: f64| format!("{x:.4}");
-    let mut metrics = vec![
-        p.trace.clone(),
-        requests.len().to_string(),
-        if p.trace.starts_with("file:") {
-            String::new()
-        } else {
-            p.seed.unwrap_or(e.seed()).to_string()
-        },
-        p.max_seq_len.to_string(),
-        bytes_per_token.to_string(),
-        budget.to_string(),
-        (budget / bytes_per_token).to_string(),
-        s.requests.to_string(),
-        s.completed.to_string(),
-        s.rejected.to_string(),
-        r.rejections.too_long.to_string(),
-        r.rejections.never_fits.to_string(),
-        s.preemptions.to_string(),
-        s.iterations.to_string(),
-        f(s.mean_running),
-        s.max_running.to_string(),
-        f(s.token_state_pct),
-        f(s.reserved_pct),
-        f(s.internal_pct),
-        f(s.external_pct),
-        f(s.free_pct),
-        f(s.tokens_per_iteration),
-        r.recomputed_tokens.to_string(),
-        r.max_internal_tokens_per_request.to_string(),
-    ];
-    match executed {
-        Some(x) => metrics.extend([
-            x.tokens_produced.to_string(),
-            x.decode_steps.to_string(),
-            x.prefills.to_string(),
-            format!("{:.3}", x.wall.as_secs_f64()),
-            format!("{:.1}", x.tokens_per_second()),
-        ]),
-        None => metrics.extend(std::iter::repeat_n(String::new(), 5)),
-    }
+    let executed = executed.as_ref();
+    let metrics = Metrics {
+        trace: p.trace.clone(),
+        trace_requests: requests.len(),
+        trace_seed: (!p.trace.starts_with("file:")).then(|| p.seed.unwrap_or(e.seed())),
+        max_seq_len: p.max_seq_len,
+        bytes_per_token,
+        kv_budget_bytes: budget,
+        kv_budget_tokens: budget / bytes_per_token,
+        requests: s.requests,
+        completed: s.completed,
+        rejected: s.rejected,
+        rejected_too_long: r.rejections.too_long,
+        rejected_never_fits: r.rejections.never_fits,
+        preemptions: s.preemptions,
+        iterations: s.iterations,
+        mean_running: Fixed(s.mean_running),
+        max_running: s.max_running,
+        token_state_pct: Fixed(s.token_state_pct),
+        reserved_pct: Fixed(s.reserved_pct),
+        internal_pct: Fixed(s.internal_pct),
+        external_pct: Fixed(s.external_pct),
+        free_pct: Fixed(s.free_pct),
+        tokens_per_iteration: Fixed(s.tokens_per_iteration),
+        recomputed_tokens: r.recomputed_tokens,
+        max_internal_tokens_per_request: r.max_internal_tokens_per_request,
+        model_tokens: executed.map(|x| x.tokens_produced),
+        model_decode_steps: executed.map(|x| x.decode_steps),
+        model_prefills: executed.map(|x| x.prefills),
+        model_wall_s: executed.map(|x| Fixed(x.wall.as_secs_f64())),
+        model_tok_per_s: executed.map(|x| Fixed(x.tokens_per_second())),
+    };
     let n = r.series.len();
     let stride = n.div_ceil(SERIES_POINTS).max(1);
     let series = r
@@ -240,7 +240,7 @@ pub fn append_series(
     e: &Experiment,
     run: &Run,
     run_id: &str,
-    kv_budget_bytes: &str,
+    kv_budget_bytes: u64,
     rows: &[[String; 4]],
 ) -> Result<()> {
     let mut sink = open_series(dir, true)?;

@@ -19,25 +19,34 @@ use burn::prelude::Backend;
 use kvlab_model::generate::feed_pending;
 use kvlab_strategies::KvLayout;
 use kvlab_strategies::layout::F32_BYTES;
+use serde::{Deserialize, Serialize};
 
 use super::{RunCtx, random_prompts, sync};
 use crate::alloc_counter;
 use crate::backend::device_memory;
+use crate::rows::Fixed;
 
-pub const COLUMNS: &[&str] = &[
-    "kv_tokens",
-    "kv_allocated_bytes",
-    "kv_live_bytes",
-    "kv_metadata_bytes",
-    "formula_bytes",
-    "bytes_per_token",
-    "formula_bytes_per_token",
-    "process_peak_bytes",
-    "device_bytes_in_use",
-    "device_bytes_reserved",
-];
+/// One memory run: the cache's accounting beside the formula, and what was measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Metrics {
+    pub kv_tokens: usize,
+    pub kv_allocated_bytes: usize,
+    pub kv_live_bytes: usize,
+    pub kv_metadata_bytes: usize,
+    pub formula_bytes: usize,
+    /// Allocated bytes per token of the batch's context.
+    pub bytes_per_token: Fixed<1>,
+    pub formula_bytes_per_token: usize,
+    /// Heap bytes the run's allocations peaked at (absent without the counting allocator).
+    pub process_peak_bytes: Option<usize>,
+    /// The device allocator's bytes in use held by the cache (cubecl backends only).
+    pub device_bytes_in_use: Option<u64>,
+    pub device_bytes_reserved: Option<u64>,
+}
+crate::metrics_row!(Metrics);
 
-pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<Vec<String>> {
+pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<Metrics> {
     let run = ctx.run;
     let (batch, context) = (run.batch(), run.usize("context").unwrap_or(1));
     let config = &ctx.model.config;
@@ -55,19 +64,19 @@ pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<Vec<String>> {
     let layout = KvLayout::new(config, batch);
     let formula = layout.formula_bytes(context, F32_BYTES);
     let per_token = mem.allocated_bytes as f64 / (batch * context) as f64;
-    Ok(vec![
-        mem.tokens.to_string(),
-        mem.allocated_bytes.to_string(),
-        mem.live_bytes.to_string(),
-        mem.metadata_bytes.to_string(),
-        formula.to_string(),
-        format!("{per_token:.1}"),
-        (formula / (batch * context)).to_string(),
-        if alloc_counter::installed() { peak.to_string() } else { String::new() },
-        match (device_before, device_held) {
-            (Some(before), Some(held)) => held.in_use.saturating_sub(before.in_use).to_string(),
-            _ => String::new(),
+    Ok(Metrics {
+        kv_tokens: mem.tokens,
+        kv_allocated_bytes: mem.allocated_bytes,
+        kv_live_bytes: mem.live_bytes,
+        kv_metadata_bytes: mem.metadata_bytes,
+        formula_bytes: formula,
+        bytes_per_token: Fixed(per_token),
+        formula_bytes_per_token: formula / (batch * context),
+        process_peak_bytes: alloc_counter::installed().then_some(peak),
+        device_bytes_in_use: match (device_before, device_held) {
+            (Some(before), Some(held)) => Some(held.in_use.saturating_sub(before.in_use)),
+            _ => None,
         },
-        device_held.map(|held| held.reserved.to_string()).unwrap_or_default(),
-    ])
+        device_bytes_reserved: device_held.map(|held| held.reserved),
+    })
 }

@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::experiment::Experiment;
 use crate::progress::Progress;
+use crate::rows::Metrics as _;
 use crate::sweep::{Run, Workload};
 
 /// Everything one run's measurement needs.
@@ -34,14 +35,15 @@ impl<B: Backend> RunCtx<'_, B> {
     }
 }
 
-/// The metric columns of a workload's CSV, after the run columns.
+/// The metric columns of a workload's CSV, after the run columns: its `Metrics` struct's
+/// fields.
 pub fn metric_columns(workload: Workload) -> &'static [&'static str] {
     match workload {
-        Workload::Walkthrough => walkthrough::COLUMNS,
-        Workload::Memory => memory::COLUMNS,
-        Workload::Throughput => throughput::COLUMNS,
-        Workload::Perplexity => perplexity::COLUMNS,
-        Workload::Fragmentation => fragmentation::COLUMNS,
+        Workload::Walkthrough => walkthrough::Metrics::columns(),
+        Workload::Memory => memory::Metrics::columns(),
+        Workload::Throughput => throughput::Metrics::columns(),
+        Workload::Perplexity => perplexity::Metrics::columns(),
+        Workload::Fragmentation => fragmentation::Metrics::columns(),
     }
 }
 

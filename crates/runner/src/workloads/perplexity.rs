@@ -9,21 +9,29 @@ use anyhow::Result;
 use burn::prelude::*;
 use kvlab_model::gguf::GgufFile;
 use kvlab_strategies::StrategyKind;
+use serde::{Deserialize, Serialize};
 
 use super::{RunCtx, random_prompts};
 use crate::experiment::{PerplexityParams, PplMode};
+use crate::rows::{Fixed, Sig6};
 
-pub const COLUMNS: &[&str] = &[
-    "mode",
-    "chunk",
-    "corpus",
-    "tokens",
-    "mean_nll",
-    "ppl",
-    "ppl_delta_pct",
-    "kv_allocated_bytes",
-    "kv_live_bytes",
-];
+/// One perplexity run, and its change against the full cache over the same tokens.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Metrics {
+    /// `streaming` or `chunked`.
+    pub mode: String,
+    pub chunk: Option<usize>,
+    pub corpus: String,
+    /// Tokens predicted (the evaluated tokens but the first).
+    pub tokens: usize,
+    pub mean_nll: Fixed<6>,
+    pub ppl: Sig6,
+    pub ppl_delta_pct: Sig6,
+    pub kv_allocated_bytes: Option<usize>,
+    pub kv_live_bytes: Option<usize>,
+}
+crate::metrics_row!(Metrics);
 
 pub use kvlab_model::perplexity::{Perplexity, chunked, streaming};
 
@@ -50,6 +58,7 @@ pub fn check_corpus(corpus: &str) -> Result<(), String> {
 pub fn corpus_tokens(
     p: &PerplexityParams,
     seed: u64,
+    model: &str,
     vocab: usize,
     source: &crate::model::ModelSource,
 ) -> Result<Vec<u32>> {
@@ -58,8 +67,8 @@ pub fn corpus_tokens(
         return Ok(random_prompts(seed ^ 0x5eed_c0de, 1, p.tokens, vocab).remove(0));
     }
     let text = kvlab_model::corpus::corpus_spec(&p.corpus, source.cache_dir.as_deref())?;
-    let path =
-        kvlab_model::assets::model_path(source.gguf.as_deref(), source.cache_dir.as_deref())?;
+    // The run's own model file: a `.gguf` model brings its tokenizer.
+    let path = crate::model::gguf_path(model, source).map_err(anyhow::Error::msg)?;
     let tokenizer = kvlab_model::tokenizer::Tokenizer::from_gguf(&GgufFile::open(&path)?)?;
     if tokenizer.vocab_size() != vocab {
         anyhow::bail!(
@@ -97,9 +106,10 @@ pub fn corpus_tokens(
 pub fn measure<B: Backend>(
     ctx: &RunCtx<'_, B>,
     reference: &mut dyn FnMut(&[u32]) -> Result<f64>,
-) -> Result<Vec<String>> {
+) -> Result<Metrics> {
     let p = ctx.experiment.file.workload.perplexity.clone().expect("perplexity workload");
-    let tokens = corpus_tokens(&p, ctx.experiment.seed(), ctx.model.config.vocab_size, ctx.source)?;
+    let (seed, vocab) = (ctx.experiment.seed(), ctx.model.config.vocab_size);
+    let tokens = corpus_tokens(&p, seed, ctx.run.model(), vocab, ctx.source)?;
     let (result, mem) = match p.mode {
         PplMode::Streaming => {
             let mut cache = ctx.cache(1, tokens.len())?;
@@ -111,41 +121,34 @@ pub fn measure<B: Backend>(
         }
         PplMode::Chunked => (chunked(ctx.model, &tokens, p.chunk.unwrap_or(512))?, None),
     };
+    // A streaming full cache on the checkpoint's own heads is its own reference; a converted
+    // model (kv_heads) is compared with the checkpoint it came from.
     let full = if ctx.run.get("strategy").is_some()
         && ctx.run.kind() == StrategyKind::Concat
+        && ctx.run.get("kv_heads").is_none()
         && p.mode == PplMode::Streaming
     {
         result.ppl
     } else {
         reference(&tokens)?
     };
-    Ok(vec![
-        p.mode.name().into(),
-        p.chunk.map(|c| c.to_string()).unwrap_or_default(),
-        p.corpus.clone(),
-        result.predicted.to_string(),
-        format!("{:.6}", result.mean_nll),
-        fmt_sig(result.ppl),
+    Ok(Metrics {
+        mode: p.mode.name().into(),
+        chunk: p.chunk,
+        corpus: p.corpus.clone(),
+        tokens: result.predicted,
+        mean_nll: Fixed(result.mean_nll),
+        ppl: Sig6(result.ppl),
         // From the written (rounded) values, so a resumed run that reads the reference back from
         // the CSV computes the same delta.
-        fmt_sig(delta_pct(rounded(result.ppl), rounded(full))),
-        mem.map(|m| m.allocated_bytes.to_string()).unwrap_or_default(),
-        mem.map(|m| m.live_bytes.to_string()).unwrap_or_default(),
-    ])
+        ppl_delta_pct: Sig6(delta_pct(Sig6(result.ppl).written(), Sig6(full).written())),
+        kv_allocated_bytes: mem.map(|m| m.allocated_bytes),
+        kv_live_bytes: mem.map(|m| m.live_bytes),
+    })
 }
 
 /// `(ppl / reference - 1) · 100`, with -0 written as 0.
 pub fn delta_pct(ppl: f64, reference: f64) -> f64 {
     let d = (ppl / reference - 1.0) * 100.0;
     if d.abs() < 5e-7 { 0.0 } else { d }
-}
-
-/// Six decimals where that reads well, scientific notation for huge values (the perplexity of
-/// random weights overflows any fixed format).
-pub fn fmt_sig(v: f64) -> String {
-    if v.is_finite() && v.abs() < 1e9 { format!("{v:.6}") } else { format!("{v:.6e}") }
-}
-
-fn rounded(v: f64) -> f64 {
-    fmt_sig(v).parse().unwrap_or(v)
 }

@@ -6,19 +6,26 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::prelude::Backend;
 use kvlab_model::generate::{Sampling, generate};
+use serde::{Deserialize, Serialize};
 
 use super::{RunCtx, random_prompts, sync};
+use crate::rows::Fixed;
 
-pub const COLUMNS: &[&str] = &[
-    "decode_tokens",
-    "repeats",
-    "prefill_tok_per_s",
-    "decode_tok_per_s",
-    "ms_per_token_p50",
-    "ms_per_token_p90",
-];
+/// One throughput run: the median prefill and decode rates of the timed repeats, and the
+/// decode step's percentiles over every timed step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Metrics {
+    pub decode_tokens: usize,
+    pub repeats: usize,
+    pub prefill_tok_per_s: Fixed<1>,
+    pub decode_tok_per_s: Fixed<1>,
+    pub ms_per_token_p50: Fixed<3>,
+    pub ms_per_token_p90: Fixed<3>,
+}
+crate::metrics_row!(Metrics);
 
-pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<Vec<String>> {
+pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<Metrics> {
     let p = ctx.experiment.file.workload.throughput.clone().unwrap_or(
         crate::experiment::ThroughputParams { decode_tokens: 16, repeats: 3, warmup: 1 },
     );
@@ -55,14 +62,14 @@ pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<Vec<String>> {
     }
     let prefill = median(&mut prefill_s);
     let decode = median(&mut decode_s);
-    Ok(vec![
-        p.decode_tokens.to_string(),
-        p.repeats.to_string(),
-        format!("{:.1}", (batch * context) as f64 / prefill),
-        format!("{:.1}", (batch * p.decode_tokens) as f64 / decode),
-        format!("{:.3}", percentile(&mut step_ms, 0.5)),
-        format!("{:.3}", percentile(&mut step_ms, 0.9)),
-    ])
+    Ok(Metrics {
+        decode_tokens: p.decode_tokens,
+        repeats: p.repeats,
+        prefill_tok_per_s: Fixed((batch * context) as f64 / prefill),
+        decode_tok_per_s: Fixed((batch * p.decode_tokens) as f64 / decode),
+        ms_per_token_p50: Fixed(percentile(&mut step_ms, 0.5)),
+        ms_per_token_p90: Fixed(percentile(&mut step_ms, 0.9)),
+    })
 }
 
 fn median(v: &mut [f64]) -> f64 {

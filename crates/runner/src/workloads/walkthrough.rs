@@ -7,18 +7,30 @@ use burn::prelude::Backend;
 use kvlab_model::generate::{argmax, feed_pending};
 use kvlab_strategies::KvLayout;
 use kvlab_strategies::layout::F32_BYTES;
+use serde::{Deserialize, Serialize};
 
 use super::{RunCtx, random_prompts};
 
-pub const COLUMNS: &[&str] =
-    &["prompt_tokens", "steps", "generated", "kv_tokens", "kv_live_bytes", "formula_bytes"];
+/// One walkthrough run: what it generated and what its cache held at the end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Metrics {
+    pub prompt_tokens: usize,
+    pub steps: usize,
+    /// The greedy tokens, space-separated: every strategy must generate the same.
+    pub generated: String,
+    pub kv_tokens: usize,
+    pub kv_live_bytes: usize,
+    pub formula_bytes: usize,
+}
+crate::metrics_row!(Metrics);
 
 fn shape(s: &[usize]) -> String {
     format!("[{}]", s.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
 }
 
 /// Runs the walkthrough for one strategy; returns the printed lines and the row.
-pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<(Vec<String>, Vec<String>)> {
+pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<(Vec<String>, Metrics)> {
     let p = ctx
         .experiment
         .file
@@ -73,14 +85,14 @@ pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<(Vec<String>, Vec<Stri
         config.n_kv_heads, config.head_dim, config.n_layers, mem.tokens, mem.live_bytes
     ));
     out.push(format!("generated: {generated:?}"));
-    let row = vec![
-        p.prompt_tokens.to_string(),
-        p.steps.to_string(),
-        generated.iter().map(u32::to_string).collect::<Vec<_>>().join(" "),
-        mem.tokens.to_string(),
-        mem.live_bytes.to_string(),
-        formula.to_string(),
-    ];
+    let row = Metrics {
+        prompt_tokens: p.prompt_tokens,
+        steps: p.steps,
+        generated: generated.iter().map(u32::to_string).collect::<Vec<_>>().join(" "),
+        kv_tokens: mem.tokens,
+        kv_live_bytes: mem.live_bytes,
+        formula_bytes: formula,
+    };
     Ok((out, row))
 }
 
