@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 
 use crate::backend::BackendName;
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Global};
+use crate::experiment::fit::MemoryLimit;
 use crate::experiment::{self, Experiment, Invalid};
 use crate::shard::Plan;
 
@@ -27,7 +28,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }),
         Some(Command::Validate { files }) => {
-            let loaded = load_all(&files, cli.global.backend)?;
+            let loaded = load_all(&files, &cli.global)?;
             for e in loaded {
                 let n = e.all_runs().len();
                 println!("{}: ok ({} runs, backend {})", e.path.display(), n, e.backend);
@@ -44,7 +45,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Plan { files, shards, json }) => {
-            let loaded = load_all(&files, cli.global.backend)?;
+            let loaded = load_all(&files, &cli.global)?;
             let plans = loaded
                 .iter()
                 .map(|e| Plan::new(e, &cli.global.only, shards))
@@ -89,20 +90,29 @@ pub fn run(cli: Cli) -> Result<()> {
                      `runner --help`"
                 );
             }
-            let experiments = load_all(&cli.experiments, cli.global.backend)?;
+            let experiments = load_all(&cli.experiments, &cli.global)?;
             crate::engine::run_experiments(&experiments, &cli.global, cli.shard)
         }
     }
 }
 
-/// Loads and validates every file, reporting every file's errors before failing.
-pub fn load_all(files: &[PathBuf], backend: Option<BackendName>) -> Result<Vec<Experiment>> {
+/// Loads and validates every file, and checks every run fits in memory; reports every file's
+/// errors before failing.
+pub fn load_all(files: &[PathBuf], g: &Global) -> Result<Vec<Experiment>> {
     let mut loaded = vec![];
     let mut errors = vec![];
     for f in files {
-        match experiment::load(f, backend) {
+        match experiment::load(f, g.backend) {
             Ok(e) => loaded.push(e),
             Err(Invalid(lines)) => errors.extend(lines),
+        }
+    }
+    for e in &loaded {
+        let cpu = matches!(e.backend, BackendName::Flex | BackendName::Ndarray);
+        if let Some(limit) = MemoryLimit::new(g.max_memory, cpu)
+            && let Err(Invalid(lines)) = experiment::fit::check(e, limit, &g.only)
+        {
+            errors.extend(lines);
         }
     }
     if !errors.is_empty() {

@@ -86,6 +86,11 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// Refuse runs estimated to need more memory than this (bytes, or 512M, 8G, ...), e.g. on a
+    /// shared machine. Default: MemAvailable on the CPU backends; no check on cuda/wgpu.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = crate::experiment::fit::parse_bytes)]
+    pub max_memory: Option<u64>,
+
     /// A local .gguf model to use for pretrained weights instead of fetching the pinned one
     /// (e.g. --model ~/models/SmolLM2-135M-Instruct.Q4_1.gguf).
     #[arg(long, global = true, value_name = "PATH")]

@@ -21,4 +21,5 @@ pub mod rows;
 pub mod shard;
 pub mod sweep;
 pub mod tools;
+pub mod workload;
 pub mod workloads;

@@ -8,7 +8,16 @@ use kvlab_model::loader::{config_from_gguf, load_gguf};
 use kvlab_model::{Model, ModelConfig, ModelWeights};
 use kvlab_strategies::{SpecError, StrategySpec};
 
-use crate::experiment::Weights;
+use serde::Deserialize;
+
+/// Where a model's weights come from (`[experiment] weights`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weights {
+    #[default]
+    Random,
+    Pretrained,
+}
 
 /// Where model weights come from, as resolved by the CLI.
 #[derive(Debug, Clone, Default)]

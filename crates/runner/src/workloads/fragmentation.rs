@@ -41,12 +41,12 @@ use anyhow::{Context, Result, anyhow};
 use burn::prelude::Backend;
 use kvlab_model::Model;
 use kvlab_serving::execute::ModelExecutor;
-use kvlab_serving::{Policy, Request, SimConfig, TraceKind, simulate, simulate_with};
+use kvlab_serving::{Policy, SimConfig, simulate, simulate_with};
 
 use serde::{Deserialize, Serialize};
 
 use crate::csv_sink::CsvSink;
-use crate::experiment::{Experiment, FragmentationParams};
+use crate::experiment::Experiment;
 use crate::rows::Fixed;
 use crate::sweep::Run;
 
@@ -110,27 +110,6 @@ pub const SERIES_POINTS: usize = 400;
 /// Block size of `paged` when `block_size` is not given (vLLM's default).
 pub const DEFAULT_BLOCK_SIZE: usize = kvlab_serving::policy::DEFAULT_BLOCK_SIZE;
 
-/// The trace a workload names: synthetic from its seed (default `experiment_seed`) or read
-/// from `file:<path>` (errors name the line and value of a malformed row).
-pub fn trace(p: &FragmentationParams, experiment_seed: u64) -> Result<Vec<Request>, String> {
-    let seed = p.seed.unwrap_or(experiment_seed);
-    if let Some(path) = p.trace.strip_prefix("file:") {
-        let mut reqs = kvlab_serving::trace::load_csv(path).map_err(|e| e.to_string())?;
-        if let Some(n) = p.requests {
-            reqs.truncate(n);
-        }
-        if reqs.is_empty() {
-            return Err(format!("{path}: the trace holds no requests"));
-        }
-        return Ok(reqs);
-    }
-    let kind: TraceKind = p
-        .trace
-        .parse()
-        .map_err(|_| "expected chat, long-output or file:<path to a CSV trace>".to_string())?;
-    Ok(kind.generator(p.requests.unwrap_or(200), seed).generate())
-}
-
 /// The run's policy (`paged` takes `block_size`, default [`DEFAULT_BLOCK_SIZE`]).
 pub fn policy(run: &Run) -> Result<Policy> {
     let name = run.get("policy").map(|v| v.to_string()).unwrap_or_default();
@@ -156,7 +135,7 @@ pub fn measure<B: Backend>(
     model: Option<&Model<B>>,
 ) -> Result<(Metrics, Vec<[String; 4]>)> {
     let p = e.file.workload.fragmentation.as_ref().context("no [workload.fragmentation]")?;
-    let requests = trace(p, e.seed()).map_err(anyhow::Error::msg)?;
+    let requests = p.trace(e.seed()).map_err(anyhow::Error::msg)?;
     let config = crate::model::config_of(run.model()).map_err(anyhow::Error::msg)?;
     let bytes_per_token = config.kv_bytes_per_token(4) as u64;
     let budget = match (run.usize("budget_tokens"), run.usize("budget_bytes")) {

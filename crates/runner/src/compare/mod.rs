@@ -26,51 +26,16 @@
 //! side only is reported as missing all its runs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+pub use self::columns::{ColumnClass, classify};
+pub use self::outcome::{Difference, Outcome};
 use crate::csv_sink;
 
-/// How a column is compared. See the module docs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnClass {
-    Identity,
-    /// Time-based: `higher_is_better` for rates (tok/s), false for durations (ms, s).
-    Timing {
-        higher_is_better: bool,
-    },
-    Process,
-    Tolerance,
-    Exact,
-}
-
-/// The one place columns are classified.
-pub fn classify(column: &str) -> ColumnClass {
-    const IDENTITY: &[&str] = &["experiment", "run_id", "git_commit", "backend", "device"];
-    const PROCESS: &[&str] =
-        &["process_peak_bytes", "device_bytes_in_use", "device_bytes_reserved"];
-    const TOLERANCE: &[&str] = &["mean_nll", "ppl", "ppl_delta_pct"];
-    if IDENTITY.contains(&column) {
-        ColumnClass::Identity
-    } else if column.ends_with("per_s") || column.contains("per_s_") {
-        ColumnClass::Timing { higher_is_better: true }
-    } else if column.ends_with("_ms")
-        || column.starts_with("ms_")
-        || column.ends_with("_s")
-        || column.ends_with("_seconds")
-        || column == "seconds"
-    {
-        ColumnClass::Timing { higher_is_better: false }
-    } else if PROCESS.contains(&column) {
-        ColumnClass::Process
-    } else if TOLERANCE.contains(&column) {
-        ColumnClass::Tolerance
-    } else {
-        ColumnClass::Exact
-    }
-}
+mod columns;
+mod outcome;
 
 /// Thresholds.
 #[derive(Debug, Clone)]
@@ -87,111 +52,6 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self { ppl_tol: 1e-4, max_slowdown: None, only: vec![] }
-    }
-}
-
-/// One difference found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Difference {
-    pub file: String,
-    pub key: String,
-    pub column: String,
-    pub base: String,
-    pub new: String,
-    /// What it is: `mismatch`, `beyond tolerance`, `slowdown 1.23x`, `missing in new`, ...
-    pub what: String,
-    /// Whether it fails the comparison.
-    pub regression: bool,
-}
-
-/// The worst slowdown of a file: `(ratio, run key, column)`.
-pub type Worst = (f64, String, String);
-
-/// The result of a comparison.
-#[derive(Debug, Clone, Default)]
-pub struct Outcome {
-    /// Files compared (present on both sides).
-    pub files: Vec<String>,
-    /// Rows joined.
-    pub joined: usize,
-    pub differences: Vec<Difference>,
-    /// Per file: timing columns compared, and the worst slowdown seen `(ratio, key, column)`.
-    pub timing: BTreeMap<String, (usize, Option<Worst>)>,
-}
-
-impl Outcome {
-    pub fn regressions(&self) -> usize {
-        self.differences.iter().filter(|d| d.regression).count()
-    }
-
-    pub fn passed(&self) -> bool {
-        self.regressions() == 0
-    }
-
-    /// The printed report: a table of every difference, then a timing summary and a verdict.
-    pub fn render(&self, base: &Path, new: &Path) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "compare {} (baseline) vs {} (new): {} file(s), {} run(s) joined",
-            base.display(),
-            new.display(),
-            self.files.len(),
-            self.joined
-        );
-        if self.differences.is_empty() {
-            let _ = writeln!(s, "no differences in deterministic columns; no missing runs");
-        } else {
-            let _ = writeln!(s, "\n| | file | run | column | baseline | new | what |");
-            let _ = writeln!(s, "|---|---|---|---|---|---|---|");
-            for d in &self.differences {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
-                    if d.regression { "FAIL" } else { "info" },
-                    d.file,
-                    d.key,
-                    d.column,
-                    d.base,
-                    d.new,
-                    d.what
-                );
-            }
-        }
-        for (file, (n, worst)) in &self.timing {
-            if *n == 0 {
-                continue;
-            }
-            match worst {
-                Some((r, key, col)) => {
-                    let _ = writeln!(
-                        s,
-                        "timing {file}: {n} value(s) compared; worst {col} {r:.2}x slower ({key})"
-                    );
-                }
-                None => {
-                    let _ = writeln!(s, "timing {file}: {n} value(s) compared");
-                }
-            }
-        }
-        let missing_base =
-            self.differences.iter().filter(|d| d.what == "missing in baseline").count();
-        let missing_new = self.differences.iter().filter(|d| d.what == "missing in new").count();
-        if missing_base + missing_new > 0 {
-            let _ = writeln!(
-                s,
-                "missing runs: {missing_new} in new (present in baseline only), {missing_base} \
-                 in baseline (present in new only)"
-            );
-        }
-        let _ = writeln!(
-            s,
-            "{}: {} regression(s), {} informational difference(s)",
-            if self.passed() { "PASS" } else { "FAIL" },
-            self.regressions(),
-            self.differences.len() - self.regressions()
-        );
-        s
     }
 }
 
@@ -396,27 +256,4 @@ fn compare_file(file: &str, bp: &Path, np: &Path, opts: &Options, out: &mut Outc
         out.differences.push(diff(key, "", "", "", "missing in baseline".into(), true));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classification() {
-        use ColumnClass::*;
-        assert_eq!(classify("decode_tok_per_s"), Timing { higher_is_better: true });
-        assert_eq!(classify("model_tok_per_s"), Timing { higher_is_better: true });
-        assert_eq!(classify("ms_per_token_p50"), Timing { higher_is_better: false });
-        assert_eq!(classify("tokens_per_iteration"), Exact);
-        assert_eq!(classify("max_internal_tokens_per_request"), Exact);
-        assert_eq!(classify("model_wall_s"), Timing { higher_is_better: false });
-        assert_eq!(classify("prefill_ms"), Timing { higher_is_better: false });
-        assert_eq!(classify("kv_allocated_bytes"), Exact);
-        assert_eq!(classify("device_bytes_in_use"), Process);
-        assert_eq!(classify("ppl"), Tolerance);
-        assert_eq!(classify("process_peak_bytes"), Process);
-        assert_eq!(classify("git_commit"), Identity);
-        assert_eq!(classify("token_state_pct"), Exact);
-    }
 }

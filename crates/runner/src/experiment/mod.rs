@@ -1,0 +1,127 @@
+//! Experiment files: the TOML schema, loading, and validation of everything before any run.
+//!
+//! ```toml
+//! # experiments/x.toml — the question this answers
+//! [experiment]
+//! name = "x"                 # results go to <out>/x/
+//! question = "..."           # the question the report opens with
+//! model = "seed-toy"         # preset or .gguf path (or sweep it: sweep.model)
+//! backend = "flex"           # flex | ndarray | cuda | wgpu (--backend overrides)
+//! seed = 0
+//!
+//! [strategy]                 # defaults for strategy parameters not swept
+//! kind = "concat"
+//! cache_tokens = 64
+//!
+//! [sweep]                    # arrays; see crate::sweep for the expansion order
+//! strategy = ["concat", "window"]
+//! batch = [1, 2]
+//! context = [32, 64]
+//!
+//! [workload.memory]
+//! [workload.throughput]
+//! decode_tokens = 16
+//! ```
+
+pub mod fit;
+mod schema;
+mod validate;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use self::schema::*;
+pub use self::validate::parse;
+use crate::backend::BackendName;
+pub use crate::model::Weights;
+use crate::sweep::{self, AxisValues, Run, Workload};
+
+/// Validation errors, one line each, every line naming the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid(pub Vec<String>);
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// A loaded and validated experiment.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub path: PathBuf,
+    /// The file's text (copied next to the results so `runner report` needs nothing else).
+    pub source: String,
+    pub file: ExperimentFile,
+    pub backend: BackendName,
+    pub axes: AxisValues,
+}
+
+impl Experiment {
+    pub fn name(&self) -> &str {
+        &self.file.experiment.name
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.file.experiment.seed
+    }
+
+    /// The workloads this experiment configures, in run order.
+    pub fn workloads(&self) -> Vec<Workload> {
+        let w = &self.file.workload;
+        Workload::ALL
+            .into_iter()
+            .filter(|k| match k {
+                Workload::Walkthrough => w.walkthrough.is_some(),
+                Workload::Memory => w.memory.is_some(),
+                Workload::Throughput => w.throughput.is_some(),
+                Workload::Perplexity => w.perplexity.is_some(),
+                Workload::Fragmentation => w.fragmentation.is_some(),
+            })
+            .collect()
+    }
+
+    /// Every run of one workload, in the pinned order.
+    pub fn runs(&self, workload: Workload) -> Vec<Run> {
+        let chunked = workload == Workload::Perplexity
+            && self.file.workload.perplexity.as_ref().is_some_and(|p| p.mode == PplMode::Chunked);
+        let runs = sweep::expand(&self.axes, workload);
+        if !chunked {
+            return runs;
+        }
+        // Chunked perplexity does not use a cache strategy: one run per model and head layout
+        // (kv_heads and head_reduction transform the model itself, so they still apply).
+        const MODEL_KEYS: [&str; 3] = ["model", "kv_heads", "head_reduction"];
+        let mut seen = BTreeSet::new();
+        runs.into_iter()
+            .map(|mut r| {
+                for (k, v) in &mut r.params {
+                    if !MODEL_KEYS.contains(k) {
+                        *v = None;
+                    }
+                }
+                r
+            })
+            .filter(|r| seen.insert(r.label()))
+            .collect()
+    }
+
+    /// Every run of every workload.
+    pub fn all_runs(&self) -> Vec<Run> {
+        self.workloads().into_iter().flat_map(|w| self.runs(w)).collect()
+    }
+}
+
+/// Reads and validates one experiment file. `backend` (from `--backend`) overrides the file's.
+pub fn load(path: &Path, backend: Option<BackendName>) -> Result<Experiment, Invalid> {
+    let shown = path.display().to_string();
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| Invalid(vec![format!("{shown}: cannot read: {e}")]))?;
+    parse(&shown, &source, backend).map(|mut e| {
+        e.path = path.to_path_buf();
+        e
+    })
+}

@@ -1,0 +1,276 @@
+//! Validation of an experiment file: every key, every value and every run checked before
+//! anything runs; every message names the file, the key and the value.
+
+use std::path::PathBuf;
+
+use super::{Experiment, ExperimentFile, Invalid, PplMode};
+use kvlab_strategies::StrategyKind;
+
+use crate::backend::BackendName;
+use crate::sweep::{self, AXES, AxisValues, Role, Run, Value, ValueKind, Workload};
+
+/// Validates experiment text; `shown` names it in messages.
+pub fn parse(
+    shown: &str,
+    source: &str,
+    backend: Option<BackendName>,
+) -> Result<Experiment, Invalid> {
+    let file: ExperimentFile = toml::from_str(source)
+        .map_err(|e| Invalid(vec![format!("{shown}: {}", e.to_string().trim_end())]))?;
+    let mut errors = vec![];
+    let mut err = |msg: String| errors.push(format!("{shown}: {msg}"));
+
+    let ex = &file.experiment;
+    if ex.name.is_empty()
+        || !ex.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        err(format!(
+            "experiment.name = {:?}: expected a non-empty name of letters, digits, '-' and '_' \
+             (it names the results directory)",
+            ex.name
+        ));
+    }
+    if ex.question.trim().is_empty() {
+        err("experiment.question: must state the question the experiment answers".into());
+    }
+    let backend = backend.or(ex.backend).unwrap_or(BackendName::Flex);
+    if let Err(e) = backend.ensure_compiled_in() {
+        err(e);
+    }
+
+    let mut values: Vec<(&'static str, Vec<Value>)> = vec![];
+    // [strategy] defaults: single values.
+    let mut defaults: Vec<(&'static str, Value)> = vec![];
+    for (key, v) in &file.strategy {
+        let axis_key = if key == "kind" { "strategy" } else { key.as_str() };
+        match sweep::axis_named(axis_key).filter(|a| matches!(a.role, Role::Kind | Role::Strategy))
+        {
+            None => err(format!(
+                "strategy.{key}: unknown key (allowed: kind, {})",
+                AXES.iter()
+                    .filter(|a| a.role == Role::Strategy)
+                    .map(|a| a.key)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Some(axis) => match axis.kind.parse(v) {
+                Ok(value) => defaults.push((axis.key, value)),
+                Err(why) => err(format!("strategy.{key} = {v}: {why}")),
+            },
+        }
+    }
+    // [sweep] arrays.
+    let mut swept: Vec<(&'static str, Vec<Value>)> = vec![];
+    for (key, v) in &file.sweep {
+        let Some(axis) = sweep::axis_named(key) else {
+            err(format!(
+                "sweep.{key}: unknown key (allowed: {})",
+                AXES.iter().map(|a| a.key).collect::<Vec<_>>().join(", ")
+            ));
+            continue;
+        };
+        let items: Vec<toml::Value> = match v {
+            toml::Value::Array(a) => a.clone(),
+            scalar => vec![scalar.clone()],
+        };
+        if items.is_empty() {
+            err(format!("sweep.{key} = []: expected at least one value"));
+            continue;
+        }
+        let mut parsed: Vec<Value> = vec![];
+        for (i, item) in items.iter().enumerate() {
+            match axis.kind.parse(item) {
+                Ok(value) => {
+                    if let Some(j) = parsed.iter().position(|p| *p == value) {
+                        err(format!("sweep.{key}[{i}] = {item}: duplicate of sweep.{key}[{j}]"));
+                    }
+                    parsed.push(value);
+                }
+                Err(why) => err(format!("sweep.{key}[{i}] = {item}: {why}")),
+            }
+        }
+        swept.push((axis.key, parsed));
+    }
+    for axis in AXES {
+        let from_sweep = swept.iter().find(|(k, _)| *k == axis.key).map(|(_, v)| v.clone());
+        let from_default =
+            defaults.iter().find(|(k, _)| *k == axis.key).map(|(_, v)| vec![v.clone()]);
+        let fallback = match axis.key {
+            "model" => Some(vec![Value::Str(ex.model.clone())]),
+            "strategy" => Some(vec![Value::Str("concat".into())]),
+            "batch" => Some(vec![Value::Int(1)]),
+            "policy" => Some(
+                ["reserve-max", "reserve-pow2", "reserve-exact", "paged"]
+                    .map(|p| Value::Str(p.into()))
+                    .to_vec(),
+            ),
+            _ => None,
+        };
+        if let Some(v) = from_sweep.or(from_default).or(fallback) {
+            values.push((axis.key, v));
+        }
+    }
+    let axes = AxisValues { values };
+    if let Some(Value::Str(m)) = axes.get("model").and_then(|v| v.first())
+        && file.sweep.get("model").is_none()
+        && ValueKind::Model.parse(&m.clone().into()).is_err()
+    {
+        err(format!("experiment.model = {m:?}: expected {}", ValueKind::Model.allowed()));
+    }
+
+    let mut experiment = Experiment {
+        path: PathBuf::from(shown),
+        source: source.to_string(),
+        file: file.clone(),
+        backend,
+        axes,
+    };
+    let workloads = experiment.workloads();
+    if workloads.is_empty() {
+        err("no workload: add at least one of [workload.walkthrough], [workload.memory], \
+             [workload.throughput], [workload.perplexity], [workload.fragmentation]"
+            .into());
+    }
+
+    // Workload axes must be read by some workload; memory/throughput need a context.
+    for axis in AXES.iter().filter(|a| a.role == Role::Workload) {
+        let readers: Vec<&str> =
+            workloads.iter().filter(|w| w.axes().contains(&axis.key)).map(|w| w.name()).collect();
+        if file.sweep.contains_key(axis.key) && readers.is_empty() {
+            err(format!(
+                "sweep.{}: no workload of this experiment reads it (read by: {})",
+                axis.key,
+                Workload::ALL
+                    .iter()
+                    .filter(|w| w.axes().contains(&axis.key))
+                    .map(|w| w.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if axis.key == "context" && !readers.is_empty() && experiment.axes.get("context").is_none()
+        {
+            err(format!("sweep.context: required by workload.{}", readers[0]));
+        }
+    }
+    // Workload parameters.
+    let w = &file.workload;
+    if let Some(p) = &w.walkthrough {
+        if p.prompt_tokens == 0 {
+            err("workload.walkthrough.prompt_tokens = 0: expected an integer ≥ 1".into());
+        }
+        if p.steps == 0 {
+            err("workload.walkthrough.steps = 0: expected an integer ≥ 1".into());
+        }
+    }
+    if let Some(p) = &w.throughput {
+        for (key, v) in [("decode_tokens", p.decode_tokens), ("repeats", p.repeats)] {
+            if v == 0 {
+                err(format!("workload.throughput.{key} = 0: expected an integer ≥ 1"));
+            }
+        }
+    }
+    if let Some(p) = &w.perplexity {
+        if p.tokens < 2 {
+            err(format!("workload.perplexity.tokens = {}: expected an integer ≥ 2", p.tokens));
+        }
+        if let Err(why) = super::check_corpus(&p.corpus) {
+            err(format!("workload.perplexity.corpus = {:?}: {why}", p.corpus));
+        }
+        match (p.mode, p.chunk) {
+            (PplMode::Chunked, None) => {
+                err("workload.perplexity.chunk: required by mode = \"chunked\"".into())
+            }
+            (PplMode::Chunked, Some(c)) if c < 2 => {
+                err(format!("workload.perplexity.chunk = {c}: expected an integer ≥ 2"))
+            }
+            (PplMode::Streaming, Some(_)) => err(
+                "workload.perplexity.chunk: only read by mode = \"chunked\" (mode is streaming)"
+                    .into(),
+            ),
+            _ => {}
+        }
+    }
+    if let Some(p) = &w.fragmentation {
+        let (tokens, bytes) =
+            (experiment.axes.get("budget_tokens"), experiment.axes.get("budget_bytes"));
+        if tokens.is_some() == bytes.is_some() {
+            err(
+                "workload.fragmentation: give the KV budget as exactly one of sweep.budget_tokens \
+                 (tokens of the model's KV) or sweep.budget_bytes"
+                    .into(),
+            );
+        }
+        if p.max_seq_len == 0 {
+            err("workload.fragmentation.max_seq_len = 0: expected an integer ≥ 1".into());
+        }
+        if p.requests == Some(0) {
+            err("workload.fragmentation.requests = 0: expected an integer ≥ 1".into());
+        }
+        if let Err(why) = p.trace(ex.seed) {
+            err(format!("workload.fragmentation.trace = {:?}: {why}", p.trace));
+        }
+    }
+    // Models.
+    for m in experiment.axes.get("model").unwrap_or_default() {
+        if let Err(why) = crate::model::check(&m.to_string(), ex.weights) {
+            err(format!("model {m:?}: {why}"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Invalid(errors));
+    }
+    // Every run: a valid, buildable strategy that fits the model's positions.
+    let mut errors = vec![];
+    for workload in &workloads {
+        for (i, run) in experiment.runs(*workload).iter().enumerate() {
+            if let Err(why) = check_run(&experiment, run) {
+                errors.push(format!("{shown}: run {workload}#{i} ({}): {why}", run.label()));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Invalid(errors));
+    }
+    experiment.path = PathBuf::from(shown);
+    Ok(experiment)
+}
+
+fn check_run(experiment: &Experiment, run: &Run) -> Result<(), String> {
+    if run.get("strategy").is_none() {
+        return Ok(()); // chunked perplexity: no cache strategy
+    }
+    let spec = run.spec()?;
+    spec.validate().map_err(|e| e.to_string())?;
+    let config = crate::model::config_of(run.model())?;
+    if let Some(k) = spec.kv_heads {
+        kvlab_strategies::heads::check_kv_heads(config.n_heads, config.n_kv_heads, k)
+            .map_err(|e| e.to_string())?;
+    }
+    let longest = longest_sequence(experiment, run);
+    crate::model::check_buildable(&spec, longest)?;
+    // Only sink re-assigns positions inside its budget; every other strategy (a window too)
+    // rotates each key by its position in the stream, so the rotary table must cover it all.
+    let positions_bounded = spec.kind == StrategyKind::Sink;
+    if !positions_bounded && longest > config.max_positions {
+        return Err(format!(
+            "{longest} tokens exceed the model's max_positions = {}",
+            config.max_positions
+        ));
+    }
+    Ok(())
+}
+
+/// The most tokens a run's cache is asked to hold per row (its `max_seq`).
+pub fn longest_sequence(experiment: &Experiment, run: &Run) -> usize {
+    let w = &experiment.file.workload;
+    match run.workload {
+        Workload::Walkthrough => w.walkthrough.as_ref().map_or(0, |p| p.prompt_tokens + p.steps),
+        Workload::Memory => run.usize("context").unwrap_or(0),
+        Workload::Throughput => {
+            run.usize("context").unwrap_or(0) + w.throughput.as_ref().map_or(0, |p| p.decode_tokens)
+        }
+        Workload::Perplexity => w.perplexity.as_ref().map_or(0, |p| p.tokens),
+        Workload::Fragmentation => 0, // no cache strategy; the simulation checks its own
+    }
+}
