@@ -1,0 +1,146 @@
+//! `runner report DIR`: charts (PNG and SVG) and `report.md` from the CSVs alone.
+//!
+//! Output is a function of the CSVs and `experiment.toml` only: no timestamps, rows sorted by
+//! their parameters, series in a fixed order, so rerunning gives identical files.
+//!
+//! - `table`: a CSV read back, sorted, with the columns and labels that tell rows apart;
+//! - `markdown`: the document's text and tables;
+//! - `charts`: which charts each workload gets, as data; `figure` draws them (PNG and SVG
+//!   from one drawing body per kind of chart);
+//! - `fragmentation` and `papers`: the serving simulation's own sections.
+
+mod charts;
+mod figure;
+mod fragmentation;
+mod markdown;
+mod papers;
+mod table;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+pub use table::{Table, read_table};
+
+use crate::sweep::Workload;
+
+/// Writes charts and report.md for `dir` (one experiment's results) or for every experiment
+/// directory inside it. Returns the files written.
+pub fn run(dir: &Path) -> Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        bail!("{}: not a directory", dir.display());
+    }
+    if is_experiment_dir(dir) {
+        return report_one(dir);
+    }
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && is_experiment_dir(p))
+        .collect();
+    subdirs.sort();
+    if subdirs.is_empty() {
+        bail!(
+            "{}: no results here (expected memory.csv, throughput.csv, perplexity.csv or \
+             walkthrough.csv, or directories holding them)",
+            dir.display()
+        );
+    }
+    let mut written = vec![];
+    for d in subdirs {
+        written.extend(report_one(&d)?);
+    }
+    Ok(written)
+}
+
+fn is_experiment_dir(dir: &Path) -> bool {
+    Workload::ALL.iter().any(|w| dir.join(format!("{}.csv", w.name())).is_file())
+}
+
+/// One experiment directory: its charts under `charts/`, then `report.md` linking them.
+fn report_one(dir: &Path) -> Result<Vec<PathBuf>> {
+    let charts = dir.join("charts");
+    let mut tables = vec![];
+    for w in Workload::ALL {
+        if let Some(t) = read_table(dir, w)? {
+            tables.push(t);
+        }
+    }
+    let mut md = markdown::heading(dir, &tables);
+    let mut written = vec![];
+    for t in &tables {
+        let _ = writeln!(md, "## {}\n", markdown::title(t.workload));
+        md += &markdown::metrics_table(t);
+        let models = t.models();
+        for model in &models {
+            for mut chart in charts::workload_charts(&t.only_model(model)) {
+                if models.len() > 1 {
+                    chart.stem = format!("{}_{}", chart.stem, slug(model));
+                }
+                written.extend(chart.save(&charts)?);
+                let _ = writeln!(md, "\n![{} ({model})](charts/{}.svg)", chart.title(), chart.stem);
+            }
+        }
+        md.push('\n');
+    }
+    if let Some(m) = tables.iter().find(|t| t.workload == Workload::Memory) {
+        md += &markdown::device_memory_section(m);
+    }
+    if let Some(p) = tables.iter().find(|t| t.workload == Workload::Perplexity) {
+        let models = p.models();
+        let mut section = String::new();
+        for model in &models {
+            let stem = if models.len() > 1 {
+                format!("tradeoff_{}", slug(model))
+            } else {
+                "tradeoff".into()
+            };
+            if let Some(chart) = charts::tradeoff(&p.only_model(model), &stem) {
+                written.extend(chart.save(&charts)?);
+                let _ =
+                    writeln!(section, "![perplexity vs KV bytes ({model})](charts/{stem}.svg)\n");
+            }
+        }
+        if !section.is_empty() {
+            let _ = writeln!(md, "## Memory–quality trade-off\n\n{section}");
+        }
+    }
+    if let Some(f) = tables.iter().find(|t| t.workload == Workload::Fragmentation) {
+        md += &fragmentation::section(dir, f, &charts, &mut written)?;
+    }
+    remove_stale_charts(&charts, &written);
+    let path = dir.join("report.md");
+    std::fs::write(&path, md).with_context(|| format!("cannot write {}", path.display()))?;
+    written.push(path);
+    Ok(written)
+}
+
+/// Charts from an earlier report that this one did not draw would be stale: removed.
+fn remove_stale_charts(charts: &Path, written: &[PathBuf]) {
+    let Ok(entries) = std::fs::read_dir(charts) else { return };
+    let mut stale: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "png" || x == "svg"))
+        .filter(|p| !written.contains(p))
+        .collect();
+    stale.sort();
+    for p in stale {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// A file-name-safe form of a label.
+fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_keep_letters_digits_and_dashes() {
+        assert_eq!(slug("smollm2-135m"), "smollm2-135m");
+        assert_eq!(slug("models/tiny model.gguf"), "models_tiny_model_gguf");
+    }
+}
