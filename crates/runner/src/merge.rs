@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use crate::csv_sink::{self, CsvSink};
 use crate::shard::{MANIFEST_FILE, Manifest, Plan};
 use crate::workloads::fragmentation::{SERIES_COLUMNS, SERIES_FILE};
+use crate::workloads::walkthrough;
 
 /// The experiment directories (holding a shard manifest) named by `arg`: the directory
 /// itself, or its subdirectories (a shard's `--out` directory).
@@ -115,8 +116,17 @@ fn merge_experiment(shards: &[(PathBuf, Manifest)], dest: &Path) -> Result<()> {
         let file = format!("{workload}.csv");
         let (header, mut rows) = collect_rows(shards, &file, plan, &workload)?;
         let mut sink = CsvSink::open(&staging.join(&file), &header, false)?;
+        let mut first_walk: Option<(String, String)> = None;
         for planned in plan.runs.iter().filter(|r| r.workload == workload) {
             let found = rows.remove(&planned.run_id).expect("collect_rows checked every run");
+            if workload == "walkthrough" {
+                // As in one process: every strategy must have generated the same tokens.
+                let m: walkthrough::Metrics = crate::rows::read(&header, &found.row)?;
+                match &first_walk {
+                    Some(first) => walkthrough::check_same(first, &planned.run_id, &m.generated)?,
+                    None => first_walk = Some((planned.run_id.clone(), m.generated)),
+                }
+            }
             sink.append(&found.row)?;
             if workload == "fragmentation" {
                 series_rows.extend(series_of(&found.dir, &planned.run_id)?);

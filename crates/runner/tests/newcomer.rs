@@ -6,21 +6,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn runner(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner")).args(args).current_dir(cwd).output().unwrap()
-}
-
-fn stdout_of(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
+use common::{ok, runner};
 
 /// The single error line of a failed command (exit 1, no panic).
 fn error_line(out: &Output) -> String {
@@ -72,7 +60,7 @@ context = [32000]
     assert!(err.contains("run walkthrough#1 ([seed-toy] concat) needs "), "{err}");
     assert!(err.contains("but 1048576 bytes (1.0 MiB) are available (--max-memory)"), "{err}");
     assert!(!dir.path().join("results").exists(), "nothing is written");
-    stdout_of(&runner(&["validate", seed, "--max-memory", "1G"], dir.path()));
+    ok(&runner(&["validate", seed, "--max-memory", "1G"], dir.path()));
 }
 
 #[test]
@@ -104,7 +92,7 @@ tokens = 40000
         let err = error_line(&runner(&["validate", &toml(strategy)], dir.path()));
         assert!(err.contains("40000 tokens exceed the model's max_positions = 32768"), "{err}");
     }
-    stdout_of(&runner(&["validate", &toml("sink")], dir.path()));
+    ok(&runner(&["validate", &toml("sink")], dir.path()));
 }
 
 /// `ppl_delta_pct` of every perplexity row, by run id.
@@ -132,14 +120,14 @@ head_reduction = ["mean-pool"]
 tokens = 24
 "#,
     );
-    stdout_of(&runner(&[&toml, "--quiet", "--out", "all"], dir.path()));
+    ok(&runner(&[&toml, "--quiet", "--out", "all"], dir.path()));
     let all = deltas(&dir.path().join("all/heads/perplexity.csv"));
     // MQA converted from the toy model's 4 KV heads changes its perplexity; 4 heads is exact.
     assert_eq!(all.len(), 2);
     assert_ne!(all[0].1.parse::<f64>().unwrap(), 0.0, "{all:?}");
     assert_eq!(all[1].1.parse::<f64>().unwrap(), 0.0, "{all:?}");
     // The MQA run alone (--only) gets the same delta: it is not compared with itself.
-    stdout_of(&runner(&[&toml, "--quiet", "--out", "one", "--only", "kv_heads=1"], dir.path()));
+    ok(&runner(&[&toml, "--quiet", "--out", "one", "--only", "kv_heads=1"], dir.path()));
     assert_eq!(deltas(&dir.path().join("one/heads/perplexity.csv")), all[..1]);
 }
 
@@ -154,7 +142,7 @@ fn global_flags_work_before_the_subcommand() {
     let dir = common::tempdir();
     let model = smollm2();
     let args = ["--model", &model, "generate", "--prompt", "hi", "--new-tokens", "2"];
-    let out = stdout_of(&runner(&args, dir.path()));
+    let out = ok(&runner(&args, dir.path()));
     assert!(out.starts_with("hi"), "{out}");
 }
 
@@ -182,7 +170,7 @@ tokens = 8
         ),
     );
     let args = [toml.as_str(), "--quiet", "--out", "res", "--model", "/nonexistent/other.gguf"];
-    stdout_of(&runner(&args, dir.path()));
+    ok(&runner(&args, dir.path()));
     let rows = deltas(&dir.path().join("res/gguf/perplexity.csv"));
     assert_eq!(rows.len(), 1);
 }

@@ -7,29 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn runner(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner")).args(args).current_dir(cwd).output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn failed(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected a failure; stdout:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
+use common::{failed, ok, runner};
 
 const SWEEP: &str = r#"# a sweep of every workload on the toy model
 [experiment]
@@ -126,6 +104,16 @@ fn run_shards(toml: &str, n: usize, root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Writes the sweep into `root` and runs it in one process into `root/single`; returns the
+/// experiment file's path.
+fn sweep_run_in_one_process(root: &Path) -> String {
+    let toml = root.join("sharded.toml");
+    std::fs::write(&toml, SWEEP).unwrap();
+    let t = toml.to_str().unwrap().to_string();
+    ok(&runner(&[&t, "--out", "single", "--quiet"], root));
+    t
+}
+
 fn merge(dirs: &[PathBuf], out: &Path, cwd: &Path) -> Output {
     let mut args: Vec<&str> = vec!["merge"];
     args.extend(dirs.iter().map(|d| d.to_str().unwrap()));
@@ -174,10 +162,7 @@ fn plan_is_stable_covers_every_run_once_and_balances_cost() {
 fn merged_shards_equal_a_single_process_run_and_refuse_gaps_and_duplicates() {
     let dir = common::tempdir();
     let root = dir.path();
-    std::fs::write(root.join("sharded.toml"), SWEEP).unwrap();
-    let t = root.join("sharded.toml");
-    let t = t.to_str().unwrap();
-    ok(&runner(&[t, "--out", "single", "--quiet"], root));
+    let t = &sweep_run_in_one_process(root);
     let shards = run_shards(t, 3, root);
     let out = root.join("merged");
     ok(&merge(&shards, &out, root));
@@ -219,10 +204,7 @@ fn merged_shards_equal_a_single_process_run_and_refuse_gaps_and_duplicates() {
 fn a_killed_shard_resumes_and_then_merges() {
     let dir = common::tempdir();
     let root = dir.path();
-    std::fs::write(root.join("sharded.toml"), SWEEP).unwrap();
-    let t = root.join("sharded.toml");
-    let t = t.to_str().unwrap();
-    ok(&runner(&[t, "--out", "single", "--quiet"], root));
+    let t = &sweep_run_in_one_process(root);
     let mut shards = run_shards(t, 2, root);
     // Shard 0 again from scratch, killed once its first rows are written.
     let victim = root.join("victim");
