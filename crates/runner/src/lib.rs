@@ -4,6 +4,7 @@
 
 pub mod alloc_counter;
 pub mod app;
+pub mod axes;
 pub mod backend;
 pub mod cli;
 pub mod columns;

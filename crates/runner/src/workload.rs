@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::sweep::{AXES, Axis, Role};
+use crate::axes::{AXES, Axis, Role};
 
 /// The workloads, in the order an experiment runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

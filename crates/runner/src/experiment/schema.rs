@@ -55,7 +55,7 @@ pub struct WorkloadSection {
 /// Serving simulation (kvlab-serving): a request trace served by continuous batching within a
 /// KV budget (`sweep.budget_tokens` × the model's KV bytes per token, or `sweep.budget_bytes`),
 /// under each `sweep.policy` (`reserve-max`, `reserve-pow2`, `reserve-exact`, `paged` with
-/// `sweep.block_size`, default 16). See `crate::workloads::fragmentation`.
+/// `sweep.block_size`, default 16). See the fragmentation workload.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FragmentationParams {
