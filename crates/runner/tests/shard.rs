@@ -258,3 +258,21 @@ fn a_killed_shard_resumes_and_then_merges() {
     ok(&merge(&shards, &root.join("merged"), root));
     assert_same_results(&root.join("single/sharded"), &root.join("merged/sharded"));
 }
+
+/// The plan of the smoke experiment over 4 shards, as committed: a plan depends on the file
+/// and N only (integer costs, ties broken by pinned order), so it is the same on any machine.
+/// After an intended change of the smoke experiment or of the cost model, rewrite it with
+/// `UPDATE_SNAPSHOTS=1 cargo test -p runner --test shard` and review the diff.
+#[test]
+fn the_smoke_plan_matches_its_snapshot() {
+    let dir = common::tempdir();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let smoke = repo.join("experiments/smoke.toml");
+    let plan = ok(&runner(&["plan", smoke.to_str().unwrap(), "--shards", "4"], dir.path()));
+    let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan/smoke-4.txt");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&snapshot, &plan).unwrap();
+    }
+    let expected = std::fs::read_to_string(&snapshot).unwrap();
+    assert!(plan == expected, "the smoke plan changed; see the doc comment to update");
+}
