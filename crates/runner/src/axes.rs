@@ -111,6 +111,12 @@ pub const AXES: &[Axis] = &[
     axis("quant_axis", Role::Strategy, ValueKind::OneOf(&["per-token", "kivi"]), "scale grouping"),
     axis("scheme", Role::Strategy, ValueKind::OneOf(&["asymmetric", "symmetric"]), "quant scheme"),
     axis("residual", Role::Strategy, ValueKind::NonNegative, "recent tokens kept in f32"),
+    axis(
+        "rotation",
+        Role::Strategy,
+        ValueKind::OneOf(&["none", "hadamard"]),
+        "head vectors rotated before the store encodes them",
+    ),
     axis("kv_heads", Role::Strategy, ValueKind::Positive, "KV heads after head conversion"),
     axis(
         "head_reduction",

@@ -14,6 +14,7 @@ pub mod layout;
 pub mod none;
 pub mod paged;
 pub mod quant;
+pub mod rotation;
 pub mod rows;
 pub mod shift_window;
 pub mod sink;

@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::heads::HeadReduction;
 use crate::layout::KvLayout;
 use crate::quant::{QuantPreset, QuantStore, Scheme};
+use crate::rotation::{RotatedStore, Rotation};
 use crate::store::{F32Store, SlotStore};
 use crate::{
     ConcatCache, NoCache, PagedCache, ShiftWindowCache, SinkCache, StaticCache, WindowCache,
@@ -133,6 +134,8 @@ pub struct StrategySpec {
     pub scheme: Option<Scheme>,
     /// Most recent tokens per sequence kept in full precision (default 0).
     pub residual: Option<usize>,
+    /// `hadamard` rotates every head vector before the store encodes it (default `none`).
+    pub rotation: Option<Rotation>,
     /// KV heads after converting the checkpoint (a model transform; applies to every kind).
     pub kv_heads: Option<usize>,
     /// How groups of heads become one when `kv_heads` is smaller (default mean-pool).
@@ -154,6 +157,7 @@ impl StrategySpec {
             quant_axis: None,
             scheme: None,
             residual: None,
+            rotation: None,
             kv_heads: None,
             head_reduction: None,
         }
@@ -175,6 +179,7 @@ impl StrategySpec {
         let mut keys = self.kind.parameters().to_vec();
         if self.stores_slots() {
             keys.push("bits");
+            keys.push("rotation");
         }
         if self.quant_bits().is_some() {
             keys.extend(QUANT_PARAMETERS);
@@ -308,6 +313,21 @@ impl StrategySpec {
     /// The slot store holding `n_slots` slots in every layer; `region` is the slots one
     /// sequence owns contiguously (its rows, or one block), which per-channel groups must divide.
     fn store<B: Backend>(
+        &self,
+        layout: KvLayout,
+        n_slots: usize,
+        region: usize,
+        device: &B::Device,
+    ) -> Result<Box<dyn SlotStore<B>>, SpecError> {
+        let store = self.encoding_store(layout, n_slots, region, device)?;
+        Ok(match self.rotation.unwrap_or_default() {
+            Rotation::None => store,
+            Rotation::Hadamard => Box::new(RotatedStore::new(store, layout.head_dim, device)?),
+        })
+    }
+
+    /// The store that encodes slots: f32, or int8/int4 codes.
+    fn encoding_store<B: Backend>(
         &self,
         layout: KvLayout,
         n_slots: usize,
