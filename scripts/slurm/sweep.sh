@@ -75,8 +75,9 @@ if [ -z "$runner" ]; then
     if [ -x "$candidate" ]; then runner=$candidate; break; fi
   done
 fi
-[ -n "$runner" ] && [ -x "$runner" ] ||
+if [ -z "$runner" ] || [ ! -x "$runner" ]; then
   die "no runner binary: build one (cargo build --release -p runner) or pass --runner PATH"
+fi
 [ -n "$out" ] || out="sweep-$(basename "$experiment" .toml)"
 
 # Absolute paths: the jobs may start in another directory on another node.

@@ -210,7 +210,7 @@ fn collect_rows(
             let holder = shards.iter().find(|(_, m)| m.shard.index == r.shard);
             let why = match holder {
                 Some((dir, _)) => {
-                    format!("{} stopped before it; finish that shard with --resume", dir.display())
+                    format!("{} holds its shard but not its row; re-run that shard", dir.display())
                 }
                 None => format!("no directory of shard {}/{} was given", r.shard, plan.shards),
             };
