@@ -14,6 +14,7 @@ mod figure;
 mod fragmentation;
 mod markdown;
 mod papers;
+mod rotation;
 mod table;
 
 use std::fmt::Write as _;
@@ -104,6 +105,7 @@ fn report_one(dir: &Path) -> Result<Vec<PathBuf>> {
         if !section.is_empty() {
             let _ = writeln!(md, "## Memory–quality trade-off\n\n{section}");
         }
+        md += &rotation::section(p);
     }
     if let Some(f) = tables.iter().find(|t| t.workload == Workload::Fragmentation) {
         md += &fragmentation::section(dir, f, &charts, &mut written)?;
