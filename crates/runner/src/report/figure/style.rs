@@ -52,11 +52,12 @@ pub enum Marker {
 }
 
 impl Marker {
-    /// The `i`-th series' marker.
+    /// The `i`-th series' marker. The markers shift by one each time the colours wrap, so no
+    /// two of the first 50 series share both colour and marker.
     pub fn nth(i: usize) -> Marker {
         const ALL: [Marker; 5] =
             [Marker::Circle, Marker::Triangle, Marker::Square, Marker::Cross, Marker::Diamond];
-        ALL[i % ALL.len()]
+        ALL[(i + i / PALETTE.len()) % ALL.len()]
     }
 
     /// Draws the marker centred on `at`, in the area's own coordinates (data or pixels). Open
@@ -166,6 +167,13 @@ mod tests {
         for (v, want) in cases {
             assert_eq!(value_label(v), want, "value_label({v})");
         }
+    }
+
+    #[test]
+    fn the_first_fifty_series_differ_in_colour_or_marker() {
+        let styles: std::collections::BTreeSet<(String, String)> =
+            (0..50).map(|i| (format!("{:?}", color(i)), format!("{:?}", Marker::nth(i)))).collect();
+        assert_eq!(styles.len(), 50);
     }
 
     #[test]
