@@ -7,7 +7,7 @@
 //! directory is built beside the destination and swapped in only when complete
 //! (`crate::results_dir`), so a failed merge leaves an earlier one untouched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -112,6 +112,13 @@ fn merge_experiment(shards: &[(PathBuf, Manifest)], dest: &Path) -> Result<()> {
     let staging = crate::results_dir::stage(dest, false)?.staging;
     std::fs::write(staging.join("experiment.toml"), &source)?;
     let mut series_rows: Vec<Vec<String>> = vec![];
+    // Each shard's per-iteration series, read once and grouped by run id.
+    let mut series: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+    for (dir, _) in shards {
+        for (id, rows) in series_by_run(dir)? {
+            series.entry(id).or_default().extend(rows);
+        }
+    }
     for workload in workloads_of(plan) {
         let file = format!("{workload}.csv");
         let (header, mut rows) = collect_rows(shards, &file, plan, &workload)?;
@@ -129,7 +136,7 @@ fn merge_experiment(shards: &[(PathBuf, Manifest)], dest: &Path) -> Result<()> {
             }
             sink.append(&found.row)?;
             if workload == "fragmentation" {
-                series_rows.extend(series_of(&found.dir, &planned.run_id)?);
+                series_rows.extend(series.remove(&planned.run_id).unwrap_or_default());
             }
         }
     }
@@ -168,6 +175,8 @@ fn collect_rows(
     plan: &Plan,
     workload: &str,
 ) -> Result<(Vec<String>, BTreeMap<String, Found>)> {
+    let planned: BTreeSet<&str> =
+        plan.runs.iter().filter(|r| r.workload == workload).map(|r| r.run_id.as_str()).collect();
     let mut header: Option<(Vec<String>, PathBuf)> = None;
     let mut rows: BTreeMap<String, Found> = BTreeMap::new();
     for (dir, _) in shards {
@@ -189,7 +198,7 @@ fn collect_rows(
             .with_context(|| format!("{}: no run_id column", path.display()))?;
         for row in found {
             let id = row[id_col].clone();
-            if !plan.runs.iter().any(|r| r.workload == workload && r.run_id == id) {
+            if !planned.contains(id.as_str()) {
                 bail!("{}: run {id} is not in the plan of its shard.json", path.display());
             }
             if let Some(other) = rows.get(&id) {
@@ -227,13 +236,20 @@ fn collect_rows(
     Ok((header, rows))
 }
 
-/// The per-iteration series rows of one fragmentation run, in the order its shard wrote them.
-fn series_of(dir: &Path, run_id: &str) -> Result<Vec<Vec<String>>> {
+/// A shard's per-iteration series rows by run id, each run's in the order the shard wrote them.
+fn series_by_run(dir: &Path) -> Result<BTreeMap<String, Vec<Vec<String>>>> {
     let path = dir.join(SERIES_FILE);
+    let mut by_run: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
     if !path.is_file() {
-        return Ok(vec![]);
+        return Ok(by_run);
     }
     let (header, rows) = csv_sink::read(&path)?;
-    let id_col = header.iter().position(|c| c == "run_id").unwrap_or(1);
-    Ok(rows.into_iter().filter(|r| r.get(id_col).is_some_and(|id| id == run_id)).collect())
+    let id_col = header
+        .iter()
+        .position(|c| c == "run_id")
+        .with_context(|| format!("{}: no run_id column", path.display()))?;
+    for row in rows {
+        by_run.entry(row[id_col].clone()).or_default().push(row);
+    }
+    Ok(by_run)
 }
