@@ -114,3 +114,14 @@ pub fn upload<B: Backend>(weights: &ModelWeights, device: &B::Device) -> Result<
 pub fn is_gguf(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "gguf")
 }
+
+/// Parameters a config holds (every projection, norm, the embedding and an untied LM head): the
+/// memory check's weights and the shard planner's cost per token.
+pub fn parameters(c: &ModelConfig) -> u128 {
+    let (h, hd) = (c.hidden_size as u128, c.head_dim as u128);
+    let attention = h * hd * (2 * c.n_heads as u128 + 2 * c.n_kv_heads as u128);
+    let mlp = 3 * h * c.intermediate_size as u128;
+    let head = if c.tie_embeddings { 1 } else { 2 };
+    // Two norms per layer, and the final norm.
+    c.n_layers as u128 * (attention + mlp + 2 * h) + h + head * h * c.vocab_size as u128
+}

@@ -47,7 +47,7 @@ context = [32000]
     for args in [vec!["validate", &toml], vec![&toml]] {
         let err = error_line(&runner(&args, dir.path()));
         assert!(err.contains("oom.toml: run memory#0 ([smollm2-135m] static batch=4000"), "{err}");
-        assert!(err.contains("needs 329516084115456 bytes") && err.contains("bytes ("), "{err}");
+        assert!(err.contains("needs 329516084120064 bytes") && err.contains("bytes ("), "{err}");
         assert!(err.contains("are available (MemAvailable"), "{err}");
     }
     assert!(!dir.path().join("results").exists(), "nothing is written");
