@@ -69,6 +69,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Generate(args)) => crate::tools::generate_command(&args, &cli.global),
         Some(Command::Logits(args)) => crate::tools::logits_command(&args, &cli.global),
+        Some(Command::Tokens { file, json }) => {
+            crate::tools::tokens_command(&file, json, &cli.global)
+        }
         Some(Command::Bandwidth { bytes, json }) => {
             let b = crate::tools::bandwidth_probe(bytes, 5);
             if json {

@@ -109,7 +109,12 @@ pub const AXES: &[Axis] = &[
     axis("bits", Role::Strategy, ValueKind::Positive, "KV bits: 8, 4 (quantized) or 32"),
     axis("group_size", Role::Strategy, ValueKind::Positive, "elements per quantization scale"),
     axis("quant_axis", Role::Strategy, ValueKind::OneOf(&["per-token", "kivi"]), "scale grouping"),
-    axis("scheme", Role::Strategy, ValueKind::OneOf(&["asymmetric", "symmetric"]), "quant scheme"),
+    axis(
+        "scheme",
+        Role::Strategy,
+        ValueKind::OneOf(&["asymmetric", "symmetric", "q8_0", "q4_0", "q4_1"]),
+        "quant scheme (q8_0/q4_0/q4_1: llama.cpp's block formats, each under its own bits)",
+    ),
     axis("residual", Role::Strategy, ValueKind::NonNegative, "recent tokens kept in f32"),
     axis(
         "rotation",

@@ -20,6 +20,7 @@ Examples:
   runner validate experiments/*.toml           check files (errors name file, key and value)
   runner report results/gqa                    redraw charts + report.md from the CSVs
   runner list                                  strategies, parameters, models, backends
+  runner tokens experiments/quant.toml         the token ids its perplexity workload scores
   runner compare results/baseline /tmp/res/smoke   regression check (exit 1 on a regression)
   runner plan experiments/sink.toml --shards 4 which runs each of 4 shards holds
   runner experiments/sink.toml --shard 0/4 --out /tmp/s0   run shard 0 of that plan
@@ -157,6 +158,16 @@ pub enum Command {
     /// Top-k next-token logits at every input position as JSON, e.g.
     /// `runner logits --text "Hello" --top-k 10` or `runner logits --ids 504,3458`.
     Logits(LogitsArgs),
+    /// Print the token ids a perplexity experiment evaluates (comma-separated; `--json` for a
+    /// JSON array), so a peer engine can score the very same tokens, e.g.
+    /// `runner tokens experiments/quant.toml`. The experiment's first model tokenizes.
+    Tokens {
+        #[arg(value_name = "EXPERIMENT.toml")]
+        file: PathBuf,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure memory read bandwidth (the decode roofline's denominator), e.g.
     /// `runner bandwidth --json`.
     Bandwidth {

@@ -7,7 +7,9 @@
 //! outermost loop, the last the innermost), with the values in the order the experiment file
 //! lists them. An axis is only multiplied in where it applies: a strategy parameter only for
 //! the strategy kinds whose [`StrategyKind::parameters`] name it, a workload axis only for the
-//! workloads that read it. Where an axis does not apply, the run leaves its column empty.
+//! workloads that read it. Where an axis does not apply, the run leaves its column empty. A
+//! value that contradicts the keys before it (`StrategySpec::contradicts`: a llama.cpp block
+//! format under another bit width) is skipped.
 //!
 //! # Adding a strategy parameter
 //!
@@ -160,7 +162,14 @@ fn recurse(
         (true, Some(values)) => {
             for v in values {
                 current.push((axis.key, Some(v.clone())));
-                recurse(axes, workload, depth + 1, current, out);
+                // A value that contradicts an earlier key (a 4-bit format under bits = 8) is
+                // skipped, not run.
+                let partial = Run { workload, params: current.clone() };
+                let contradicts = axis.role == Role::Strategy
+                    && partial.spec().is_ok_and(|spec| spec.contradicts());
+                if !contradicts {
+                    recurse(axes, workload, depth + 1, current, out);
+                }
                 current.pop();
             }
         }

@@ -1,6 +1,6 @@
 //! The single-purpose commands beside the sweeps: `generate` (greedy decoding with timings),
-//! `logits` (top-k logits per position as JSON), and `bandwidth` (a memory-read probe for the
-//! decode roofline).
+//! `logits` (top-k logits per position as JSON), `tokens` (the ids a perplexity experiment
+//! scores, for peer engines), and `bandwidth` (a memory-read probe for the decode roofline).
 
 use std::path::Path;
 use std::time::Instant;
@@ -240,5 +240,38 @@ pub fn logits_command(args: &LogitsArgs, g: &Global) -> Result<()> {
         bail!("backend {backend} is not compiled in")
     );
     println!("{json}");
+    Ok(())
+}
+
+/// `runner tokens EXP`: the ids the experiment's perplexity workload evaluates, tokenized as a
+/// run would (the experiment's first model, `--model`/`--cache-dir` as for a run).
+pub fn tokens_command(file: &Path, json: bool, g: &Global) -> Result<()> {
+    let experiment =
+        crate::experiment::load(file, g.backend).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(p) = &experiment.file.workload.perplexity else {
+        bail!("{}: has no [workload.perplexity] whose tokens to print", file.display());
+    };
+    let model = experiment
+        .axes
+        .get("model")
+        .and_then(|m| m.first())
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let config = crate::model::config_of(&model).map_err(anyhow::Error::msg)?;
+    let source =
+        crate::model::ModelSource { gguf: g.model.clone(), cache_dir: g.cache_dir.clone() };
+    let ids = crate::workloads::perplexity::corpus_tokens(
+        p,
+        experiment.seed(),
+        &model,
+        config.vocab_size,
+        &source,
+    )?;
+    if json {
+        println!("{}", serde_json::to_string(&ids)?);
+    } else {
+        let text: Vec<String> = ids.iter().map(u32::to_string).collect();
+        println!("{}", text.join(","));
+    }
     Ok(())
 }

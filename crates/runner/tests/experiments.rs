@@ -136,3 +136,36 @@ fn axes_nobody_reads_and_missing_context_are_errors() {
     let e = error("[workload.memory]\n");
     assert!(e.contains("sweep.context: required by workload.memory"), "{e}");
 }
+
+#[test]
+fn a_block_format_runs_only_under_its_own_bits() {
+    let e = parse(
+        r#"
+[sweep]
+strategy = ["static"]
+bits = [8, 4]
+scheme = ["symmetric", "q8_0", "q4_0", "q4_1"]
+
+[workload.perplexity]
+"#,
+    )
+    .unwrap();
+    let schemes: Vec<String> = e
+        .runs(Workload::Perplexity)
+        .iter()
+        .map(|r| format!("{}:{}", r.usize("bits").unwrap(), r.get("scheme").unwrap()))
+        .collect();
+    assert_eq!(schemes, ["8:symmetric", "8:q8_0", "4:symmetric", "4:q4_0", "4:q4_1"]);
+    // A format whose width is never swept would run nothing: named, not silently dropped.
+    let e = error(
+        "[sweep]\nstrategy = [\"static\"]\nbits = [4]\nscheme = [\"q8_0\", \"q4_0\"]\n\
+         [workload.perplexity]\n",
+    );
+    assert!(e.contains("sweep.scheme = \"q8_0\": a 8-bit format, but bits never takes 8"), "{e}");
+    assert!(!e.contains("q4_0"), "{e}");
+    // A single [strategy] value that contradicts is an error of the run, naming the key.
+    let e = error(
+        "[strategy]\nkind = \"static\"\nbits = 8\nscheme = \"q4_1\"\n[workload.perplexity]\n",
+    );
+    assert!(e.contains("bits never takes 4"), "{e}");
+}

@@ -130,7 +130,8 @@ pub struct StrategySpec {
     pub group_size: Option<usize>,
     /// Grouping axes: `per-token` for keys and values, or `kivi` (keys per channel).
     pub quant_axis: Option<QuantPreset>,
-    /// `asymmetric` (scale + zero point, the default) or `symmetric`.
+    /// `asymmetric` (scale + zero point, the default), `symmetric`, or one of llama.cpp's block
+    /// formats `q8_0` (bits = 8), `q4_0`, `q4_1` (bits = 4).
     pub scheme: Option<Scheme>,
     /// Most recent tokens per sequence kept in full precision (default 0).
     pub residual: Option<usize>,
@@ -198,6 +199,16 @@ impl StrategySpec {
         self.applicable().into_iter().filter(|&k| k != "head_reduction" || reduces).collect()
     }
 
+    /// Whether two of the keys exclude each other (today: a llama.cpp block format's scheme and
+    /// a different `bits`). A sweep skips such combinations instead of running them: `bits = [8,
+    /// 4]` × `scheme = ["q8_0", "q4_0"]` means q8_0 at 8 bits and q4_0 at 4.
+    pub fn contradicts(&self) -> bool {
+        match (self.scheme, self.quant_bits()) {
+            (Some(scheme), Some(bits)) => !scheme.allows_bits(bits),
+            _ => false,
+        }
+    }
+
     /// Rejects impossible parameters, naming the key and value.
     pub fn validate(&self) -> Result<(), SpecError> {
         if let Some(bits) = self.bits {
@@ -211,6 +222,15 @@ impl StrategySpec {
                     format!("'{}' keeps no slot store to quantize", self.kind),
                 ));
             }
+        }
+        if let (Some(scheme), Some(bits)) = (self.scheme, self.quant_bits())
+            && !scheme.allows_bits(bits)
+        {
+            return Err(invalid(
+                "scheme",
+                scheme,
+                format!("is a {}-bit format; bits = {bits}", scheme.fixed_bits().unwrap_or(0)),
+            ));
         }
         if self.kv_heads == Some(0) {
             return Err(invalid("kv_heads", 0, "must be > 0"));

@@ -111,6 +111,7 @@ pub fn parse(
         }
     }
     let axes = AxisValues { values };
+    check_formats_have_bits(&axes, &mut err);
     if let Some(Value::Str(m)) = axes.get("model").and_then(|v| v.first())
         && file.sweep.get("model").is_none()
         && ValueKind::Model.parse(&m.clone().into()).is_err()
@@ -234,6 +235,24 @@ pub fn parse(
     }
     experiment.path = PathBuf::from(shown);
     Ok(experiment)
+}
+
+/// A llama.cpp block format in `scheme` runs only under its own bit width (the sweep skips the
+/// others), so a format whose width `bits` never takes would silently run nothing.
+fn check_formats_have_bits(axes: &AxisValues, err: &mut impl FnMut(String)) {
+    let bits: Vec<usize> =
+        axes.get("bits").unwrap_or_default().iter().filter_map(Value::as_usize).collect();
+    for v in axes.get("scheme").unwrap_or_default() {
+        let scheme: Result<kvlab_strategies::quant::Scheme, _> =
+            serde_json::from_value(v.to_json());
+        if let Ok(Some(b)) = scheme.map(|s| s.fixed_bits())
+            && !bits.contains(&(b as usize))
+        {
+            err(format!(
+                "sweep.scheme = \"{v}\": a {b}-bit format, but bits never takes {b} (bits: {bits:?})"
+            ));
+        }
+    }
 }
 
 fn check_run(experiment: &Experiment, run: &Run) -> Result<(), String> {

@@ -16,7 +16,6 @@
 use burn::prelude::*;
 
 use super::codec::Codec;
-use super::config::Scheme;
 use crate::in_place::flex_ref;
 
 /// Decodes packed `codes` with one scale (and zero point) per `per` consecutive values.
@@ -57,15 +56,15 @@ pub fn decode<B: Backend>(
     }
     let mut out = vec![0.0f32; values];
     unpack_into(code_bytes, codec.bits, &mut out);
-    match (codec.scheme, zeros) {
-        (Scheme::Asymmetric, Some(zeros)) => {
+    match (codec.scheme.has_zero_point(), zeros) {
+        (true, Some(zeros)) => {
             for ((group, &s), &z) in out.chunks_exact_mut(per).zip(scales).zip(zeros) {
                 for x in group {
                     *x = *x * s + z;
                 }
             }
         }
-        (Scheme::Symmetric, _) => {
+        (false, _) => {
             let mid = codec.mid_code();
             for (group, &s) in out.chunks_exact_mut(per).zip(scales) {
                 for x in group {
@@ -73,7 +72,7 @@ pub fn decode<B: Backend>(
                 }
             }
         }
-        (Scheme::Asymmetric, None) => return None,
+        (true, None) => return None,
     }
     Some(Tensor::from_data(TensorData::new(out, [n, h, d]), &codes.device()))
 }
@@ -127,7 +126,7 @@ mod tests {
     fn per_token_groups_decode_to_the_tensor_paths_bits() {
         let (n, h, d, g) = (5, 3, 64, 32);
         for bits in [8u8, 4] {
-            for scheme in [Scheme::Asymmetric, Scheme::Symmetric] {
+            for scheme in Scheme::ALL.into_iter().filter(|s| s.allows_bits(bits)) {
                 let codec = Codec { bits, scheme };
                 let q = codec.quantize(values(n, h, d).reshape([n, h, d / g, g]), 3);
                 let codes = codec.pack(q.codes.reshape([n, h, d]));

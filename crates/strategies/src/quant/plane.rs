@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use burn::prelude::*;
-use burn::tensor::BasicOps;
+use burn::tensor::{BasicOps, DType};
 
 use super::codec::{Codec, buffer_bytes, zeros_u8};
 use super::config::Axis;
@@ -37,7 +37,7 @@ pub struct Plane<B: Backend> {
     /// `[n_slots, n_kv, head_dim · bits / 8]` `u8`, chunked so a write costs O(slots written).
     codes: Chunked<B, Int>,
     /// Per-token: `[n_slots, n_kv, head_dim / group]`; per-channel: `[n_slots / group, n_kv,
-    /// head_dim]`.
+    /// head_dim]`; f32, or f16 for llama.cpp's formats ([`Codec::metadata_dtype`]).
     scale: Chunked<B>,
     /// Same shape as `scale`; absent for the symmetric scheme.
     zero: Option<Chunked<B>>,
@@ -64,7 +64,8 @@ impl<B: Backend> Plane<B> {
             Axis::PerToken => [n_slots, n_kv, head_dim / group],
             Axis::PerChannel => [n_slots / group, n_kv, head_dim],
         };
-        let meta = || Chunked::new(rows, [a, b], |r| Tensor::zeros([r, a, b], device));
+        let dtype = codec.metadata_dtype();
+        let meta = || Chunked::new(rows, [a, b], |r| Tensor::zeros([r, a, b], (device, dtype)));
         let zero = (codec.params_per_group() == 2).then(meta);
         let fresh = if axis == Axis::PerChannel { vec![false; n_slots] } else { Vec::new() };
         Self {
@@ -134,11 +135,20 @@ impl<B: Backend> Plane<B> {
         self.store_meta(code_rows, scale, zero);
     }
 
+    /// Stores f32 `scale`/`zero` rows in the metadata dtype (rounding them to f16 for
+    /// llama.cpp's formats, as `GGML_FP32_TO_FP16(d)` does).
     fn store_meta(&mut self, rows: &[usize], scale: Tensor<B, 3>, zero: Option<Tensor<B, 3>>) {
-        self.scale.assign(rows, scale);
+        let dtype = self.codec.metadata_dtype();
+        self.scale.assign(rows, scale.cast(dtype));
         if let (Some(buf), Some(z)) = (self.zero.as_mut(), zero) {
-            buf.assign(rows, z);
+            buf.assign(rows, z.cast(dtype));
         }
+    }
+
+    /// Metadata rows as f32 (a cast only for f16 metadata: one value per group).
+    fn gather_meta(&self, buf: &Chunked<B>, rows: &[usize]) -> Tensor<B, 3> {
+        let t = buf.gather(rows);
+        if t.dtype() == DType::F32 { t } else { t.cast(DType::F32) }
     }
 
     fn write_channels(&mut self, slots: &[usize], x: Tensor<B, 3>) {
@@ -194,8 +204,8 @@ impl<B: Backend> Plane<B> {
             Axis::PerToken => (slots.to_vec(), g),
             Axis::PerChannel => (slots.iter().map(|s| s / g).collect(), 1),
         };
-        let scale = self.scale.gather(&rows);
-        let zero = self.zero.as_ref().map(|z| z.gather(&rows));
+        let scale = self.gather_meta(&self.scale, &rows);
+        let zero = self.zero.as_ref().map(|z| self.gather_meta(z, &rows));
         if let Some(fused) = flex_decode::decode(self.codec, &packed, &scale, zero.as_ref(), per) {
             return fused;
         }
