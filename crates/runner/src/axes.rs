@@ -122,6 +122,12 @@ pub const AXES: &[Axis] = &[
         ValueKind::OneOf(&["none", "hadamard"]),
         "head vectors rotated before the store encodes them",
     ),
+    axis(
+        "key_order",
+        Role::Strategy,
+        ValueKind::OneOf(&["half-split", "interleaved"]),
+        "key channel order in a quantized store (interleaved: llama.cpp's, from GGUF)",
+    ),
     axis("kv_heads", Role::Strategy, ValueKind::Positive, "KV heads after head conversion"),
     axis(
         "head_reduction",

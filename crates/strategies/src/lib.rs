@@ -10,6 +10,7 @@ pub mod chunked;
 pub mod concat;
 pub mod heads;
 pub mod in_place;
+pub mod key_order;
 pub mod layout;
 pub mod none;
 pub mod paged;

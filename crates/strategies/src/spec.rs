@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::heads::HeadReduction;
 use crate::layout::KvLayout;
 use crate::quant::{QuantPreset, QuantStore, Scheme};
+use crate::key_order::{InterleavedKeys, KeyOrder};
 use crate::rotation::{RotatedStore, Rotation};
 use crate::store::{F32Store, SlotStore};
 use crate::{
@@ -137,6 +138,9 @@ pub struct StrategySpec {
     pub residual: Option<usize>,
     /// `hadamard` rotates every head vector before the store encodes it (default `none`).
     pub rotation: Option<Rotation>,
+    /// Channel order of keys in a quantized store: `half-split` (kvlab's, the default) or
+    /// `interleaved` (llama.cpp's GGUF order, so groups hold the channels its groups hold).
+    pub key_order: Option<KeyOrder>,
     /// KV heads after converting the checkpoint (a model transform; applies to every kind).
     pub kv_heads: Option<usize>,
     /// How groups of heads become one when `kv_heads` is smaller (default mean-pool).
@@ -144,7 +148,8 @@ pub struct StrategySpec {
 }
 
 /// Parameters of the bits lever, read only when `bits` quantizes.
-pub const QUANT_PARAMETERS: [&str; 4] = ["group_size", "quant_axis", "scheme", "residual"];
+pub const QUANT_PARAMETERS: [&str; 5] =
+    ["group_size", "quant_axis", "scheme", "residual", "key_order"];
 
 impl StrategySpec {
     pub fn new(kind: StrategyKind) -> Self {
@@ -159,6 +164,7 @@ impl StrategySpec {
             scheme: None,
             residual: None,
             rotation: None,
+            key_order: None,
             kv_heads: None,
             head_reduction: None,
         }
@@ -340,9 +346,17 @@ impl StrategySpec {
         device: &B::Device,
     ) -> Result<Box<dyn SlotStore<B>>, SpecError> {
         let store = self.encoding_store(layout, n_slots, region, device)?;
-        Ok(match self.rotation.unwrap_or_default() {
+        let store: Box<dyn SlotStore<B>> = match self.rotation.unwrap_or_default() {
             Rotation::None => store,
             Rotation::Hadamard => Box::new(RotatedStore::new(store, layout.head_dim, device)?),
+        };
+        // Outermost: keys are put in llama.cpp's channel order before they are rotated and
+        // encoded, as its cache holds them.
+        Ok(match self.key_order.unwrap_or_default() {
+            KeyOrder::HalfSplit => store,
+            KeyOrder::Interleaved => {
+                Box::new(InterleavedKeys::new(store, layout.head_dim, device))
+            }
         })
     }
 

@@ -7,13 +7,15 @@
 //! - `markdown`: the document's text and tables;
 //! - `charts`: which charts each workload gets, as data; `figure` draws them (PNG and SVG
 //!   from one drawing body per kind of chart);
-//! - `fragmentation` and `papers`: the serving simulation's own sections.
+//! - `fragmentation` and `papers`: the serving simulation's own sections;
+//! - `rotation` and `peers`: the quant sections (rotation on/off; llama.cpp on the same tokens).
 
 mod charts;
 mod figure;
 mod fragmentation;
 mod markdown;
 mod papers;
+mod peers;
 mod rotation;
 mod table;
 
@@ -106,6 +108,7 @@ fn report_one(dir: &Path) -> Result<Vec<PathBuf>> {
             let _ = writeln!(md, "## Memory–quality trade-off\n\n{section}");
         }
         md += &rotation::section(p);
+        md += &peers::section(dir, p)?;
     }
     if let Some(f) = tables.iter().find(|t| t.workload == Workload::Fragmentation) {
         md += &fragmentation::section(dir, f, &charts, &mut written)?;
