@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::heads::HeadReduction;
+use crate::key_order::{InterleavedKeys, KeyOrder};
 use crate::layout::KvLayout;
 use crate::quant::{QuantPreset, QuantStore, Scheme};
-use crate::key_order::{InterleavedKeys, KeyOrder};
 use crate::rotation::{RotatedStore, Rotation};
 use crate::store::{F32Store, SlotStore};
 use crate::{
@@ -354,9 +354,7 @@ impl StrategySpec {
         // encoded, as its cache holds them.
         Ok(match self.key_order.unwrap_or_default() {
             KeyOrder::HalfSplit => store,
-            KeyOrder::Interleaved => {
-                Box::new(InterleavedKeys::new(store, layout.head_dim, device))
-            }
+            KeyOrder::Interleaved => Box::new(InterleavedKeys::new(store, layout.head_dim, device)),
         })
     }
 

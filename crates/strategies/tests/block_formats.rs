@@ -215,3 +215,43 @@ fn a_format_refuses_other_bits_and_group_sizes() {
     let err = SpecError::from(QuantStore::<B>::new(wrong_group, 1, 32, 1, 64, &dev).unwrap_err());
     assert!(err.to_string().contains("group_size = 64"), "{err}");
 }
+
+#[test]
+fn interleaved_keys_are_grouped_as_llama_cpp_groups_them() {
+    use kvlab_strategies::key_order::{InterleavedKeys, interleaved_from_half_split};
+    use kvlab_strategies::store::F32Store;
+    let (n, h, d) = (4, 3, 64);
+    let dev = Default::default();
+    let x = values(n * h * d, 17);
+    let t = Tensor::<B, 3>::from_data(TensorData::new(x.clone(), [n, h, d]), &dev);
+    let slots: Vec<usize> = (0..n).collect();
+    // f32: a permutation in and its inverse out, exactly.
+    let mut f32_store =
+        InterleavedKeys::new(Box::new(F32Store::<B>::new(1, n, h, d, &dev)), d, &dev);
+    f32_store.write(0, &slots, t.clone(), t.clone());
+    let (k, v) = f32_store.read(0, &slots);
+    assert_eq!(k.into_data().to_vec::<f32>().unwrap(), x);
+    assert_eq!(v.into_data().to_vec::<f32>().unwrap(), x);
+    // q4_0: each head's keys are quantized in GGUF order (position 2i + s holds channel
+    // s·d/2 + i), values in their own order.
+    let config = QuantConfig { scheme: Scheme::Q4_0, ..QuantConfig::per_token(4, QK) };
+    let quant = QuantStore::<B>::new(config, 1, n, h, d, &dev).unwrap();
+    let mut store = InterleavedKeys::new(Box::new(quant), d, &dev);
+    store.write(0, &slots, t.clone(), t);
+    let (k, v) = store.read(0, &slots);
+    let (k, v) = (k.into_data().to_vec::<f32>().unwrap(), v.into_data().to_vec::<f32>().unwrap());
+    let perm = interleaved_from_half_split(d);
+    for (head, (xs, ks)) in x.chunks(d).zip(k.chunks(d)).enumerate() {
+        let gguf: Vec<f32> = perm.iter().map(|&c| xs[c]).collect();
+        let decoded = reference(Scheme::Q4_0, &gguf);
+        for (p, &c) in perm.iter().enumerate() {
+            assert_eq!(ks[c], decoded[p], "head vector {head}, channel {c}");
+        }
+    }
+    assert_eq!(v, reference(Scheme::Q4_0, &x), "values keep their order");
+    // The index vectors are counted as metadata; no byte per token changes.
+    let plain = QuantStore::<B>::new(config, 1, n, h, d, &dev).unwrap().memory(n);
+    let mem = store.memory(n);
+    assert_eq!(mem.allocated_bytes, plain.allocated_bytes);
+    assert!(mem.metadata_bytes > plain.metadata_bytes);
+}
