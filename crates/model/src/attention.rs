@@ -23,6 +23,26 @@ pub struct Attention<B: Backend> {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
+    /// Keys are padded (zeros, hidden by the mask) to a multiple of this before the score
+    /// matmul; 0 leaves them as they are. Why: cubecl backends (wgpu, CUDA) compile and
+    /// autotune kernels per shape, and a decode step's key count grows by one every step;
+    /// buckets bound the shapes a decode of N tokens sees to N / bucket. See [`bucketed`].
+    pub key_bucket: usize,
+}
+
+/// The key count attention runs on: `s` rounded up to a multiple of `bucket` (0: `s`).
+pub fn bucketed(s: usize, bucket: usize) -> usize {
+    if bucket == 0 { s } else { s.div_ceil(bucket) * bucket }
+}
+
+/// `x` with zero rows appended along dim 2 up to `s_pad`: `[b, h, s, d] -> [b, h, s_pad, d]`.
+fn pad_keys<B: Backend>(x: Tensor<B, 4>, s_pad: usize) -> Tensor<B, 4> {
+    let [b, h, s, d] = x.dims();
+    if s_pad == s {
+        return x;
+    }
+    let zeros = Tensor::zeros([b, h, s_pad - s, d], &x.device());
+    Tensor::cat(vec![x, zeros], 2)
 }
 
 impl<B: Backend> Attention<B> {
@@ -53,20 +73,33 @@ impl<B: Backend> Attention<B> {
         let q = rope.apply(q, starts);
         let view = cache.update(layer, k, v, rope)?;
         let s = view.k.dims()[2];
+        // Keys and values padded with zero rows to the bucket; the mask hides the padding, so
+        // its scores are HIDDEN, its probabilities exactly 0 and its values add nothing.
+        let s_pad = bucketed(s, self.key_bucket);
+        // [b, kvh, s_pad, d] each
+        let (keys, values) = (pad_keys(view.k, s_pad), pad_keys(view.v, s_pad));
 
         // Query heads h = g * n_rep + r share KV head g: [b, h, t, d] -> [b, kvh, n_rep * t, d]
         let q = q.reshape([b, kvh, n_rep * t, d]);
-        // [b, kvh, n_rep * t, s]
-        let scores = q.matmul(view.k.swap_dims(2, 3)).mul_scalar(1.0 / (d as f64).sqrt());
+        // [b, kvh, n_rep * t, s_pad]
+        let scores = q.matmul(keys.swap_dims(2, 3)).mul_scalar(1.0 / (d as f64).sqrt());
         let scores = match view.mask {
-            AttentionMask::CausalEnd if t == 1 => scores,
+            AttentionMask::CausalEnd if t == 1 && s_pad == s => scores,
             AttentionMask::CausalEnd => {
-                let bias = causal_end_bias::<B>(t, s, n_rep, &scores.device());
+                let bias = causal_end_bias::<B>(t, s, s_pad, n_rep, &scores.device());
                 scores + bias
             }
             AttentionMask::Hidden(hidden) => {
-                // [b, t, s] -> [b, 1, n_rep * t, s]: the same mask for every head of a group.
-                let bias = Tensor::<B, 3>::zeros([b, t, s], &scores.device())
+                // [b, t, s] -> [b, t, s_pad], the padding hidden too.
+                let hidden = if s_pad == s {
+                    hidden
+                } else {
+                    let pad = Tensor::<B, 3, Bool>::full([b, t, s_pad - s], true, &hidden.device());
+                    Tensor::cat(vec![hidden, pad], 2)
+                };
+                // [b, t, s_pad] -> [b, 1, n_rep * t, s_pad]: the same mask for every head of a
+                // group.
+                let bias = Tensor::<B, 3>::zeros([b, t, s_pad], &scores.device())
                     .mask_fill(hidden, HIDDEN)
                     .unsqueeze_dim::<4>(1)
                     .repeat_dim(2, n_rep);
@@ -75,24 +108,26 @@ impl<B: Backend> Attention<B> {
         };
         let probs = softmax(scores, 3);
         // [b, kvh, n_rep * t, d] -> [b, h, t, d] -> [b, t, h * d]
-        let out = probs.matmul(view.v).reshape([b, h, t, d]).swap_dims(1, 2).reshape([b, t, h * d]);
+        let out = probs.matmul(values).reshape([b, h, t, d]).swap_dims(1, 2).reshape([b, t, h * d]);
         Ok(self.wo.forward(out))
     }
 }
 
-/// `[1, 1, n_rep * t, s]`: 0 where query `i` may see key `j` (j <= s - t + i), else HIDDEN.
+/// `[1, 1, n_rep * t, s_pad]`: 0 where query `i` may see key `j` (j <= s - t + i), else
+/// HIDDEN (which covers the padding keys `s..s_pad`).
 fn causal_end_bias<B: Backend>(
     t: usize,
     s: usize,
+    s_pad: usize,
     n_rep: usize,
     device: &B::Device,
 ) -> Tensor<B, 4> {
     let offset = s - t;
-    let mut bias = Vec::with_capacity(n_rep * t * s);
+    let mut bias = Vec::with_capacity(n_rep * t * s_pad);
     for _ in 0..n_rep {
         for i in 0..t {
-            bias.extend((0..s).map(|j| if j <= offset + i { 0.0 } else { HIDDEN }));
+            bias.extend((0..s_pad).map(|j| if j <= offset + i { 0.0 } else { HIDDEN }));
         }
     }
-    Tensor::from_data(TensorData::new(bias, [1, 1, n_rep * t, s]), device)
+    Tensor::from_data(TensorData::new(bias, [1, 1, n_rep * t, s_pad]), device)
 }

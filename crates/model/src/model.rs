@@ -56,6 +56,7 @@ impl<B: Backend> Model<B> {
                     n_heads: c.n_heads,
                     n_kv_heads: c.n_kv_heads,
                     head_dim: c.head_dim,
+                    key_bucket: 0,
                 },
                 mlp_norm: rms_norm(&l.mlp_norm, c.rms_eps, device),
                 mlp: SwiGlu {
@@ -73,6 +74,18 @@ impl<B: Backend> Model<B> {
             rope: RotaryEncoding::new(c.head_dim, c.rope_theta, c.max_positions, device),
             config: c.clone(),
         })
+    }
+
+    /// Pads attention's keys to multiples of `bucket` (0: off), so a decode compiles a bounded
+    /// set of attention shapes on backends that compile per shape. Logits are unchanged.
+    pub fn set_key_bucket(&mut self, bucket: usize) {
+        for layer in &mut self.layers {
+            layer.attn.key_bucket = bucket;
+        }
+    }
+
+    pub fn key_bucket(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.attn.key_bucket)
     }
 
     pub fn device(&self) -> B::Device {

@@ -137,6 +137,12 @@ pub const AXES: &[Axis] = &[
     ),
     // New StrategySpec parameters go here: one line each.
     axis("batch", Role::Workload, ValueKind::Positive, "sequences per batch"),
+    axis(
+        "key_bucket",
+        Role::Workload,
+        ValueKind::NonNegative,
+        "attention keys padded to a multiple of this (throughput; 0 = off; default per backend)",
+    ),
     axis("context", Role::Workload, ValueKind::Positive, "tokens in the cache (prompt length)"),
     axis("budget_tokens", Role::Workload, ValueKind::Positive, "serving KV budget in tokens"),
     axis("budget_bytes", Role::Workload, ValueKind::Positive, "serving KV budget in bytes"),

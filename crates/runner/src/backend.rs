@@ -34,6 +34,17 @@ impl BackendName {
         }
     }
 
+    /// Attention's key bucket when an experiment does not sweep `key_bucket`: 64 on the
+    /// backends that compile kernels per shape (wgpu, CUDA: a decode of N tokens then compiles
+    /// about N / 64 attention shapes, not N), 0 (off) on the CPU backends, whose kernels are
+    /// not compiled per shape and would only do the padding's extra work.
+    pub fn default_key_bucket(self) -> usize {
+        match self {
+            Self::Flex | Self::Ndarray => 0,
+            Self::Cuda | Self::Wgpu => 64,
+        }
+    }
+
     /// The cargo feature that compiles it in, if any.
     pub fn feature(self) -> Option<&'static str> {
         match self {

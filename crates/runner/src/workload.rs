@@ -33,7 +33,8 @@ impl Workload {
     pub fn axes(self) -> &'static [&'static str] {
         match self {
             Self::Walkthrough | Self::Perplexity => &[],
-            Self::Memory | Self::Throughput => &["batch", "context"],
+            Self::Memory => &["batch", "context"],
+            Self::Throughput => &["batch", "key_bucket", "context"],
             Self::Fragmentation => &["policy", "budget_tokens", "budget_bytes"],
         }
     }

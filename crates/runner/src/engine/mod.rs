@@ -256,6 +256,9 @@ fn execute<B: Backend>(
                     continue;
                 }
                 model.ensure_layout(head_layout(run)?, device)?;
+                model.set_key_bucket(
+                    run.usize("key_bucket").unwrap_or(e.backend.default_key_bucket()),
+                );
                 let ctx = RunCtx {
                     model: model.current()?,
                     device,

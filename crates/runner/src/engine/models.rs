@@ -59,6 +59,14 @@ impl<B: Backend> LoadedModel<B> {
         Ok(())
     }
 
+    /// Pads the device copy's attention keys to multiples of `bucket` (0: off); logits are
+    /// unchanged, only the shapes a backend compiles for are.
+    pub fn set_key_bucket(&mut self, bucket: usize) {
+        if let Some((_, model)) = &mut self.device_copy {
+            model.set_key_bucket(bucket);
+        }
+    }
+
     /// The device copy made by the last [`Self::ensure_layout`].
     pub fn current(&self) -> Result<&Model<B>> {
         match &self.device_copy {

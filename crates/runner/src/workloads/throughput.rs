@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use super::{RunCtx, random_prompts, sync};
 use crate::rows::Fixed;
 
-/// One throughput run: the median prefill and decode rates of the timed repeats, and the
-/// decode step's percentiles over every timed step.
+/// One throughput run: the median prefill and decode rates of the timed repeats, the decode
+/// step's percentiles over every timed step, and the very first decode step (of the first
+/// repeat, warm-up or not): what a run without warm-up would pay for kernel compilation on
+/// backends that compile per shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Metrics {
@@ -22,6 +24,9 @@ pub struct Metrics {
     pub decode_tok_per_s: Fixed<1>,
     pub ms_per_token_p50: Fixed<3>,
     pub ms_per_token_p90: Fixed<3>,
+    /// Attention's key bucket in effect (the `key_bucket` axis, else the backend's default).
+    pub key_bucket_used: usize,
+    pub first_step_ms: Fixed<3>,
 }
 crate::metrics_row!(Metrics);
 
@@ -35,6 +40,7 @@ pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<Metrics> {
     let mut prefill_s = vec![];
     let mut decode_s = vec![];
     let mut step_ms = vec![];
+    let mut first_step_ms = None;
     for rep in 0..p.warmup + p.repeats {
         let mut cache = ctx.cache(batch, context + p.decode_tokens)?;
         sync::<B>(ctx.device)?;
@@ -53,6 +59,9 @@ pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<Metrics> {
                 marks.push(Instant::now());
             },
         )?;
+        if let Some(w) = marks.get(..2) {
+            first_step_ms.get_or_insert((w[1] - w[0]).as_secs_f64() * 1e3);
+        }
         if rep < p.warmup {
             continue;
         }
@@ -69,6 +78,8 @@ pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<Metrics> {
         decode_tok_per_s: Fixed((batch * p.decode_tokens) as f64 / decode),
         ms_per_token_p50: Fixed(percentile(&mut step_ms, 0.5)),
         ms_per_token_p90: Fixed(percentile(&mut step_ms, 0.9)),
+        key_bucket_used: ctx.model.key_bucket(),
+        first_step_ms: Fixed(first_step_ms.unwrap_or(f64::NAN)),
     })
 }
 
