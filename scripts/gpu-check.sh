@@ -6,10 +6,10 @@
 # then on the GPU machine, from a checkout (for experiments/smoke.toml):
 #   scripts/gpu-check.sh --runner /tmp/runner [--out results/gpu] [--smoke experiments/smoke.toml]
 #
-# Runs, on --backend cuda: the smoke experiment, then a throughput sweep (random weights,
-# seed-toy and SmolLM2-135M shapes, four strategies, batch 1/8, context 128/512). Every CSV row
-# under OUT gets two more columns, gpu_name and gpu_driver (from nvidia-smi), and OUT/device.txt
-# records nvidia-smi's view. Exits non-zero with one clear line when something is missing.
+# Runs, on --backend cuda: the smoke experiment, then throughput sweeps (random weights,
+# SmolLM2-135M shapes, static/paged/int8, batch 1/8/32, context 512-8,192, key_bucket 0/64).
+# Every CSV row under OUT gets two more columns, gpu_name and gpu_driver (from nvidia-smi), and
+# OUT/device.txt records nvidia-smi's view. Exits non-zero with one clear line when something is missing.
 set -euo pipefail
 
 usage() {
@@ -81,30 +81,42 @@ timed() {
 timed smoke "$RUNNER" --backend cuda --quiet --out "$OUT" "$SMOKE"
 
 if [ "$SWEEP" = 1 ]; then
-    cat >"$OUT/gpu-throughput.toml" <<'EOF'
-# Written by scripts/gpu-check.sh: decode throughput on CUDA, random weights.
+    # Decode as a researcher would quote it: SmolLM2-135M's shapes with random weights (the
+    # GGUF is not carried to the GPU machine; speed does not depend on the values), static vs
+    # paged vs int8, batch 1/8/32, contexts 512-8,192, attention keys bucketed to 64 (the CUDA
+    # default) and not, one warm-up decode before the timed ones; device memory from cubecl's
+    # allocator beside the accounted bytes (memory workload). Long contexts take batch 1 and 8
+    # only: a dense prefill of 32 x 8,192 tokens needs 77 GB of attention scores per layer.
+    write_sweep() { # name, batches, contexts
+        cat >"$OUT/$1.toml" <<EOF
+# Written by scripts/gpu-check.sh: decode throughput on CUDA, SmolLM2-135M shapes, random weights.
 [experiment]
-name = "gpu-throughput"
-question = "How fast do the cache strategies prefill and decode on a CUDA GPU?"
-model = "seed-toy"
+name = "$1"
+question = "How fast do static, paged and int8 caches decode SmolLM2-135M's shapes on a CUDA GPU, with attention keys bucketed and not?"
+model = "smollm2-135m"
 weights = "random"
 seed = 0
 
 [sweep]
-model = ["seed-toy", "smollm2-135m"]
-strategy = ["none", "concat", "static", "paged"]
+strategy = ["static", "paged"]
 block_size = [16]
-batch = [1, 8]
-context = [128, 512]
+bits = [32, 8]
+batch = [$2]
+key_bucket = [0, 64]
+context = [$3]
 
 [workload.memory]
 
 [workload.throughput]
-decode_tokens = 32
+decode_tokens = 64
 repeats = 3
 warmup = 1
 EOF
+    }
+    write_sweep gpu-throughput "1, 8, 32" "512, 2048"
+    write_sweep gpu-throughput-long "1, 8" "8192"
     timed throughput-sweep "$RUNNER" --backend cuda --quiet --out "$OUT" "$OUT/gpu-throughput.toml"
+    timed throughput-long "$RUNNER" --backend cuda --quiet --out "$OUT" "$OUT/gpu-throughput-long.toml"
 fi
 
 # gpu_name and gpu_driver on every row (quoted: names contain spaces, never commas or quotes).
