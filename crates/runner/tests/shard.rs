@@ -50,6 +50,7 @@ max_seq_len = 128
 fn measured(column: &str) -> bool {
     column.ends_with("_per_s")
         || column.ends_with("_s")
+        || column.ends_with("_ms")
         || column.starts_with("ms_")
         || column.starts_with("process_")
         || column.starts_with("device_bytes")

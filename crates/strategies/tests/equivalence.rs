@@ -2,7 +2,8 @@
 //!
 //! MHA, GQA and MQA variants of the article's toy model, batch 2, a 10-token prompt and 16
 //! decode steps: `concat` and `static` must choose the same greedy tokens as `none` and agree on
-//! every step's logits within 1e-4 (f32), on flex and on ndarray.
+//! every step's logits within 1e-4 (f32), on flex and on ndarray. Attention's key buckets
+//! (`Model::set_key_bucket`) change no logit either, for every strategy kind.
 
 use burn::prelude::*;
 use kvlab_model::generate::{Sampling, generate};
@@ -66,4 +67,73 @@ fn cached_decode_equals_recompute_on_flex() {
 #[test]
 fn cached_decode_equals_recompute_on_ndarray() {
     check_backend::<burn_ndarray::NdArray<f32>>(&Default::default());
+}
+
+/// Attention over keys padded to a bucket (zeros, hidden by the mask) gives the logits of
+/// unpadded attention: every strategy kind (causal-end and hidden masks, ring and paged caches,
+/// an int8 store), MHA/GQA/MQA, with buckets that divide nothing (5), the prompt's multiples (8)
+/// and more than the sequence (64).
+fn specs() -> Vec<(String, Option<StrategySpec>)> {
+    let window = |kind| StrategySpec { cache_tokens: Some(8), ..StrategySpec::new(kind) };
+    vec![
+        ("none".into(), None),
+        ("concat".into(), Some(StrategySpec::new(StrategyKind::Concat))),
+        ("static".into(), Some(StrategySpec::new(StrategyKind::Static))),
+        (
+            "static int8".into(),
+            Some(StrategySpec { bits: Some(8), ..StrategySpec::new(StrategyKind::Static) }),
+        ),
+        ("window".into(), Some(window(StrategyKind::Window))),
+        ("shift-window".into(), Some(window(StrategyKind::ShiftWindow))),
+        ("sink".into(), Some(StrategySpec { sink_tokens: Some(2), ..window(StrategyKind::Sink) })),
+        (
+            "paged".into(),
+            Some(StrategySpec { block_size: Some(4), ..StrategySpec::new(StrategyKind::Paged) }),
+        ),
+    ]
+}
+
+#[test]
+fn bucketed_keys_give_unbucketed_logits_for_every_strategy() {
+    type B = burn_flex::Flex;
+    let device = Default::default();
+    for kv_heads in [4, 2, 1] {
+        let config = ModelConfig::seed_toy().with_kv_heads(kv_heads).unwrap();
+        let mut model = Model::<B>::from_weights(&random_weights(&config, 7), &device).unwrap();
+        let prompts: Vec<Vec<u32>> = (0..2)
+            .map(|r| (0..PROMPT as u32).map(|i| (i * 7 + r * 13 + 3) % 100).collect())
+            .collect();
+        for (name, spec) in specs() {
+            let cache = || -> Box<dyn KvCache<B>> {
+                match &spec {
+                    None => Box::new(NoCache::new(2)),
+                    Some(s) => s.build::<B>(&config, 2, PROMPT + STEPS, &device).unwrap(),
+                }
+            };
+            model.set_key_bucket(0);
+            let (want_tokens, want_logits) = decode(&model, cache().as_mut(), &prompts);
+            for bucket in [5, 8, 64] {
+                model.set_key_bucket(bucket);
+                let (tokens, logits) = decode(&model, cache().as_mut(), &prompts);
+                let what = format!("{name}, kv_heads {kv_heads}, bucket {bucket}");
+                assert_eq!(tokens, want_tokens, "{what}: greedy tokens differ");
+                for (step, (got, want)) in logits.iter().zip(&want_logits).enumerate() {
+                    let diff = max_abs_diff(got, want);
+                    assert!(diff <= TOL, "{what}, step {step}: max |Δlogit| {diff}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn buckets_round_key_counts_up_to_their_multiples() {
+    use kvlab_model::attention::bucketed;
+    assert_eq!(bucketed(17, 0), 17, "0 is off");
+    assert_eq!(bucketed(1, 64), 64);
+    assert_eq!(bucketed(64, 64), 64);
+    assert_eq!(bucketed(65, 64), 128);
+    // A 512-token decode sees at most 512 / 64 = 8 key counts.
+    let shapes: std::collections::BTreeSet<usize> = (1..=512).map(|s| bucketed(s, 64)).collect();
+    assert_eq!(shapes.len(), 8);
 }

@@ -15,7 +15,10 @@ pub enum ColumnClass {
 
 /// The one place columns are classified.
 pub fn classify(column: &str) -> ColumnClass {
-    const IDENTITY: &[&str] = &["experiment", "run_id", "git_commit", "backend", "device"];
+    // Where and how a run ran, not what it measured: `key_bucket_used` is the backend's
+    // default bucket unless swept (64 on wgpu, 0 on flex), and logits do not depend on it.
+    const IDENTITY: &[&str] =
+        &["experiment", "run_id", "git_commit", "backend", "device", "key_bucket_used"];
     const PROCESS: &[&str] =
         &["process_peak_bytes", "device_bytes_in_use", "device_bytes_reserved"];
     const TOLERANCE: &[&str] = &["mean_nll", "ppl", "ppl_delta_pct"];
@@ -58,6 +61,8 @@ mod tests {
         assert_eq!(classify("ppl"), Tolerance);
         assert_eq!(classify("process_peak_bytes"), Process);
         assert_eq!(classify("git_commit"), Identity);
+        assert_eq!(classify("key_bucket_used"), Identity);
+        assert_eq!(classify("first_step_ms"), Timing { higher_is_better: false });
         assert_eq!(classify("token_state_pct"), Exact);
     }
 }
