@@ -24,9 +24,11 @@ pub struct Attention<B: Backend> {
     pub n_kv_heads: usize,
     pub head_dim: usize,
     /// Keys are padded (zeros, hidden by the mask) to a multiple of this before the score
-    /// matmul; 0 leaves them as they are. Why: cubecl backends (wgpu, CUDA) compile and
-    /// autotune kernels per shape, and a decode step's key count grows by one every step;
-    /// buckets bound the shapes a decode of N tokens sees to N / bucket. See [`bucketed`].
+    /// matmul; 0 leaves them as they are. Why: a decode step's key count grows by one every
+    /// step, and cubecl backends (wgpu, CUDA) pick kernel variants (vectorization width,
+    /// bounds checks) and autotune keys from shapes; a bucket keeps the shapes a decode of N
+    /// tokens sees to N / bucket (on wgpu: 56 kernels compiled for a 512-step decode instead
+    /// of 76, `results/wgpu/README.md`). See [`bucketed`].
     pub key_bucket: usize,
 }
 

@@ -35,9 +35,9 @@ impl BackendName {
     }
 
     /// Attention's key bucket when an experiment does not sweep `key_bucket`: 64 on the
-    /// backends that compile kernels per shape (wgpu, CUDA: a decode of N tokens then compiles
-    /// about N / 64 attention shapes, not N), 0 (off) on the CPU backends, whose kernels are
-    /// not compiled per shape and would only do the padding's extra work.
+    /// backends that compile kernels (wgpu, CUDA: a decode of N tokens then sees about N / 64
+    /// attention shapes, not N), 0 (off) on the CPU backends, which compile nothing and would
+    /// only do the padding's extra work.
     pub fn default_key_bucket(self) -> usize {
         match self {
             Self::Flex | Self::Ndarray => 0,
