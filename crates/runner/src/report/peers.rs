@@ -93,6 +93,16 @@ fn kvlab_twin(t: &Table, kv_type: &str, rotation: &str, order: &str) -> Option<(
     Some((t.num(row, "ppl")?, t.num(row, "ppl_delta_pct")?))
 }
 
+/// kvlab's perplexity relative to llama.cpp's: `kvlab / llama.cpp - 1`.
+fn change(kvlab: f64, llama_cpp: f64) -> f64 {
+    kvlab / llama_cpp - 1.0
+}
+
+/// The largest of `gaps`, if any.
+fn widest(gaps: &[f64]) -> Option<f64> {
+    gaps.iter().copied().reduce(f64::max)
+}
+
 /// `+1.234` or a dash.
 fn delta_cell(twin: Option<(f64, f64)>) -> String {
     twin.map_or("—".into(), |(_, d)| format!("{d:+.3}"))
@@ -133,23 +143,18 @@ pub fn section(dir: &Path, t: &Table) -> Result<String> {
            (half-split) | kvlab change % (interleaved) | kvlab / llama.cpp ppl |\n\
            |---|---|---|---|---|---|---|\n";
     let mut verdicts = vec![];
-    // Largest |kvlab / llama.cpp - 1| over the quantized types, per key order.
-    let (mut gap_half, mut gap_inter) = (None::<f64>, None::<f64>);
+    // |kvlab / llama.cpp - 1| of every quantized type, per key order.
+    let (mut gaps_half, mut gaps_inter) = (vec![], vec![]);
     for p in &peer {
         let half = kvlab_twin(t, &p.kv_type, &p.rotation, "half-split");
         let inter = kvlab_twin(t, &p.kv_type, &p.rotation, "interleaved");
         let like = if p.kv_type == "f32" { half } else { inter.or(half) };
         if !matches!(p.kv_type.as_str(), "f32" | "f16") {
-            let gap = |twin: Option<(f64, f64)>| twin.map(|(ppl, _)| (ppl / p.ppl - 1.0).abs());
-            let widest = |acc: Option<f64>, g: Option<f64>| match (acc, g) {
-                (Some(a), Some(g)) => Some(a.max(g)),
-                (a, g) => a.or(g),
-            };
-            gap_half = widest(gap_half, gap(half));
-            gap_inter = widest(gap_inter, gap(inter));
+            gaps_half.extend(half.map(|(ppl, _)| change(ppl, p.ppl).abs()));
+            gaps_inter.extend(inter.map(|(ppl, _)| change(ppl, p.ppl).abs()));
         }
         let ratio =
-            like.map_or("—".into(), |(ppl, _)| format!("{:+.3}%", (ppl / p.ppl - 1.0) * 100.0));
+            like.map_or("—".into(), |(ppl, _)| format!("{:+.3}%", 100.0 * change(ppl, p.ppl)));
         let _ = writeln!(
             md,
             "| {} | {} | {:.4} | {:+.3} | {} | {} | {ratio} |",
@@ -161,7 +166,7 @@ pub fn section(dir: &Path, t: &Table) -> Result<String> {
             if p.kv_type == "f32" { "—".into() } else { delta_cell(inter) },
         );
         if let Some((ppl, _)) = like {
-            verdicts.push((p, (ppl / p.ppl - 1.0).abs()));
+            verdicts.push((p, change(ppl, p.ppl).abs()));
         }
     }
     md.push('\n');
@@ -176,7 +181,7 @@ pub fn section(dir: &Path, t: &Table) -> Result<String> {
             if *gap <= AGREE { "they agree within 1%" } else { "more than the 1% expected" }
         );
     }
-    if let (Some(half), Some(inter)) = (gap_half, gap_inter) {
+    if let (Some(half), Some(inter)) = (widest(&gaps_half), widest(&gaps_inter)) {
         let _ = writeln!(
             md,
             "Which channels share a block decides much of it: over the quantized types, the \
@@ -186,7 +191,7 @@ pub fn section(dir: &Path, t: &Table) -> Result<String> {
             inter * 100.0
         );
     }
-    if gap_inter.is_none() && gap_half.is_some() {
+    if gaps_inter.is_empty() && !gaps_half.is_empty() {
         md += "kvlab's rows here group keys in its own half-split channel order, llama.cpp's in \
                the GGUF's interleaved order: not the same blocks. `key_order = \"interleaved\"` \
                groups them as llama.cpp does; `experiments/quant-llama-cpp.toml` runs both \
