@@ -6,6 +6,7 @@ pub mod attention;
 pub mod cache;
 pub mod config;
 pub mod corpus;
+pub mod divergence;
 pub mod fork_join;
 pub mod generate;
 pub mod gguf;

@@ -3,13 +3,16 @@
 //! Two evaluators, usable with every strategy:
 //! - [`chunked`]: full attention over consecutive chunks (no cache; each chunk starts fresh);
 //! - [`streaming`]: one token at a time through a cache, as StreamingLLM evaluates, so a
-//!   bounded cache's evictions show up in the loss.
+//!   bounded cache's evictions show up in the loss;
+//! - [`streaming_against`]: the same, with a full-cache reference in lock step, for the KL and
+//!   top-1 agreement of every predicted token ([`crate::divergence`]).
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use serde::Serialize;
 
 use crate::cache::{CacheError, KvCache};
+use crate::divergence::{Divergence, DivergenceStats};
 use crate::model::{Model, tokens_tensor};
 use crate::no_cache::NoCache;
 
@@ -71,6 +74,94 @@ pub fn streaming<B: Backend>(
         progress(i + 1, steps);
     }
     Ok(Perplexity::from_total(total, steps))
+}
+
+/// The full-cache run a streaming run is compared with, step by step.
+pub enum FullReference<'a, B: Backend> {
+    /// A full cache fed the same token at the same step: one extra forward per step.
+    LockStep { model: &'a Model<B>, cache: &'a mut dyn KvCache<B> },
+    /// The logits of such a run over the same tokens, kept from an earlier pass (exact f32,
+    /// what the lock step would compute again): `[steps][vocab]`.
+    Recorded(&'a [Vec<f32>]),
+    /// The run being measured is the full cache itself: KL 0 and agreement by definition.
+    Itself,
+}
+
+/// A streaming run beside its full-cache reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compared {
+    pub run: Perplexity,
+    /// The reference's perplexity when it was computed here (lock step), else `None`.
+    pub reference: Option<Perplexity>,
+    pub divergence: Divergence,
+}
+
+/// [`streaming`] with the next-token distributions compared against `reference` at every
+/// step. `record`, when given, receives the reference's logits per step (for a later
+/// [`FullReference::Recorded`]).
+pub fn streaming_against<B: Backend>(
+    model: &Model<B>,
+    cache: &mut dyn KvCache<B>,
+    tokens: &[u32],
+    mut reference: FullReference<'_, B>,
+    mut record: Option<&mut Vec<Vec<f32>>>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Compared, CacheError> {
+    cache.reset();
+    if let FullReference::LockStep { cache, .. } = &mut reference {
+        cache.reset();
+    }
+    let device = model.device();
+    let steps = tokens.len().saturating_sub(1);
+    if let FullReference::Recorded(logits) = &reference
+        && logits.len() < steps
+    {
+        return Err(CacheError::Invalid(format!(
+            "the recorded reference has {} steps, the run {steps}",
+            logits.len()
+        )));
+    }
+    let (mut total, mut reference_total) = (0.0, 0.0);
+    let mut stats = DivergenceStats::default();
+    for i in 0..steps {
+        let input = || tokens_tensor(&[&tokens[i..=i]], &device);
+        let target = &tokens[i + 1..=i + 1];
+        // [1, vocab]
+        let logits = model.forward_last(input(), cache)?;
+        total += target_nll(logits.clone().unsqueeze_dim(1), target, &device);
+        let host = host_row(logits);
+        match &mut reference {
+            FullReference::LockStep { model: full_model, cache: full_cache } => {
+                let full = full_model.forward_last(input(), &mut **full_cache)?;
+                reference_total += target_nll(full.clone().unsqueeze_dim(1), target, &device);
+                let full = host_row(full);
+                stats.push(&full, &host);
+                if let Some(r) = record.as_deref_mut() {
+                    r.push(full);
+                }
+            }
+            FullReference::Recorded(logits) => stats.push(&logits[i], &host),
+            FullReference::Itself => {
+                stats.push_identical();
+                if let Some(r) = record.as_deref_mut() {
+                    r.push(host);
+                }
+            }
+        }
+        progress(i + 1, steps);
+    }
+    let reference = matches!(reference, FullReference::LockStep { .. })
+        .then(|| Perplexity::from_total(reference_total, steps));
+    Ok(Compared {
+        run: Perplexity::from_total(total, steps),
+        reference,
+        divergence: stats.summary(),
+    })
+}
+
+/// `[1, vocab]` logits on the host.
+fn host_row<B: Backend>(logits: Tensor<B, 2>) -> Vec<f32> {
+    logits.into_data().convert::<f32>().to_vec().expect("f32 logits")
 }
 
 /// Sum over positions of `-log softmax(logits)[target]`.

@@ -122,6 +122,29 @@ impl<'de> Deserialize<'de> for Sig6 {
     }
 }
 
+/// A float in scientific notation with six decimals (`1.234567e-9`): for values such as a KL
+/// divergence, where a lossless cache's 1e-9 and a lossy one's 0.3 must both be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, PartialOrd)]
+pub struct Sci6(pub f64);
+
+impl fmt::Display for Sci6 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.6e}", self.0)
+    }
+}
+
+impl Serialize for Sci6 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sci6 {
+    fn deserialize<De: Deserializer<'de>>(d: De) -> Result<Self, De::Error> {
+        parse_float(d).map(Sci6)
+    }
+}
+
 fn parse_float<'de, De: Deserializer<'de>>(d: De) -> Result<f64, De::Error> {
     struct Float(PhantomData<f64>);
     impl serde::de::Visitor<'_> for Float {
@@ -184,5 +207,7 @@ mod tests {
         assert_eq!(Sig6(1.5e12).to_string(), "1.500000e12");
         assert_eq!(Sig6(f64::INFINITY).to_string(), "inf");
         assert_eq!(Sig6(2.0 / 3.0).written(), 0.666667);
+        assert_eq!(Sci6(1.25e-9).to_string(), "1.250000e-9");
+        assert_eq!(Sci6(0.0).to_string(), "0.000000e0");
     }
 }

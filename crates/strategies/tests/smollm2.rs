@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 
 use kvlab_model::generate::{Sampling, generate};
+use kvlab_model::perplexity::{Compared, FullReference, streaming_against};
 use kvlab_model::{KvCache, Model, ModelWeights, NoCache};
 use kvlab_strategies::heads::{HeadReduction, convert_kv_heads};
 use kvlab_strategies::{StrategyKind, StrategySpec};
@@ -96,4 +97,82 @@ fn head_conversions_of_smollm2() {
         assert_eq!(cache.memory().allocated_bytes, 46_080 / 3 * 18, "{how}: one head's bytes");
         println!("MQA {how}: max |Δlogit| vs original {}", max_diff(&got, &want));
     }
+}
+
+/// The first `n` tokens of Hamlet, as the perplexity workload reads them.
+fn hamlet_tokens(n: usize) -> Vec<u32> {
+    let path = kvlab_model::assets::smollm2_gguf(None).expect("SmolLM2 GGUF fetched");
+    let gguf = kvlab_model::gguf::GgufFile::open(&path).unwrap();
+    let tokenizer = kvlab_model::tokenizer::Tokenizer::from_gguf(&gguf).unwrap();
+    let text = kvlab_model::corpus::corpus_spec("shakespeare:hamlet", None).unwrap();
+    let mut ids = tokenizer.encode(&text[..n * 8]).unwrap();
+    ids.truncate(n);
+    assert_eq!(ids.len(), n);
+    ids
+}
+
+#[test]
+fn lossless_strategies_agree_with_a_lock_step_full_cache_on_smollm2() {
+    let model = Model::<B>::from_weights(weights(), &Default::default()).unwrap();
+    let tokens = hamlet_tokens(257); // 256 predicted tokens
+    let build = |spec: &StrategySpec| spec.build::<B>(&model.config, 1, 257, &Default::default());
+    let concat = StrategySpec::new(StrategyKind::Concat);
+    fn compare(
+        model: &Model<B>,
+        tokens: &[u32],
+        spec: &StrategySpec,
+        reference: FullReference<'_, B>,
+        record: Option<&mut Vec<Vec<f32>>>,
+    ) -> Compared {
+        let mut cache =
+            spec.build::<B>(&model.config, 1, tokens.len(), &Default::default()).unwrap();
+        streaming_against(model, cache.as_mut(), tokens, reference, record, |_, _| {}).unwrap()
+    }
+
+    // Static in lock step with concat; the reference's logits are recorded for the others.
+    let mut recorded = Vec::new();
+    let mut full = build(&concat).unwrap();
+    let lock_step = FullReference::LockStep { model: &model, cache: full.as_mut() };
+    let got = compare(
+        &model,
+        &tokens,
+        &StrategySpec::new(StrategyKind::Static),
+        lock_step,
+        Some(&mut recorded),
+    );
+    assert_eq!(recorded.len(), 256);
+    let reference = got.reference.expect("the lock step's own perplexity");
+    assert!((got.run.ppl - reference.ppl).abs() <= 1e-9 * reference.ppl);
+
+    let lossless = [
+        StrategySpec::new(StrategyKind::Static),
+        StrategySpec { block_size: Some(16), ..StrategySpec::new(StrategyKind::Paged) },
+        StrategySpec { cache_tokens: Some(257), ..StrategySpec::new(StrategyKind::Window) },
+        StrategySpec {
+            cache_tokens: Some(257),
+            sink_tokens: Some(4),
+            ..StrategySpec::new(StrategyKind::Sink)
+        },
+        StrategySpec {
+            rotation: Some(kvlab_strategies::rotation::Rotation::Hadamard),
+            ..StrategySpec::new(StrategyKind::Static)
+        },
+    ];
+    for (i, spec) in lossless.iter().enumerate() {
+        let d = if i == 0 {
+            got.divergence
+        } else {
+            compare(&model, &tokens, spec, FullReference::Recorded(&recorded), None).divergence
+        };
+        println!("{}: {d:?}", spec.kind);
+        assert_eq!(d.tokens, 256);
+        assert!(d.kl_max < 1e-6, "{}: kl_max {}", spec.kind, d.kl_max);
+        assert_eq!(d.top1_agree_pct, 100.0, "{}", spec.kind);
+    }
+
+    // A window of 16 tokens forgets: the same measure sees it.
+    let small = StrategySpec { cache_tokens: Some(16), ..StrategySpec::new(StrategyKind::Window) };
+    let d = compare(&model, &tokens, &small, FullReference::Recorded(&recorded), None).divergence;
+    println!("window 16: {d:?}");
+    assert!(d.kl_mean > 1e-2 && d.top1_agree_pct < 95.0, "{d:?}");
 }

@@ -21,7 +21,8 @@ pub fn classify(column: &str) -> ColumnClass {
         &["experiment", "run_id", "git_commit", "backend", "device", "key_bucket_used"];
     const PROCESS: &[&str] =
         &["process_peak_bytes", "device_bytes_in_use", "device_bytes_reserved"];
-    const TOLERANCE: &[&str] = &["mean_nll", "ppl", "ppl_delta_pct"];
+    const TOLERANCE: &[&str] =
+        &["mean_nll", "ppl", "ppl_delta_pct", "kl_mean", "kl_p99", "kl_max", "top1_agree_pct"];
     if IDENTITY.contains(&column) {
         ColumnClass::Identity
     } else if column.ends_with("per_s") || column.contains("per_s_") {
@@ -59,6 +60,7 @@ mod tests {
         assert_eq!(classify("kv_allocated_bytes"), Exact);
         assert_eq!(classify("device_bytes_in_use"), Process);
         assert_eq!(classify("ppl"), Tolerance);
+        assert_eq!(classify("kl_max"), Tolerance);
         assert_eq!(classify("process_peak_bytes"), Process);
         assert_eq!(classify("git_commit"), Identity);
         assert_eq!(classify("key_bucket_used"), Identity);

@@ -16,7 +16,7 @@
 //!   depends on threads and allocation order; `device_bytes_in_use`, `device_bytes_reserved`:
 //!   a device allocator's view, empty on CPU backends and pooled differently by each GPU
 //!   runtime): reported, never a failure;
-//! - **tolerance** (`mean_nll`, `ppl`, `ppl_delta_pct`): equal within a relative tolerance
+//! - **tolerance** (`mean_nll`, `ppl`, `ppl_delta_pct`, the KL and top-1 agreement columns): equal within a relative tolerance
 //!   `--ppl-tol` (default 1e-4) — `|a − b| ≤ tol · max(|a|, |b|)`, with an absolute floor of
 //!   `tol` for values near 0 such as `ppl_delta_pct`;
 //! - **exact** (everything else: bytes, token counts, parameters, fragmentation accounting,

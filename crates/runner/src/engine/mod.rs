@@ -12,7 +12,6 @@ use std::process::Command as Process;
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::Backend;
-use kvlab_strategies::{StrategyKind, StrategySpec};
 
 use self::models::{LoadedModel, head_layout};
 use crate::cli::Global;
@@ -25,6 +24,7 @@ use crate::results_dir::{self, Staged};
 use crate::rows::{self, Metrics};
 use crate::shard::{Selection, ShardSpec};
 use crate::sweep::{Run, Workload};
+use crate::workloads::perplexity::FullCacheRun;
 use crate::workloads::{self, RunCtx};
 
 /// The header of a workload's CSV.
@@ -226,7 +226,8 @@ fn execute<B: Backend>(
     let bar = env.progress.sweep_bar(total as u64, e.name());
     let mut walk_ref = sinks.get(&Workload::Walkthrough).and_then(references::walkthrough);
     let mut walked = 0;
-    let mut ppl_ref: BTreeMap<String, f64> = BTreeMap::new();
+    // Per model: its full-cache perplexity and logits, settled by its first run that needs them.
+    let mut full_runs: BTreeMap<String, FullCacheRun> = BTreeMap::new();
     for name in &models {
         let mut model = LoadedModel::<B>::read(e, name, env.source)?;
         for (w, runs) in &plan {
@@ -294,24 +295,24 @@ fn execute<B: Backend>(
                         env.append(sink, run, &device_name, &metrics)?;
                     }
                     Workload::Perplexity => {
-                        let existing = references::perplexity(sink, name);
-                        let mut reference = |tokens: &[u32]| -> Result<f64> {
-                            if let Some(p) = ppl_ref.get(name).copied().or(existing) {
-                                return Ok(p);
-                            }
-                            let ppl = model.with_native(device, |native| {
-                                full_cache_perplexity(env, native, tokens, device)
-                            })?;
-                            ppl_ref.insert(name.clone(), ppl);
-                            Ok(ppl)
+                        let full = full_runs.entry(name.clone()).or_insert_with(|| FullCacheRun {
+                            ppl: references::perplexity(sink, name),
+                            logits: None,
+                        });
+                        let metrics = if workloads::perplexity::needs_native(&ctx, full) {
+                            model.with_native(device, |native| {
+                                workloads::perplexity::measure(&ctx, Some(native), full)
+                            })?
+                        } else {
+                            workloads::perplexity::measure(&ctx, None, full)?
                         };
-                        let metrics = workloads::perplexity::measure(&ctx, &mut reference)?;
                         env.append(sink, run, &device_name, &metrics)?;
                     }
                 }
                 bar.inc(1);
             }
         }
+        full_runs.remove(name); // its recorded logits go with the model
     }
     bar.finish_and_clear();
     if let (true, Some((label, tokens))) = (walked > 0, &walk_ref) {
@@ -320,24 +321,6 @@ fn execute<B: Backend>(
         ));
     }
     Ok(())
-}
-
-/// The reference of `ppl_delta_pct`: the checkpoint's own head layout with a full cache
-/// (`concat`), streaming the same tokens.
-fn full_cache_perplexity<B: Backend>(
-    env: &Env<'_>,
-    native: &kvlab_model::Model<B>,
-    tokens: &[u32],
-    device: &B::Device,
-) -> Result<f64> {
-    let spec = StrategySpec::new(StrategyKind::Concat);
-    let mut cache = spec.build::<B>(&native.config, 1, tokens.len(), device)?;
-    let sub = env.progress.sub_bar(tokens.len() as u64 - 1, "tokens (reference: concat)");
-    let r = workloads::perplexity::streaming(native, cache.as_mut(), tokens, |i, _| {
-        sub.set_position(i as u64)
-    })?;
-    sub.finish_and_clear();
-    Ok(r.ppl)
 }
 
 /// `git rev-parse --short HEAD`, or "unknown".

@@ -149,7 +149,15 @@ pub fn estimate(e: &Experiment, run: &Run) -> Option<Need> {
     let scores = 2 * batch * config.n_heads as u128 * queries * keys; // scores and softmax
     let hidden = batch * queries * (4 * config.hidden_size + 3 * config.intermediate_size) as u128;
     let logits = batch * queries * config.vocab_size as u128;
-    let activations = 4 * (scores + hidden + logits);
+    // Streaming perplexity keeps the full cache's logits of every step for the KL columns.
+    let recorded = match (run.workload, e.file.workload.perplexity.as_ref()) {
+        (Workload::Perplexity, Some(p)) if p.mode == PplMode::Streaming && p.divergence => {
+            crate::workloads::perplexity::recorded_bytes(longest as usize, config.vocab_size)
+                as u128
+        }
+        _ => 0,
+    };
+    let activations = 4 * (scores + hidden + logits) + recorded;
     // The host weights and the backend's copy (a head conversion makes a third, briefly).
     let weights = 4
         * crate::model::parameters(&config)

@@ -189,6 +189,16 @@ pub struct PerplexityParams {
     /// Chunk length of `chunked` mode.
     #[serde(default)]
     pub chunk: Option<usize>,
+    /// Streaming mode: compare every next-token distribution with a full cache's over the same
+    /// tokens (KL, top-1 agreement). Costs one extra full-cache forward per step for the first
+    /// run of each model (its logits are then kept for the others, up to
+    /// `perplexity::RECORD_LIMIT_BYTES`); `false` skips it.
+    #[serde(default = "yes")]
+    pub divergence: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_corpus() -> String {
