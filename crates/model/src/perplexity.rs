@@ -69,7 +69,7 @@ pub fn streaming<B: Backend>(
     let mut total = 0.0;
     for i in 0..steps {
         // [1, vocab] -> [1, 1, vocab]
-        let logits = model.forward_last(tokens_tensor(&[&tokens[i..=i]], &device), cache)?;
+        let logits = model.forward_last(step_input(cache, tokens, i, &device), cache)?;
         total += target_nll(logits.unsqueeze_dim(1), &tokens[i + 1..=i + 1], &device);
         progress(i + 1, steps);
     }
@@ -124,15 +124,15 @@ pub fn streaming_against<B: Backend>(
     let (mut total, mut reference_total) = (0.0, 0.0);
     let mut stats = DivergenceStats::default();
     for i in 0..steps {
-        let input = || tokens_tensor(&[&tokens[i..=i]], &device);
         let target = &tokens[i + 1..=i + 1];
         // [1, vocab]
-        let logits = model.forward_last(input(), cache)?;
+        let logits = model.forward_last(step_input(cache, tokens, i, &device), cache)?;
         total += target_nll(logits.clone().unsqueeze_dim(1), target, &device);
         let host = host_row(logits);
         match &mut reference {
             FullReference::LockStep { model: full_model, cache: full_cache } => {
-                let full = full_model.forward_last(input(), &mut **full_cache)?;
+                let input = step_input(&**full_cache, tokens, i, &device);
+                let full = full_model.forward_last(input, &mut **full_cache)?;
                 reference_total += target_nll(full.clone().unsqueeze_dim(1), target, &device);
                 let full = host_row(full);
                 stats.push(&full, &host);
@@ -157,6 +157,17 @@ pub fn streaming_against<B: Backend>(
         reference,
         divergence: stats.summary(),
     })
+}
+
+/// The input of step `i` (which predicts token `i + 1`): what the cache has not seen of
+/// `tokens[..=i]`, the newest token for a cache and the whole prefix for recomputation.
+fn step_input<B: Backend>(
+    cache: &dyn KvCache<B>,
+    tokens: &[u32],
+    i: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
+    tokens_tensor(&[&tokens[cache.next_input(i + 1)]], device)
 }
 
 /// `[1, vocab]` logits on the host.

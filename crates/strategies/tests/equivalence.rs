@@ -137,3 +137,29 @@ fn buckets_round_key_counts_up_to_their_multiples() {
     let shapes: std::collections::BTreeSet<usize> = (1..=512).map(|s| bucketed(s, 64)).collect();
     assert_eq!(shapes.len(), 8);
 }
+
+#[test]
+fn streaming_perplexity_of_recomputation_equals_the_full_cache() {
+    // Recomputation is fed the whole prefix at every step (its `next_input`), a cache only the
+    // newest token; both must score every token with the same distribution.
+    type B = burn_flex::Flex;
+    let config = ModelConfig::seed_toy();
+    let model = Model::<B>::from_weights(&random_weights(&config, 7), &Default::default()).unwrap();
+    let tokens: Vec<u32> = (0..24u32).map(|i| (i * 11 + 5) % 100).collect();
+    let mut full = StrategySpec::new(StrategyKind::Concat)
+        .build::<B>(&config, 1, tokens.len(), &Default::default())
+        .unwrap();
+    let compared = kvlab_model::perplexity::streaming_against(
+        &model,
+        &mut NoCache::new(1),
+        &tokens,
+        kvlab_model::perplexity::FullReference::LockStep { model: &model, cache: full.as_mut() },
+        None,
+        |_, _| {},
+    )
+    .unwrap();
+    let reference = compared.reference.unwrap();
+    assert!((compared.run.ppl / reference.ppl - 1.0).abs() < 1e-5, "{compared:?}");
+    assert!(compared.divergence.kl_max < 1e-6, "{compared:?}");
+    assert_eq!(compared.divergence.top1_agree_pct, 100.0);
+}
