@@ -270,6 +270,10 @@ fn tokens_processed(e: &Experiment, run: &Run) -> u128 {
             let requests = p.requests.unwrap_or(100) as u128;
             if p.execute { requests * p.max_seq_len as u128 / 2 } else { requests }
         }),
+        Workload::Retrieval => w.retrieval.as_ref().map_or(1, |p| {
+            let cases = (p.depths.len() * p.samples) as u128;
+            cases * streamed(context, p.answer_tokens as u128)
+        }),
     }
 }
 

@@ -13,11 +13,19 @@ pub enum Workload {
     Perplexity,
     /// Serving simulation: paged vs reserved-contiguous KV memory (kvlab-serving).
     Fragmentation,
+    /// Passkey retrieval from haystacks of `context` tokens.
+    Retrieval,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] =
-        [Self::Walkthrough, Self::Memory, Self::Throughput, Self::Perplexity, Self::Fragmentation];
+    pub const ALL: [Workload; 6] = [
+        Self::Walkthrough,
+        Self::Memory,
+        Self::Throughput,
+        Self::Perplexity,
+        Self::Fragmentation,
+        Self::Retrieval,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -26,6 +34,7 @@ impl Workload {
             Self::Throughput => "throughput",
             Self::Perplexity => "perplexity",
             Self::Fragmentation => "fragmentation",
+            Self::Retrieval => "retrieval",
         }
     }
 
@@ -36,6 +45,7 @@ impl Workload {
             Self::Memory => &["batch", "context"],
             Self::Throughput => &["batch", "key_bucket", "context"],
             Self::Fragmentation => &["policy", "budget_tokens", "budget_bytes"],
+            Self::Retrieval => &["context"],
         }
     }
 

@@ -84,6 +84,11 @@ pub fn run_experiments(
                 // The side CSV of per-iteration samples follows the same resume rule.
                 workloads::fragmentation::open_series(&stage.staging, g.resume)?;
             }
+            if w == Workload::Retrieval {
+                let done = |id: &str| per[&w].contains(id);
+                workloads::retrieval::open_cases(&stage.staging, g.resume)?;
+                workloads::retrieval::prune_cases(&stage.staging, &done)?;
+            }
         }
         sinks.push(per);
     }
@@ -230,6 +235,8 @@ fn execute<B: Backend>(
     let mut full_runs: BTreeMap<String, FullCacheRun> = BTreeMap::new();
     for name in &models {
         let mut model = LoadedModel::<B>::read(e, name, env.source)?;
+        // The retrieval haystacks of this model's tokenizer, built by its first retrieval run.
+        let mut haystacks = None;
         for (w, runs) in &plan {
             let sink = sinks.get_mut(w).expect("a sink per workload");
             for run in runs.iter().filter(|r| r.model() == name) {
@@ -294,6 +301,21 @@ fn execute<B: Backend>(
                         walked += 1;
                         env.append(sink, run, &device_name, &metrics)?;
                     }
+                    Workload::Retrieval => {
+                        let haystacks = match &haystacks {
+                            Some(h) => h,
+                            None => haystacks.insert(workloads::retrieval::haystacks(
+                                e.file.workload.retrieval.as_ref().expect("retrieval workload"),
+                                name,
+                                env.source,
+                                e.seed(),
+                                longest_context(e),
+                            )?),
+                        };
+                        let (metrics, cases) = workloads::retrieval::measure(&ctx, haystacks)?;
+                        workloads::retrieval::append_cases(env.dir, &cases)?;
+                        env.append(sink, run, &device_name, &metrics)?;
+                    }
                     Workload::Perplexity => {
                         let full = full_runs.entry(name.clone()).or_insert_with(|| FullCacheRun {
                             ppl: references::perplexity(sink, name),
@@ -321,6 +343,11 @@ fn execute<B: Backend>(
         ));
     }
     Ok(())
+}
+
+/// The longest `context` of the experiment (the longest haystack).
+fn longest_context(e: &Experiment) -> usize {
+    e.axes.get("context").unwrap_or_default().iter().filter_map(|v| v.as_usize()).max().unwrap_or(0)
 }
 
 /// `git rev-parse --short HEAD`, or "unknown".

@@ -80,6 +80,7 @@ impl Experiment {
                 Workload::Throughput => w.throughput.is_some(),
                 Workload::Perplexity => w.perplexity.is_some(),
                 Workload::Fragmentation => w.fragmentation.is_some(),
+                Workload::Retrieval => w.retrieval.is_some(),
             })
             .collect()
     }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::backend::BackendName;
 use crate::model::Weights;
+use crate::workloads::haystack::{HaystackKind, QuestionMode};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +51,40 @@ pub struct WorkloadSection {
     pub throughput: Option<ThroughputParams>,
     pub perplexity: Option<PerplexityParams>,
     pub fragmentation: Option<FragmentationParams>,
+    pub retrieval: Option<RetrievalParams>,
+}
+
+/// Passkey retrieval (see `workloads::retrieval`): haystacks of the sweep's `context` lengths,
+/// a key planted at each depth, the answer decoded greedily through the run's cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrievalParams {
+    /// Percent of the haystack before the needle, each in 0..=100.
+    #[serde(default = "default_depths")]
+    pub depths: Vec<u32>,
+    /// Keys per (length, depth), seeded from the experiment's seed.
+    #[serde(default = "one")]
+    pub samples: usize,
+    #[serde(default)]
+    pub question: QuestionMode,
+    #[serde(default)]
+    pub haystack: HaystackKind,
+    /// The haystack's text (`haystack = "corpus"`): `shakespeare:<play>` or `file:<path>`.
+    #[serde(default = "default_retrieval_corpus")]
+    pub corpus: String,
+    /// Tokens decoded for the answer (a five-digit key is five of SmolLM2's tokens).
+    #[serde(default = "eight")]
+    pub answer_tokens: usize,
+}
+
+fn default_depths() -> Vec<u32> {
+    vec![0, 25, 50, 75, 100]
+}
+fn default_retrieval_corpus() -> String {
+    "shakespeare:hamlet".into()
+}
+fn eight() -> usize {
+    8
 }
 
 /// Serving simulation (kvlab-serving): a request trace served by continuous batching within a

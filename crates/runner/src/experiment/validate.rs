@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::{Experiment, ExperimentFile, Invalid, PplMode};
+use super::{Experiment, ExperimentFile, Invalid, PplMode, RetrievalParams};
+use crate::workloads::haystack::HaystackKind;
 use kvlab_strategies::StrategyKind;
 
 use crate::backend::BackendName;
@@ -129,7 +130,8 @@ pub fn parse(
     let workloads = experiment.workloads();
     if workloads.is_empty() {
         err("no workload: add at least one of [workload.walkthrough], [workload.memory], \
-             [workload.throughput], [workload.perplexity], [workload.fragmentation]"
+             [workload.throughput], [workload.perplexity], [workload.fragmentation], \
+             [workload.retrieval]"
             .into());
     }
 
@@ -192,6 +194,9 @@ pub fn parse(
             _ => {}
         }
     }
+    if let Some(p) = &w.retrieval {
+        check_retrieval(p, &experiment, &mut err);
+    }
     if let Some(p) = &w.fragmentation {
         let (tokens, bytes) =
             (experiment.axes.get("budget_tokens"), experiment.axes.get("budget_bytes"));
@@ -235,6 +240,69 @@ pub fn parse(
     }
     experiment.path = PathBuf::from(shown);
     Ok(experiment)
+}
+
+/// The retrieval workload's keys; with a valid model and corpus, whether the corpus holds the
+/// longest haystack (tokenized with each model's tokenizer, fetched as a run would fetch it).
+fn check_retrieval(p: &RetrievalParams, e: &Experiment, err: &mut impl FnMut(String)) {
+    if e.file.experiment.weights != crate::model::Weights::Pretrained {
+        err("workload.retrieval: needs weights = \"pretrained\" (random weights retrieve nothing \
+             and have no tokenizer)"
+            .into());
+        return;
+    }
+    if p.depths.is_empty() {
+        err("workload.retrieval.depths = []: expected at least one depth".into());
+    }
+    for (i, d) in p.depths.iter().enumerate() {
+        if *d > 100 {
+            err(format!("workload.retrieval.depths[{i}] = {d}: expected a percent in 0..=100"));
+        }
+    }
+    for (key, v) in [("samples", p.samples), ("answer_tokens", p.answer_tokens)] {
+        if v == 0 {
+            err(format!("workload.retrieval.{key} = 0: expected an integer ≥ 1"));
+        }
+    }
+    if p.haystack == HaystackKind::Corpus
+        && let Err(why) = super::check_corpus(&p.corpus)
+    {
+        err(format!("workload.retrieval.corpus = {:?}: {why}", p.corpus));
+        return;
+    }
+    let lengths: Vec<usize> =
+        e.axes.get("context").unwrap_or_default().iter().filter_map(Value::as_usize).collect();
+    let source = crate::model::ModelSource::default();
+    for m in e.axes.get("model").unwrap_or_default() {
+        let m = m.to_string();
+        // A haystack beyond the model's positions is named here, not as a short corpus.
+        let Ok(config) = crate::model::config_of(&m) else { continue };
+        let (fit, beyond): (Vec<usize>, Vec<usize>) =
+            lengths.iter().partition(|&&len| len + p.answer_tokens <= config.max_positions);
+        for len in beyond {
+            err(format!(
+                "sweep.context = {len}: a {len}-token haystack and {} answer tokens exceed model \
+                 {m:?}'s max_positions = {}",
+                p.answer_tokens, config.max_positions
+            ));
+        }
+        let Some(&longest) = fit.iter().max() else { continue };
+        let haystacks = crate::workloads::retrieval::haystacks(p, &m, &source, e.seed(), longest);
+        match haystacks {
+            Err(why) => err(format!("workload.retrieval (model {m:?}): {why:#}")),
+            Ok(h) => {
+                for len in &fit {
+                    if let Err(why) = h.check(*len) {
+                        let key = match p.haystack {
+                            HaystackKind::Corpus => format!("corpus = {:?}", p.corpus),
+                            HaystackKind::Filler => "haystack = \"filler\"".into(),
+                        };
+                        err(format!("sweep.context = {len} with workload.retrieval.{key}: {why}"));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A llama.cpp block format in `scheme` runs only under its own bit width (the sweep skips the
@@ -291,5 +359,8 @@ pub fn longest_sequence(experiment: &Experiment, run: &Run) -> usize {
         }
         Workload::Perplexity => w.perplexity.as_ref().map_or(0, |p| p.tokens),
         Workload::Fragmentation => 0, // no cache strategy; the simulation checks its own
+        Workload::Retrieval => {
+            run.usize("context").unwrap_or(0) + w.retrieval.as_ref().map_or(0, |p| p.answer_tokens)
+        }
     }
 }

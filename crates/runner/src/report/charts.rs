@@ -17,34 +17,81 @@ pub fn workload_charts(t: &Table) -> Vec<Chart> {
         Workload::Throughput => vec![decode_vs_context(t)],
         Workload::Perplexity => [ppl_vs_cache(t), ppl_vs_bits(t)].into_iter().flatten().collect(),
         Workload::Fragmentation => against_budget(t),
-        Workload::Walkthrough => vec![],
+        Workload::Walkthrough | Workload::Retrieval => vec![],
     };
     charts.into_iter().filter(|c| !c.is_empty()).collect()
 }
 
-/// Perplexity against the KV memory it costs, for one model's rows: a line per configuration
-/// through its cache budgets or bit widths (what sets its memory). `None` under two points.
-pub fn tradeoff(t: &Table, stem: &str) -> Option<Chart> {
+/// What a trade-off chart puts against KV memory.
+pub struct Quality<'a> {
+    pub column: &'a str,
+    pub label: &'a str,
+    pub higher_is_better: bool,
+}
+
+pub const PERPLEXITY: Quality<'static> =
+    Quality { column: "ppl", label: "perplexity", higher_is_better: false };
+pub const KL: Quality<'static> =
+    Quality { column: "kl_mean", label: "mean KL(full ‖ run), nats", higher_is_better: false };
+pub const ACCURACY: Quality<'static> =
+    Quality { column: "accuracy_pct", label: "retrieval accuracy (%)", higher_is_better: true };
+
+/// A quality measure against the KV memory it costs, for one model's rows: a line per
+/// configuration through its cache budgets or bit widths (what sets its memory), and the
+/// Pareto frontier over every point (no other point is both smaller and better). `None` under
+/// two points.
+pub fn tradeoff(t: &Table, stem: &str, q: &Quality<'_>) -> Option<Chart> {
     let keys = t.label_keys();
-    let series = series(
+    let mut series = series(
         t,
         |r| mib(t, r, "kv_allocated_bytes"),
-        |r| t.num(r, "ppl"),
+        |r| t.num(r, q.column),
         |_| None,
         |r| t.label(r, &keys, &["cache_tokens", "bits"]),
     );
-    if series.iter().map(|s| s.points.len()).sum::<usize>() < 2 {
+    let points: Vec<Point> = series.iter().flat_map(|s| s.points.clone()).collect();
+    if points.len() < 2 {
         return None;
     }
+    series.push(Series {
+        label: "Pareto frontier".into(),
+        points: frontier(&points, q.higher_is_better),
+    });
     Some(Chart {
         stem: stem.into(),
-        subject: "Memory–quality trade-off".into(),
+        subject: format!("{} vs KV memory", capitalized(q.label)),
         x: XAxis::measured("KV allocated", "MiB"),
-        y: "perplexity".into(),
+        y: q.label.into(),
         series,
         levels: vec![],
         expected: None,
     })
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+/// The points no other point dominates (at most as many bytes and at least as good, one of
+/// them strictly), by increasing bytes.
+pub fn frontier(points: &[Point], higher_is_better: bool) -> Vec<Point> {
+    let mut sorted = points.to_vec();
+    // Bytes ascending; at equal bytes the best first.
+    sorted.sort_by(|a, b| {
+        let quality = if higher_is_better { b.y.total_cmp(&a.y) } else { a.y.total_cmp(&b.y) };
+        a.x.total_cmp(&b.x).then(quality)
+    });
+    let mut out: Vec<Point> = vec![];
+    for p in sorted {
+        let better = out
+            .last()
+            .is_none_or(|best| if higher_is_better { p.y > best.y } else { p.y < best.y });
+        if better {
+            out.push(Point { expected: None, ..p });
+        }
+    }
+    out
 }
 
 fn mib(t: &Table, row: &[String], col: &str) -> Option<f64> {
@@ -209,6 +256,16 @@ fn against_budget(t: &Table) -> Vec<Chart> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_frontier_keeps_the_points_nothing_dominates() {
+        let p = |x: f64, y: f64| Point { x, y, expected: None };
+        let points = [p(1.0, 30.0), p(2.0, 20.0), p(2.0, 25.0), p(3.0, 22.0), p(4.0, 10.0)];
+        let lower = frontier(&points, false);
+        assert_eq!(lower, vec![p(1.0, 30.0), p(2.0, 20.0), p(4.0, 10.0)]);
+        let higher = frontier(&points, true);
+        assert_eq!(higher, vec![p(1.0, 30.0)]);
+    }
     use crate::report::figure::Shape;
 
     fn table(workload: Workload, header: &[&str], rows: &[&[&str]]) -> Table {
@@ -257,9 +314,13 @@ mod tests {
         assert_eq!(chart.levels, [Level { label: "concat (all tokens)".into(), y: 33.7 }]);
         let labels: Vec<&str> = chart.series.iter().map(|s| s.label.as_str()).collect();
         assert_eq!(labels, ["sink_tokens=1", "sink_tokens=2"]);
-        let tradeoff = tradeoff(&t, "tradeoff").unwrap();
+        let tradeoff = tradeoff(&t, "tradeoff", &PERPLEXITY).unwrap();
         let sizes: Vec<(&str, usize)> =
             tradeoff.series.iter().map(|s| (s.label.as_str(), s.points.len())).collect();
-        assert_eq!(sizes, [("concat", 1), ("sink_tokens=1", 3), ("sink_tokens=2", 1)]);
+        // The frontier: sink_tokens=1 at every budget (256 beats 37.7), then concat.
+        assert_eq!(
+            sizes,
+            [("concat", 1), ("sink_tokens=1", 3), ("sink_tokens=2", 1), ("Pareto frontier", 4)]
+        );
     }
 }

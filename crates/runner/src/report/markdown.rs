@@ -55,6 +55,7 @@ pub fn title(w: Workload) -> &'static str {
         Workload::Fragmentation => {
             "Fragmentation (serving simulation: paged vs reserved KV memory)"
         }
+        Workload::Retrieval => "Passkey retrieval",
     }
 }
 
@@ -73,7 +74,18 @@ fn headline(w: Workload) -> &'static [&'static str] {
         Workload::Throughput => {
             &["prefill_tok_per_s", "decode_tok_per_s", "ms_per_token_p50", "ms_per_token_p90"]
         }
-        Workload::Perplexity => &["tokens", "ppl", "ppl_delta_pct", "kv_allocated_bytes"],
+        Workload::Perplexity => &[
+            "tokens",
+            "ppl",
+            "ppl_delta_pct",
+            "kl_mean",
+            "kl_p99",
+            "top1_agree_pct",
+            "kv_allocated_bytes",
+        ],
+        Workload::Retrieval => {
+            &["cases", "accuracy_pct", "needle_kept_pct", "prefill_tok_per_s", "kv_allocated_bytes"]
+        }
         Workload::Fragmentation => &[
             "kv_budget_tokens",
             "completed",

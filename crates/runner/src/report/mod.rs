@@ -8,7 +8,8 @@
 //! - `charts`: which charts each workload gets, as data; `figure` draws them (PNG and SVG
 //!   from one drawing body per kind of chart);
 //! - `fragmentation` and `papers`: the serving simulation's own sections;
-//! - `rotation` and `peers`: the quant sections (rotation on/off; llama.cpp on the same tokens).
+//! - `rotation` and `peers`: the quant sections (rotation on/off; llama.cpp on the same tokens);
+//! - `retrieval`: the passkey section (ceiling, heatmaps, failures and why).
 
 mod charts;
 mod figure;
@@ -16,6 +17,7 @@ mod fragmentation;
 mod markdown;
 mod papers;
 mod peers;
+mod retrieval;
 mod rotation;
 mod table;
 
@@ -93,22 +95,30 @@ fn report_one(dir: &Path) -> Result<Vec<PathBuf>> {
         let models = p.models();
         let mut section = String::new();
         for model in &models {
-            let stem = if models.len() > 1 {
-                format!("tradeoff_{}", slug(model))
-            } else {
-                "tradeoff".into()
-            };
-            if let Some(chart) = charts::tradeoff(&p.only_model(model), &stem) {
-                written.extend(chart.save(&charts)?);
-                let _ =
-                    writeln!(section, "![perplexity vs KV bytes ({model})](charts/{stem}.svg)\n");
+            let one = p.only_model(model);
+            for (name, q) in [("tradeoff", &charts::PERPLEXITY), ("tradeoff_kl", &charts::KL)] {
+                let stem =
+                    if models.len() > 1 { format!("{name}_{}", slug(model)) } else { name.into() };
+                if let Some(chart) = charts::tradeoff(&one, &stem, q) {
+                    written.extend(chart.save(&charts)?);
+                    let _ =
+                        writeln!(section, "![{} ({model})](charts/{stem}.svg)\n", chart.title());
+                }
             }
         }
         if !section.is_empty() {
-            let _ = writeln!(md, "## Memory–quality trade-off\n\n{section}");
+            let _ = writeln!(
+                md,
+                "## Memory–quality trade-off\n\nEach point is one configuration; the Pareto \
+                 frontier joins those no other configuration beats with fewer KV bytes.\n\n\
+                 {section}"
+            );
         }
         md += &rotation::section(p);
         md += &peers::section(dir, p)?;
+    }
+    if let Some(r) = tables.iter().find(|t| t.workload == Workload::Retrieval) {
+        md += &retrieval::section(dir, r, &charts, &mut written)?;
     }
     if let Some(f) = tables.iter().find(|t| t.workload == Workload::Fragmentation) {
         md += &fragmentation::section(dir, f, &charts, &mut written)?;

@@ -1,8 +1,10 @@
 //! The workloads: each measures one run on a backend `B` and returns its metric columns.
 
 pub mod fragmentation;
+pub mod haystack;
 pub mod memory;
 pub mod perplexity;
+pub mod retrieval;
 pub mod throughput;
 pub mod walkthrough;
 
@@ -44,6 +46,7 @@ pub fn metric_columns(workload: Workload) -> &'static [&'static str] {
         Workload::Throughput => throughput::Metrics::columns(),
         Workload::Perplexity => perplexity::Metrics::columns(),
         Workload::Fragmentation => fragmentation::Metrics::columns(),
+        Workload::Retrieval => retrieval::Metrics::columns(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! configuration.
 
 mod bars;
+pub mod heatmap;
 mod legend;
 pub mod stacked;
 mod style;
