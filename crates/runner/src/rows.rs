@@ -91,6 +91,23 @@ impl<'de, const D: usize> Deserialize<'de> for Fixed<D> {
     }
 }
 
+/// Serializes a float newtype as its `Display` text and reads it back from any number.
+macro_rules! written_as_displayed {
+    ($t:ident) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<De: Deserializer<'de>>(d: De) -> Result<Self, De::Error> {
+                parse_float(d).map($t)
+            }
+        }
+    };
+}
+
 /// A float with six decimals where that reads well, scientific notation beyond 1e9 (the
 /// perplexity of random weights overflows any fixed format).
 #[derive(Debug, Clone, Copy, Default, PartialEq, PartialOrd)]
@@ -110,17 +127,7 @@ impl Sig6 {
     }
 }
 
-impl Serialize for Sig6 {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Sig6 {
-    fn deserialize<De: Deserializer<'de>>(d: De) -> Result<Self, De::Error> {
-        parse_float(d).map(Sig6)
-    }
-}
+written_as_displayed!(Sig6);
 
 /// A float in scientific notation with six decimals (`1.234567e-9`): for values such as a KL
 /// divergence, where a lossless cache's 1e-9 and a lossy one's 0.3 must both be read.
@@ -133,17 +140,7 @@ impl fmt::Display for Sci6 {
     }
 }
 
-impl Serialize for Sci6 {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Sci6 {
-    fn deserialize<De: Deserializer<'de>>(d: De) -> Result<Self, De::Error> {
-        parse_float(d).map(Sci6)
-    }
-}
+written_as_displayed!(Sci6);
 
 fn parse_float<'de, De: Deserializer<'de>>(d: De) -> Result<f64, De::Error> {
     struct Float(PhantomData<f64>);

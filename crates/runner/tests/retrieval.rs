@@ -83,6 +83,21 @@ depths = [0, 100]
     let report = std::fs::read_to_string(results.join("report.md")).unwrap();
     assert!(report.contains("wholly outside the kept tokens (length@depth: 256@0%)"), "{report}");
     assert!(results.join("charts/retrieval_heatmap_0.svg").is_file());
+
+    // The question fed after the prefilled context: a full cache answers the same.
+    let text = std::fs::read_to_string(&toml).unwrap() + "question = \"after\"\n";
+    std::fs::write(&toml, text).unwrap();
+    let after = dir.path().join("after");
+    let args = [toml.to_str().unwrap(), "--out", after.to_str().unwrap(), "--quiet"];
+    ok(&runner(&[&args[..], &["--only", "strategy=concat"]].concat(), dir.path()));
+    let after = std::fs::read_to_string(after.join("retrieval-test/retrieval_cases.csv")).unwrap();
+    let answers = |csv: &str| -> Vec<String> {
+        csv.lines()
+            .filter(|l| l.contains("strategy=concat"))
+            .map(|l| l.split(',').skip(9).take(3).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(answers(&after), answers(&cases), "key, answer, correct");
 }
 
 #[test]

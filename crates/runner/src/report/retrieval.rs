@@ -61,6 +61,16 @@ pub fn section(dir: &Path, t: &Table, out: &Path, written: &mut Vec<PathBuf>) ->
     let depths: BTreeSet<u32> = cases.iter().map(|c| c.depth_pct).collect();
 
     let _ = writeln!(md, "### The model's own ceiling (full cache)\n");
+    let haystacks: BTreeSet<String> = t
+        .rows
+        .iter()
+        .map(|r| match t.get(r, "corpus") {
+            "" => format!("the {} haystack", t.get(r, "haystack")),
+            corpus => format!("the {} haystack ({corpus})", t.get(r, "haystack")),
+        })
+        .collect();
+    let haystacks: Vec<String> = haystacks.into_iter().collect();
+    let _ = writeln!(md, "Haystacks: {}.\n", haystacks.join(", "));
     let full: Vec<&String> = grid.keys().filter(|k| is_full_cache(k)).collect();
     if full.is_empty() {
         let _ = writeln!(md, "No full-cache (`concat`) run: the ceiling is not measured.\n");

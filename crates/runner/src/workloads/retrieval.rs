@@ -34,7 +34,7 @@ use kvlab_strategies::{StrategyKind, StrategySpec};
 use serde::{Deserialize, Serialize};
 
 use super::RunCtx;
-use super::haystack::{Case, Haystacks, answer_digits};
+use super::haystack::{Case, HaystackKind, Haystacks, answer_digits};
 use crate::csv_sink::CsvSink;
 use crate::experiment::RetrievalParams;
 use crate::model::ModelSource;
@@ -48,6 +48,7 @@ pub struct Metrics {
     pub question: String,
     /// `corpus` or `filler`.
     pub haystack: String,
+    /// The corpus the haystack was cut from (empty for the filler).
     pub corpus: String,
     pub cases: usize,
     pub correct: usize,
@@ -106,10 +107,10 @@ pub fn haystacks(
     let tokenizer = Tokenizer::from_gguf(&GgufFile::open(&path)?)
         .with_context(|| format!("the tokenizer of {}", path.display()))?;
     let text = match p.haystack {
-        super::haystack::HaystackKind::Corpus => {
+        HaystackKind::Corpus => {
             kvlab_model::corpus::corpus_spec(&p.corpus, source.cache_dir.as_deref())?
         }
-        super::haystack::HaystackKind::Filler => String::new(),
+        HaystackKind::Filler => String::new(),
     };
     Haystacks::new(tokenizer, p.haystack, &text, longest, seed).map_err(anyhow::Error::msg)
 }
@@ -165,7 +166,10 @@ pub fn measure<B: Backend>(
     let metrics = Metrics {
         question: p.question.name().into(),
         haystack: p.haystack.name().into(),
-        corpus: p.corpus.clone(),
+        corpus: match p.haystack {
+            HaystackKind::Corpus => p.corpus.clone(),
+            HaystackKind::Filler => String::new(),
+        },
         cases: rows.len(),
         correct,
         accuracy_pct: Fixed(100.0 * correct as f64 / rows.len().max(1) as f64),
