@@ -143,7 +143,12 @@ pub const AXES: &[Axis] = &[
         ValueKind::NonNegative,
         "attention keys padded to a multiple of this (throughput; 0 = off; default per backend)",
     ),
-    axis("context", Role::Workload, ValueKind::Positive, "tokens in the cache (prompt length)"),
+    axis(
+        "context",
+        Role::Workload,
+        ValueKind::Positive,
+        "tokens in the cache (prompt length; retrieval: the haystack length)",
+    ),
     axis("budget_tokens", Role::Workload, ValueKind::Positive, "serving KV budget in tokens"),
     axis("budget_bytes", Role::Workload, ValueKind::Positive, "serving KV budget in bytes"),
 ];

@@ -25,16 +25,27 @@ pub fn workload_charts(t: &Table) -> Vec<Chart> {
 /// What a trade-off chart puts against KV memory.
 pub struct Quality<'a> {
     pub column: &'a str,
+    /// What the chart's title calls it.
+    pub subject: &'a str,
+    /// The y axis.
     pub label: &'a str,
     pub higher_is_better: bool,
 }
 
 pub const PERPLEXITY: Quality<'static> =
-    Quality { column: "ppl", label: "perplexity", higher_is_better: false };
-pub const KL: Quality<'static> =
-    Quality { column: "kl_mean", label: "mean KL(full ‖ run), nats", higher_is_better: false };
-pub const ACCURACY: Quality<'static> =
-    Quality { column: "accuracy_pct", label: "retrieval accuracy (%)", higher_is_better: true };
+    Quality { column: "ppl", subject: "Perplexity", label: "perplexity", higher_is_better: false };
+pub const KL: Quality<'static> = Quality {
+    column: "kl_mean",
+    subject: "KL divergence from the full cache",
+    label: "mean KL(full ‖ run) per token, nats",
+    higher_is_better: false,
+};
+pub const ACCURACY: Quality<'static> = Quality {
+    column: "accuracy_pct",
+    subject: "Passkey retrieval accuracy",
+    label: "accuracy (%)",
+    higher_is_better: true,
+};
 
 /// A quality measure against the KV memory it costs, for one model's rows: a line per
 /// configuration through its cache budgets or bit widths (what sets its memory), and the
@@ -59,18 +70,13 @@ pub fn tradeoff(t: &Table, stem: &str, q: &Quality<'_>) -> Option<Chart> {
     });
     Some(Chart {
         stem: stem.into(),
-        subject: format!("{} vs KV memory", capitalized(q.label)),
+        subject: format!("{} vs KV memory", q.subject),
         x: XAxis::measured("KV allocated", "MiB"),
         y: q.label.into(),
         series,
         levels: vec![],
         expected: None,
     })
-}
-
-fn capitalized(s: &str) -> String {
-    let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
 
 /// The points no other point dominates (at most as many bytes and at least as good, one of

@@ -194,7 +194,10 @@ fn failures(cases: &[CaseRow]) -> String {
             let _ = write!(md, "; {partly} with the needle partly evicted");
         }
         if whole > 0 {
-            let _ = write!(md, "; {whole} with the whole needle still cached (the model's error)");
+            let _ = write!(
+                md,
+                "; {whole} with the whole needle still cached (the key was there to read; the model did not)"
+            );
         }
         if unknown > 0 {
             let _ = write!(md, "; {unknown} where the kept set is not known from positions");
