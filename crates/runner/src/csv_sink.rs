@@ -3,7 +3,9 @@
 //! The file is never rewritten: the header is written only when the file is created, rows are
 //! appended one `write` each, and `--resume` reads the run ids already present to skip them.
 //! The one exception is a last line without its newline (a row cut off mid-write by a kill):
-//! it is not a finished row, and is cut off before appending.
+//! it is not a finished row, and is cut off before appending. A workload's side CSV (rows a run
+//! writes before its own row: per-iteration samples, per-case rows) is also trimmed on
+//! `--resume` to the runs that finished ([`retain_runs`]).
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -20,6 +22,26 @@ pub struct CsvSink {
     done: HashSet<String>,
     /// Rows found in the file when it was opened.
     pub existing: Vec<Vec<String>>,
+}
+
+/// Keeps only the rows of `path` whose run id `finished` accepts (rewriting the file only if
+/// some go). A side CSV's rows are written before the run's own row, so a run killed between
+/// the two runs again on `--resume`; without this its rows would appear twice.
+pub fn retain_runs(path: &Path, header: &[String], finished: &dyn Fn(&str) -> bool) -> Result<()> {
+    let sink = CsvSink::open(path, header, true)?;
+    let Some(col) = header.iter().position(|h| h == "run_id") else { return Ok(()) };
+    let kept: Vec<&Vec<String>> =
+        sink.existing.iter().filter(|r| r.get(col).is_some_and(|id| finished(id))).collect();
+    if kept.len() == sink.existing.len() {
+        return Ok(());
+    }
+    let mut text = encode(header)?;
+    for row in kept {
+        text += &encode(row)?;
+    }
+    let partial = path.with_extension("csv.tmp");
+    fs::write(&partial, text).with_context(|| format!("cannot write {}", partial.display()))?;
+    fs::rename(&partial, path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
 impl CsvSink {
@@ -139,4 +161,28 @@ pub fn read(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
         rows.push(r?.iter().map(String::from).collect());
     }
     Ok((header, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retain_runs_drops_the_rows_of_unfinished_runs_only() {
+        let dir = std::env::temp_dir().join(format!("kvlab-retain-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("side.csv");
+        let header: Vec<String> = ["run_id", "step"].map(String::from).to_vec();
+        let mut sink = CsvSink::open(&path, &header, false).unwrap();
+        for (id, step) in [("a", "0"), ("a", "1"), ("b", "0")] {
+            sink.append(&[id.to_string(), step.to_string()]).unwrap();
+        }
+        drop(sink);
+        retain_runs(&path, &header, &|id| id == "a").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "run_id,step\na,0\na,1\n");
+        // Nothing to drop: the file is left as it is.
+        retain_runs(&path, &header, &|_| true).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "run_id,step\na,0\na,1\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

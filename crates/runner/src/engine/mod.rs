@@ -80,14 +80,13 @@ pub fn run_experiments(
         for w in e.workloads() {
             let path = stage.staging.join(format!("{}.csv", w.name()));
             per.insert(w, CsvSink::open(&path, &header(w), g.resume)?);
+            // Side CSVs follow the same resume rule, keeping the rows of finished runs.
+            let finished = |id: &str| per[&w].contains(id);
             if w == Workload::Fragmentation {
-                // The side CSV of per-iteration samples follows the same resume rule.
-                workloads::fragmentation::open_series(&stage.staging, g.resume)?;
+                workloads::fragmentation::open_series(&stage.staging, g.resume, &finished)?;
             }
             if w == Workload::Retrieval {
-                let done = |id: &str| per[&w].contains(id);
-                workloads::retrieval::open_cases(&stage.staging, g.resume)?;
-                workloads::retrieval::prune_cases(&stage.staging, &done)?;
+                workloads::retrieval::open_cases(&stage.staging, g.resume, &finished)?;
             }
         }
         sinks.push(per);

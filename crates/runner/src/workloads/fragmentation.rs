@@ -208,9 +208,13 @@ pub fn measure<B: Backend>(
 }
 
 /// Opens the series CSV (`resume` as for the run CSVs: existing rows need it).
-pub fn open_series(dir: &Path, resume: bool) -> Result<CsvSink> {
+pub fn open_series(dir: &Path, resume: bool, finished: &dyn Fn(&str) -> bool) -> Result<CsvSink> {
     let header: Vec<String> = SERIES_COLUMNS.iter().map(|s| s.to_string()).collect();
-    CsvSink::open(&dir.join(SERIES_FILE), &header, resume)
+    let path = dir.join(SERIES_FILE);
+    if resume {
+        crate::csv_sink::retain_runs(&path, &header, finished)?;
+    }
+    CsvSink::open(&path, &header, resume)
 }
 
 /// Appends one run's series rows.
@@ -222,7 +226,7 @@ pub fn append_series(
     kv_budget_bytes: u64,
     rows: &[[String; 4]],
 ) -> Result<()> {
-    let mut sink = open_series(dir, true)?;
+    let mut sink = open_series(dir, true, &|_| true)?;
     let get = |k: &str| run.get(k).map(|v| v.to_string()).unwrap_or_default();
     for r in rows {
         let mut row = vec![

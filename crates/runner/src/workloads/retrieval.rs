@@ -89,10 +89,18 @@ crate::metrics_row!(CaseRow);
 
 pub const CASES_FILE: &str = "retrieval_cases.csv";
 
-/// Opens (or, resuming, continues) the cases CSV in `dir`.
-pub fn open_cases(dir: &Path, resume: bool) -> Result<CsvSink> {
-    let header: Vec<String> = CaseRow::columns().iter().map(|s| s.to_string()).collect();
-    CsvSink::open(&dir.join(CASES_FILE), &header, resume)
+fn cases_header() -> Vec<String> {
+    CaseRow::columns().iter().map(|s| s.to_string()).collect()
+}
+
+/// Opens (or, resuming, continues) the cases CSV in `dir`, keeping the cases of the runs that
+/// `finished` (those with a row in `retrieval.csv`).
+pub fn open_cases(dir: &Path, resume: bool, finished: &dyn Fn(&str) -> bool) -> Result<CsvSink> {
+    let path = dir.join(CASES_FILE);
+    if resume {
+        crate::csv_sink::retain_runs(&path, &cases_header(), finished)?;
+    }
+    CsvSink::open(&path, &cases_header(), resume)
 }
 
 /// The haystacks of `model`'s tokenizer: the corpus read and tokenized once per model.
@@ -236,32 +244,12 @@ pub fn needle_kept_pct(spec: &StrategySpec, seen: usize, case: &Case) -> Option<
     Some(100.0 * held as f64 / needle.len().max(1) as f64)
 }
 
-/// Appends one run's case rows (before its row in `retrieval.csv`; see [`prune_cases`]).
+/// Appends one run's case rows (before its row in `retrieval.csv`; see
+/// [`crate::csv_sink::retain_runs`]).
 pub fn append_cases(dir: &Path, rows: &[CaseRow]) -> Result<()> {
-    let mut sink = open_cases(dir, true)?;
+    let mut sink = CsvSink::open(&dir.join(CASES_FILE), &cases_header(), true)?;
     for r in rows {
         sink.append(&crate::rows::fields(r)?)?;
     }
-    Ok(())
-}
-
-/// Resuming: drops the case rows of runs without a row in `retrieval.csv` (a run killed after
-/// its cases were written but before its row was runs again and writes them again).
-pub fn prune_cases(dir: &Path, done: &dyn Fn(&str) -> bool) -> Result<()> {
-    let sink = open_cases(dir, true)?;
-    let Some(col) = sink.header().iter().position(|h| h == "run_id") else { return Ok(()) };
-    let keep: Vec<&Vec<String>> =
-        sink.existing.iter().filter(|r| r.get(col).is_some_and(|id| done(id))).collect();
-    if keep.len() == sink.existing.len() {
-        return Ok(());
-    }
-    let path = dir.join(CASES_FILE);
-    let mut w = csv::Writer::from_path(&path)
-        .with_context(|| format!("cannot rewrite {}", path.display()))?;
-    w.write_record(sink.header())?;
-    for r in keep {
-        w.write_record(r)?;
-    }
-    w.flush()?;
     Ok(())
 }
