@@ -128,23 +128,23 @@ pub fn streaming_against<B: Backend>(
         // [1, vocab]
         let logits = model.forward_last(step_input(cache, tokens, i, &device), cache)?;
         total += target_nll(logits.clone().unsqueeze_dim(1), target, &device);
-        let host = host_row(logits);
+        // The run's logits go to the host only where they are compared or recorded.
         match &mut reference {
             FullReference::LockStep { model: full_model, cache: full_cache } => {
                 let input = step_input(&**full_cache, tokens, i, &device);
                 let full = full_model.forward_last(input, &mut **full_cache)?;
                 reference_total += target_nll(full.clone().unsqueeze_dim(1), target, &device);
                 let full = host_row(full);
-                stats.push(&full, &host);
+                stats.push(&full, &host_row(logits));
                 if let Some(r) = record.as_deref_mut() {
                     r.push(full);
                 }
             }
-            FullReference::Recorded(logits) => stats.push(&logits[i], &host),
+            FullReference::Recorded(recorded) => stats.push(&recorded[i], &host_row(logits)),
             FullReference::Itself => {
                 stats.push_identical();
                 if let Some(r) = record.as_deref_mut() {
-                    r.push(host);
+                    r.push(host_row(logits));
                 }
             }
         }
