@@ -109,6 +109,12 @@ impl<B: Backend> Attention<B> {
             }
         };
         let probs = softmax(scores, 3);
+        if cache.observes_attention(layer) {
+            // [b, kvh, n_rep * t, s_pad] -> [b, h, t, s]: query head g * n_rep + r is row
+            // r * t + i of group g, as `q` was folded above.
+            let shown = probs.clone().reshape([b, h, t, s_pad]).slice([0..b, 0..h, 0..t, 0..s]);
+            cache.observe_attention(layer, shown);
+        }
         // [b, kvh, n_rep * t, d] -> [b, h, t, d] -> [b, t, h * d]
         let out = probs.matmul(values).reshape([b, h, t, d]).swap_dims(1, 2).reshape([b, t, h * d]);
         Ok(self.wo.forward(out))

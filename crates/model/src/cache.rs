@@ -58,8 +58,9 @@ pub enum CacheError {
 
 /// The seam every strategy implements.
 ///
-/// A forward pass calls [`KvCache::query_start`] once, then [`KvCache::update`] once per layer in
-/// order, then [`KvCache::commit`] once. `update` is [`KvCache::write`] then [`KvCache::view`]:
+/// A forward pass calls [`KvCache::query_start`] once, [`KvCache::reserve`] once, then
+/// [`KvCache::update`] once per layer in order (and, for a cache that asks, shows it that layer's
+/// attention through [`KvCache::observe_attention`]), then [`KvCache::commit`] once. `update` is [`KvCache::write`] then [`KvCache::view`]:
 /// storing a token and reading what attention needs are separate costs (vLLM's
 /// `reshape_and_cache` and its attention kernel), and the benches time them apart.
 pub trait KvCache<B: Backend> {
@@ -75,6 +76,28 @@ pub trait KvCache<B: Backend> {
 
     /// Per row, the rotary position of the first new query of the next forward.
     fn query_start(&self) -> Vec<usize>;
+
+    /// Makes room for `new_tokens` tokens per row before the forward runs: allocates blocks,
+    /// picks the slots the new tokens go to (evicting, where the strategy evicts). Everything
+    /// that can fail for lack of room fails here, before any layer has written, so a step that
+    /// fails leaves the cache as it was (vLLM's scheduler allocates before the step for the same
+    /// reason). A cache that needs no room does nothing.
+    fn reserve(&mut self, _new_tokens: usize) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    /// Whether attention should show this cache layer `layer`'s probabilities in this forward.
+    /// Caches that do not ask cost attention nothing: no copy, no host transfer.
+    fn observes_attention(&self, _layer: usize) -> bool {
+        false
+    }
+
+    /// This forward's attention in layer `layer`, after softmax, over the keys [`KvCache::view`]
+    /// returned, in the view's order (padding of bucketed or ragged keys is 0).
+    ///
+    /// # Shapes
+    /// - probs: `[batch, n_heads, new_tokens, keys]`
+    fn observe_attention(&mut self, _layer: usize, _probs: Tensor<B, 4>) {}
 
     /// Stores one layer's new keys (not yet rotated) and values.
     ///

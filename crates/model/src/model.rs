@@ -104,6 +104,7 @@ impl<B: Backend> Model<B> {
     ) -> Result<Tensor<B, 3>, CacheError> {
         let [_, t] = tokens.dims();
         let starts = cache.query_start();
+        cache.reserve(t)?;
         let mut x = self.embed.forward(tokens);
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, i, &starts, cache, &self.rope)?;

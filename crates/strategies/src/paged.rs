@@ -21,8 +21,10 @@ pub struct PagedCache<B: Backend> {
     store: Box<dyn SlotStore<B>>,
     /// One sequence per batch row; `None` once freed.
     rows: Vec<Option<SeqId>>,
-    /// Per row, the slots of this forward's new tokens (set by layer 0, reused by the others).
+    /// Per row, the slots of this forward's new tokens (set by `reserve`, used by every layer).
     new_slots: Vec<Vec<usize>>,
+    /// The new tokens per row `reserve` allocated for the forward under way.
+    reserved: Option<usize>,
 }
 
 impl<B: Backend> std::fmt::Debug for PagedCache<B> {
@@ -51,7 +53,14 @@ impl<B: Backend> PagedCache<B> {
     ) -> Result<Self, CacheError> {
         let mut pool = BlockPool::new(n_blocks, block_size).map_err(pool_error)?;
         let rows = (0..layout.batch).map(|_| Some(pool.add_sequence())).collect();
-        Ok(Self { layout, pool, store, rows, new_slots: vec![Vec::new(); layout.batch] })
+        Ok(Self {
+            layout,
+            pool,
+            store,
+            rows,
+            new_slots: vec![Vec::new(); layout.batch],
+            reserved: None,
+        })
     }
 
     /// Blocks for `batch` sequences of up to `max_seq` tokens each.
@@ -111,6 +120,12 @@ impl<B: Backend> KvCache<B> for PagedCache<B> {
         self.row_lens()
     }
 
+    fn reserve(&mut self, new_tokens: usize) -> Result<(), CacheError> {
+        self.allocate(new_tokens)?;
+        self.reserved = Some(new_tokens);
+        Ok(())
+    }
+
     fn write(
         &mut self,
         layer: usize,
@@ -119,8 +134,10 @@ impl<B: Backend> KvCache<B> for PagedCache<B> {
         rope: &RotaryEncoding<B>,
     ) -> Result<(), CacheError> {
         let t = k.dims()[2];
-        if layer == 0 {
+        // A caller driving `update` by hand, without the model's `reserve`, allocates here.
+        if layer == 0 && self.reserved != Some(t) {
             self.allocate(t)?;
+            self.reserved = Some(t);
         }
         let lens = self.row_lens(); // after this forward's tokens
         let starts: Vec<usize> = lens.iter().map(|l| l - t).collect();
@@ -143,9 +160,12 @@ impl<B: Backend> KvCache<B> for PagedCache<B> {
         Ok(read_tables(self.store.as_ref(), layer, &tables, new_tokens))
     }
 
-    fn commit(&mut self, _new_tokens: usize) {}
+    fn commit(&mut self, _new_tokens: usize) {
+        self.reserved = None;
+    }
 
     fn reset(&mut self) {
+        self.reserved = None;
         for r in 0..self.layout.batch {
             self.free_row(r).expect("rows hold known sequences");
         }

@@ -60,3 +60,35 @@ fn rows_of_different_lengths_read_their_own_blocks() {
     }
     assert_eq!(cache.row_lens(), vec![seqs[0].len(), seqs[1].len()]);
 }
+
+/// Blocks are reserved before the forward runs: a step that does not fit fails before any layer
+/// writes, and leaves the pool and every row as they were (the next step that fits reads the
+/// logits of recomputation).
+#[test]
+fn a_step_that_does_not_fit_leaves_the_cache_as_it_was() {
+    let config = ModelConfig::seed_toy().with_kv_heads(2).unwrap();
+    let device = Default::default();
+    let model = Model::<B>::from_weights(&random_weights(&config, 5), &device).unwrap();
+    let (blocks, block) = (3, 4);
+    let store =
+        Box::new(F32Store::new(config.n_layers, blocks * block, 2, config.head_dim, &device));
+    let mut cache = PagedCache::<B>::new(KvLayout::new(&config, 1), blocks, block, store).unwrap();
+    let seq: Vec<u32> = (0..10).map(|i| i * 7 % 100).collect();
+    model.forward_last(tokens_tensor(&[&seq[..6]], &device), &mut cache).unwrap();
+    let (used, lens) = (cache.pool().used_blocks(), cache.row_lens());
+
+    // 6 + 7 = 13 tokens need 4 blocks of 4; the pool has 3.
+    let err = model.forward_last(tokens_tensor(&[&seq[..7]], &device), &mut cache).unwrap_err();
+    assert!(matches!(err, kvlab_model::CacheError::OutOfBlocks { .. }), "{err}");
+    assert_eq!((cache.pool().used_blocks(), cache.row_lens()), (used, lens));
+
+    let logits: Vec<f32> = model
+        .forward_last(tokens_tensor(&[&seq[6..10]], &device), &mut cache)
+        .unwrap()
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let want = recompute(&model, &seq);
+    let diff = logits.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff <= 1e-4, "max |Δlogit| {diff}");
+}
