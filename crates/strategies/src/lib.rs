@@ -8,6 +8,7 @@
 pub mod block_pool;
 pub mod chunked;
 pub mod concat;
+pub mod evict;
 pub mod heads;
 pub mod in_place;
 pub mod key_order;
@@ -25,6 +26,7 @@ pub mod store;
 pub mod window;
 
 pub use concat::ConcatCache;
+pub use evict::EvictingCache;
 pub use layout::KvLayout;
 pub use none::NoCache;
 pub use paged::PagedCache;

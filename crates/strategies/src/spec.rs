@@ -9,6 +9,8 @@ use kvlab_model::{KvCache, ModelConfig};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::evict::policy::KeepPolicy;
+use crate::evict::{EvictingCache, H2o, KeyNorm, SnapKv, Tova};
 use crate::heads::HeadReduction;
 use crate::key_order::{InterleavedKeys, KeyOrder};
 use crate::layout::KvLayout;
@@ -30,10 +32,17 @@ pub enum StrategyKind {
     ShiftWindow,
     Sink,
     Paged,
+    H2o,
+    Tova,
+    KeyNorm,
+    #[serde(rename = "snapkv")]
+    SnapKv,
+    #[serde(rename = "pyramidkv")]
+    PyramidKv,
 }
 
 impl StrategyKind {
-    pub const ALL: [StrategyKind; 7] = [
+    pub const ALL: [StrategyKind; 12] = [
         Self::None,
         Self::Concat,
         Self::Static,
@@ -41,6 +50,11 @@ impl StrategyKind {
         Self::ShiftWindow,
         Self::Sink,
         Self::Paged,
+        Self::H2o,
+        Self::Tova,
+        Self::KeyNorm,
+        Self::SnapKv,
+        Self::PyramidKv,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,7 +66,22 @@ impl StrategyKind {
             Self::ShiftWindow => "shift-window",
             Self::Sink => "sink",
             Self::Paged => "paged",
+            Self::H2o => "h2o",
+            Self::Tova => "tova",
+            Self::KeyNorm => "key-norm",
+            Self::SnapKv => "snapkv",
+            Self::PyramidKv => "pyramidkv",
         }
+    }
+
+    /// Whether the kind evicts tokens by a keep-policy ([`EvictingCache`]).
+    pub fn evicts(self) -> bool {
+        matches!(self, Self::H2o | Self::Tova | Self::KeyNorm | Self::SnapKv | Self::PyramidKv)
+    }
+
+    /// Whether the kind cuts the prompt once after prefill (and so needs it in one forward).
+    pub fn cuts_prompt(self) -> bool {
+        matches!(self, Self::SnapKv | Self::PyramidKv)
     }
 
     /// One line for `runner list`.
@@ -67,6 +96,13 @@ impl StrategyKind {
             Self::ShiftWindow => "window kept by shifting the buffer every step (lit-llama roll)",
             Self::Sink => "sink_tokens first + recent tokens, positions in-cache (StreamingLLM)",
             Self::Paged => "block pool + block tables, allocated on demand (vLLM)",
+            Self::H2o => "recent + heavy hitters by accumulated attention, per KV head (H2O, 2023)",
+            Self::Tova => "evict what the current query attends least, per layer (TOVA, 2024)",
+            Self::KeyNorm => {
+                "keep the keys of smallest L2 norm, no attention (Devoto et al., 2024)"
+            }
+            Self::SnapKv => "cut the prompt by its last queries' pooled attention (SnapKV, 2024)",
+            Self::PyramidKv => "SnapKV with budgets falling from first to last layer (PyramidKV)",
         }
     }
 
@@ -77,6 +113,9 @@ impl StrategyKind {
             Self::Window | Self::ShiftWindow => &["cache_tokens"],
             Self::Sink => &["cache_tokens", "sink_tokens"],
             Self::Paged => &["block_size"],
+            Self::H2o => &["cache_tokens", "recent"],
+            Self::Tova | Self::KeyNorm => &["cache_tokens"],
+            Self::SnapKv | Self::PyramidKv => &["cache_tokens", "window", "kernel"],
         }
     }
 }
@@ -100,7 +139,8 @@ impl FromStr for StrategyKind {
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum SpecError {
     #[error(
-        "unknown strategy '{0}' (known: none, concat, static, window, shift-window, sink, paged)"
+        "unknown strategy '{0}' (known: none, concat, static, window, shift-window, sink, paged, \
+         h2o, tova, key-norm, snapkv, pyramidkv)"
     )]
     UnknownKind(String),
     #[error("{key} = {value}: {why}")]
@@ -118,8 +158,16 @@ fn invalid(key: &'static str, value: impl ToString, why: impl ToString) -> SpecE
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StrategySpec {
     pub kind: StrategyKind,
-    /// The token budget of `window`, `shift-window` and `sink`.
+    /// The token budget of `window`, `shift-window`, `sink` and the evicting kinds (SnapKV and
+    /// PyramidKV: of the prompt).
     pub cache_tokens: Option<usize>,
+    /// Newest tokens `h2o` always keeps (default half the budget, H2O's split).
+    pub recent: Option<usize>,
+    /// Last prompt queries whose attention scores the prompt (`snapkv`, `pyramidkv`; default
+    /// 32).
+    pub window: Option<usize>,
+    /// Width of the max-pool that smooths SnapKV's scores (odd; default 5).
+    pub kernel: Option<usize>,
     /// Tokens kept from the start of the text by `sink`.
     pub sink_tokens: Option<usize>,
     /// Tokens per block of `paged`.
@@ -156,6 +204,9 @@ impl StrategySpec {
         Self {
             kind,
             cache_tokens: None,
+            recent: None,
+            window: None,
+            kernel: None,
             sink_tokens: None,
             block_size: None,
             bits: None,
@@ -276,7 +327,51 @@ impl StrategySpec {
                 }
                 Ok(())
             }
+            StrategyKind::H2o | StrategyKind::Tova | StrategyKind::KeyNorm => {
+                let c = need("cache_tokens", self.cache_tokens)?;
+                if c == 0 {
+                    return Err(invalid("cache_tokens", c, "must be > 0"));
+                }
+                if self.kind == StrategyKind::H2o && self.h2o_recent() >= c {
+                    return Err(invalid(
+                        "recent",
+                        self.h2o_recent(),
+                        format!("must be < cache_tokens = {c} (room is needed for heavy hitters)"),
+                    ));
+                }
+                Ok(())
+            }
+            StrategyKind::SnapKv | StrategyKind::PyramidKv => {
+                let c = need("cache_tokens", self.cache_tokens)?;
+                let (w, k) = (self.snap_window(), self.snap_kernel());
+                if w == 0 || w >= c {
+                    return Err(invalid(
+                        "window",
+                        w,
+                        format!("must be in 1..cache_tokens = {c} (room is needed to select)"),
+                    ));
+                }
+                if k % 2 == 0 {
+                    return Err(invalid("kernel", k, "must be odd (a pool centred on each key)"));
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// H2O's recent window: `recent`, or half the budget.
+    pub fn h2o_recent(&self) -> usize {
+        self.recent.unwrap_or(self.cache_tokens.unwrap_or(0) / 2)
+    }
+
+    /// SnapKV's observation window.
+    pub fn snap_window(&self) -> usize {
+        self.window.unwrap_or(32)
+    }
+
+    /// SnapKV's pooling width.
+    pub fn snap_kernel(&self) -> usize {
+        self.kernel.unwrap_or(5)
     }
 
     /// Builds the cache for `batch` sequences of at most `max_seq` tokens.
@@ -333,7 +428,39 @@ impl StrategySpec {
                 let store = self.store(layout, blocks * block, block, device)?;
                 Box::new(PagedCache::new(layout, blocks, block, store).map_err(build)?)
             }
+            StrategyKind::H2o
+            | StrategyKind::Tova
+            | StrategyKind::KeyNorm
+            | StrategyKind::SnapKv
+            | StrategyKind::PyramidKv => Box::new(self.evicting(layout, max_seq, device)?),
         })
+    }
+
+    /// An [`EvictingCache`] with this spec's policy: per-head slots, so its store sees
+    /// `batch × kv_heads` rows of one head each.
+    fn evicting<B: Backend>(
+        &self,
+        layout: KvLayout,
+        max_seq: usize,
+        device: &B::Device,
+    ) -> Result<EvictingCache<B>, SpecError> {
+        let budget = self.cache_tokens.unwrap_or(0);
+        let (layers, regions) =
+            (layout.n_layers, layout.n_layers * layout.batch * layout.n_kv_heads);
+        let capacity = if self.kind.cuts_prompt() { max_seq.max(budget) } else { budget };
+        let (w, k) = (self.snap_window(), self.snap_kernel());
+        let policy: Box<dyn KeepPolicy> = match self.kind {
+            StrategyKind::H2o => Box::new(H2o::new(self.h2o_recent(), regions, capacity)),
+            StrategyKind::Tova => Box::new(Tova::new(layers, layout.batch)),
+            StrategyKind::KeyNorm => Box::new(KeyNorm::new(regions, capacity)),
+            StrategyKind::SnapKv => Box::new(SnapKv::uniform(layers, budget, w, k)),
+            _ => Box::new(SnapKv::pyramid(layers, budget, w, k)),
+        };
+        let per_head =
+            KvLayout { batch: layout.batch * layout.n_kv_heads, n_kv_heads: 1, ..layout };
+        let store = self.store(per_head, per_head.batch * capacity, capacity, device)?;
+        EvictingCache::new(layout, capacity, policy, store)
+            .map_err(|e| SpecError::Build(e.to_string()))
     }
 
     /// The slot store holding `n_slots` slots in every layer; `region` is the slots one

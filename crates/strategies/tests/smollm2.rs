@@ -53,6 +53,19 @@ fn lossless_strategies_equal_recompute_on_smollm2() {
             sink_tokens: Some(4),
             ..StrategySpec::new(StrategyKind::Sink)
         },
+        StrategySpec { cache_tokens: Some(budget), ..StrategySpec::new(StrategyKind::H2o) },
+        StrategySpec { cache_tokens: Some(budget), ..StrategySpec::new(StrategyKind::Tova) },
+        StrategySpec { cache_tokens: Some(budget), ..StrategySpec::new(StrategyKind::KeyNorm) },
+        StrategySpec {
+            cache_tokens: Some(budget),
+            window: Some(4),
+            ..StrategySpec::new(StrategyKind::SnapKv)
+        },
+        StrategySpec {
+            cache_tokens: Some(budget),
+            window: Some(4),
+            ..StrategySpec::new(StrategyKind::PyramidKv)
+        },
     ];
     for spec in specs {
         let mut cache = spec.build::<B>(&model.config, 1, budget, &Default::default()).unwrap();
@@ -157,6 +170,11 @@ fn lossless_strategies_agree_with_a_lock_step_full_cache_on_smollm2() {
             rotation: Some(kvlab_strategies::rotation::Rotation::Hadamard),
             ..StrategySpec::new(StrategyKind::Static)
         },
+        // The keep-policies with room for every token: attention is shown to them at every
+        // step (H2O, TOVA) or key norms reported (key-norm), and nothing leaves.
+        StrategySpec { cache_tokens: Some(257), ..StrategySpec::new(StrategyKind::H2o) },
+        StrategySpec { cache_tokens: Some(257), ..StrategySpec::new(StrategyKind::Tova) },
+        StrategySpec { cache_tokens: Some(257), ..StrategySpec::new(StrategyKind::KeyNorm) },
     ];
     for (i, spec) in lossless.iter().enumerate() {
         let d = if i == 0 {
