@@ -93,8 +93,21 @@ const fn axis(key: &'static str, role: Role, kind: ValueKind, help: &'static str
 pub const AXES: &[Axis] = &[
     axis("model", Role::Model, ValueKind::Model, "model preset or .gguf path"),
     axis("strategy", Role::Kind, ValueKind::Strategy, "KV-cache strategy kind"),
-    axis("cache_tokens", Role::Strategy, ValueKind::Positive, "token budget (window, sink)"),
+    axis(
+        "cache_tokens",
+        Role::Strategy,
+        ValueKind::Positive,
+        "token budget (window, sink, evicting kinds; snapkv/pyramidkv: of the prompt)",
+    ),
     axis("sink_tokens", Role::Strategy, ValueKind::NonNegative, "first tokens kept (sink)"),
+    axis("recent", Role::Strategy, ValueKind::NonNegative, "newest tokens h2o always keeps"),
+    axis(
+        "window",
+        Role::Strategy,
+        ValueKind::Positive,
+        "last prompt queries that score the prompt (snapkv, pyramidkv)",
+    ),
+    axis("kernel", Role::Strategy, ValueKind::Positive, "max-pool width over snapkv's scores"),
     // The fragmentation workload's memory policy; before block_size, which applies to its
     // `paged` policy (as to the `paged` strategy).
     axis(

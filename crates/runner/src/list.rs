@@ -14,7 +14,15 @@ pub fn list() -> String {
     for kind in StrategyKind::ALL {
         let params = kind.parameters();
         let mut probe = serde_json::json!({ "kind": kind.name() });
-        for (k, v) in [("cache_tokens", 8), ("sink_tokens", 1), ("block_size", 4)] {
+        let probes = [
+            ("cache_tokens", 8),
+            ("sink_tokens", 1),
+            ("block_size", 4),
+            ("recent", 4),
+            ("window", 2),
+            ("kernel", 3),
+        ];
+        for (k, v) in probes {
             if params.contains(&k) {
                 probe[k] = v.into();
             }

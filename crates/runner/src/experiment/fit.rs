@@ -124,6 +124,8 @@ pub fn estimate(e: &Experiment, run: &Run) -> Option<Need> {
                 let block = s.block_size.unwrap_or(16).max(1) as u128;
                 longest.div_ceil(block) * block
             }
+            // The whole prompt is held until it is cut.
+            k if k.cuts_prompt() => longest,
             _ => s.cache_tokens.map_or(longest, |c| longest.min(c as u128)),
         },
     };

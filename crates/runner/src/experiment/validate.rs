@@ -336,6 +336,13 @@ fn check_run(experiment: &Experiment, run: &Run) -> Result<(), String> {
     }
     let longest = longest_sequence(experiment, run);
     crate::model::check_buildable(&spec, longest)?;
+    if spec.kind.cuts_prompt() && run.workload == Workload::Perplexity {
+        return Err(format!(
+            "strategy = \"{}\": cuts a prompt prefilled in one forward, but perplexity streams one \
+             token per step, so it would keep every token (score it with the retrieval workload)",
+            spec.kind
+        ));
+    }
     // Only sink re-assigns positions inside its budget; every other strategy (a window too)
     // rotates each key by its position in the stream, so the rotary table must cover it all.
     let positions_bounded = spec.kind == StrategyKind::Sink;

@@ -12,6 +12,7 @@
 //! - `retrieval`: the passkey section (ceiling, heatmaps, failures and why).
 
 mod charts;
+mod eviction;
 mod figure;
 mod fragmentation;
 mod markdown;
@@ -115,6 +116,7 @@ fn report_one(dir: &Path) -> Result<Vec<PathBuf>> {
             );
         }
         md += &rotation::section(p);
+        md += &eviction::section(p);
         md += &peers::section(dir, p)?;
     }
     if let Some(r) = tables.iter().find(|t| t.workload == Workload::Retrieval) {

@@ -238,6 +238,12 @@ pub fn needle_kept_pct(spec: &StrategySpec, seen: usize, case: &Case) -> Option<
             let sinks = spec.sink_tokens.unwrap_or(0).min(budget);
             vec![0..sinks, seen.saturating_sub(budget - sinks).max(sinks)..seen]
         }
+        // Attention decides what they keep, per layer and head.
+        StrategyKind::H2o
+        | StrategyKind::Tova
+        | StrategyKind::KeyNorm
+        | StrategyKind::SnapKv
+        | StrategyKind::PyramidKv => return None,
     };
     let held: usize =
         kept.iter().map(|k| needle.end.min(k.end).saturating_sub(needle.start.max(k.start))).sum();
