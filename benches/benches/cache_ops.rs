@@ -102,7 +102,14 @@ fn read_slots(kind: StrategyKind, context: usize, newest: usize) -> Vec<usize> {
             let slot_of = |p: usize| SINK_TOKENS + (p - SINK_TOKENS) % recent;
             (0..SINK_TOKENS).chain((newest + 1 - recent..=newest).map(slot_of)).collect()
         }
-        StrategyKind::None => Vec::new(),
+        // Not in the write/read tables: what they read depends on attention (the eviction
+        // bench times them through the model).
+        StrategyKind::None
+        | StrategyKind::H2o
+        | StrategyKind::Tova
+        | StrategyKind::KeyNorm
+        | StrategyKind::SnapKv
+        | StrategyKind::PyramidKv => Vec::new(),
     }
 }
 

@@ -63,9 +63,19 @@ pub const STRATEGIES: [StrategyKind; 6] = [
     StrategyKind::Paged,
 ];
 
+/// The keep-policies that evict one token per step once full, in table order.
+pub const EVICTING: [StrategyKind; 3] =
+    [StrategyKind::H2o, StrategyKind::Tova, StrategyKind::KeyNorm];
+
 /// Whether `kind` keeps a fixed budget of `cache_tokens` that rolls once full.
 pub fn is_rolling(kind: StrategyKind) -> bool {
     matches!(kind, StrategyKind::Window | StrategyKind::ShiftWindow | StrategyKind::Sink)
+        || EVICTING.contains(&kind)
+}
+
+/// Whether `kind` rotates keys at their position in the text, which grows as it rolls.
+fn positions_grow(kind: StrategyKind) -> bool {
+    is_rolling(kind) && kind != StrategyKind::Sink
 }
 
 /// The spec of `kind` at `context`: rolling strategies get `cache_tokens = context`, so a cache
@@ -74,6 +84,7 @@ pub fn spec(kind: StrategyKind, context: usize) -> StrategySpec {
     let mut spec = StrategySpec::new(kind);
     match kind {
         StrategyKind::Window | StrategyKind::ShiftWindow => spec.cache_tokens = Some(context),
+        k if EVICTING.contains(&k) => spec.cache_tokens = Some(context),
         StrategyKind::Sink => {
             spec.cache_tokens = Some(context);
             spec.sink_tokens = Some(SINK_TOKENS);
@@ -120,9 +131,9 @@ enum Refill {
     /// `concat`: a clone of the filled cache (concat never writes in place, so sharing the
     /// template's buffers costs no copy).
     Template(ConcatCache<B>),
-    /// `paged` (every `MARGIN` steps: a fresh pool hands out blocks in the same order), window
-    /// and shift-window (every `ROLL_PERIOD` steps, to bound rotary positions): build and fill
-    /// a fresh cache.
+    /// `paged` (every `MARGIN` steps: a fresh pool hands out blocks in the same order), window,
+    /// shift-window and the evicting policies (every `ROLL_PERIOD` steps, to bound rotary
+    /// positions): build and fill a fresh cache.
     Rebuild,
 }
 
@@ -157,9 +168,8 @@ impl CacheAtContext {
             _ => {
                 let refill = match kind {
                     StrategyKind::Static => Refill::ResetCommit,
-                    StrategyKind::Paged | StrategyKind::Window | StrategyKind::ShiftWindow => {
-                        Refill::Rebuild
-                    }
+                    StrategyKind::Paged => Refill::Rebuild,
+                    k if positions_grow(k) => Refill::Rebuild,
                     _ => Refill::Never,
                 };
                 (Self::build(kind, context, config, &rope, &device), refill)
@@ -183,10 +193,7 @@ impl CacheAtContext {
 
     /// Brings the cache back to `context` tokens when it has grown by `MARGIN` (untimed).
     fn refill_if_needed(&mut self) {
-        let period = match self.kind {
-            StrategyKind::Window | StrategyKind::ShiftWindow => ROLL_PERIOD,
-            _ => MARGIN,
-        };
+        let period = if positions_grow(self.kind) { ROLL_PERIOD } else { MARGIN };
         if self.steps < period {
             return;
         }
