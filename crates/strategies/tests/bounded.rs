@@ -9,16 +9,13 @@
 use std::ops::Range;
 
 use burn::prelude::*;
-use kvlab_model::generate::{Sampling, generate};
-use kvlab_model::init::random_weights;
 use kvlab_model::{
-    AttentionMask, CacheError, KvCache, KvMemory, KvView, Model, ModelConfig, NoCache,
-    RotaryEncoding,
+    AttentionMask, CacheError, KvCache, KvMemory, KvView, Model, NoCache, RotaryEncoding,
 };
 use kvlab_strategies::{StrategyKind, StrategySpec};
 
-type B = burn_flex::Flex;
-const TOL: f32 = 1e-4;
+mod common;
+use common::{B, append, assert_close, prompts, run, toy_model};
 
 #[derive(Clone, Copy, Debug)]
 enum Rule {
@@ -75,11 +72,7 @@ impl KvCache<B> for Reference {
         v: Tensor<B, 4>,
         _rope: &RotaryEncoding<B>,
     ) -> Result<(), CacheError> {
-        let (k, v) = match self.history[layer].take() {
-            Some((hk, hv)) => (Tensor::cat(vec![hk, k], 2), Tensor::cat(vec![hv, v], 2)),
-            None => (k, v),
-        };
-        self.history[layer] = Some((k, v));
+        append(&mut self.history[layer], k, v);
         Ok(())
     }
     fn view(
@@ -110,19 +103,6 @@ impl KvCache<B> for Reference {
     }
 }
 
-fn toy_model(kv_heads: usize) -> (ModelConfig, Model<B>) {
-    let config = ModelConfig::seed_toy().with_kv_heads(kv_heads).unwrap();
-    let model =
-        Model::<B>::from_weights(&random_weights(&config, 11), &Default::default()).unwrap();
-    (config, model)
-}
-
-fn prompts(batch: usize, len: usize) -> Vec<Vec<u32>> {
-    (0..batch)
-        .map(|r| (0..len as u32).map(|i| (i * 31 + r as u32 * 17 + 5) % 100).collect())
-        .collect()
-}
-
 /// Every step's logits of a greedy run.
 fn step_logits(
     model: &Model<B>,
@@ -130,20 +110,7 @@ fn step_logits(
     prompts: &[Vec<u32>],
     steps: usize,
 ) -> Vec<Vec<f32>> {
-    let mut out = Vec::new();
-    generate(model, cache, prompts, steps, &Sampling::Greedy, |s| {
-        out.push(s.logits.clone().into_data().to_vec::<f32>().unwrap());
-    })
-    .unwrap();
-    out
-}
-
-fn assert_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
-    assert_eq!(got.len(), want.len(), "{what}: step count");
-    for (step, (g, w)) in got.iter().zip(want).enumerate() {
-        let diff = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(diff <= TOL, "{what}: step {step}: max |Δlogit| = {diff}");
-    }
+    run(model, cache, prompts, steps).1
 }
 
 fn spec(kind: StrategyKind, cache_tokens: usize, sink_tokens: Option<usize>) -> StrategySpec {

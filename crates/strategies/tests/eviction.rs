@@ -11,17 +11,14 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use burn::prelude::*;
-use kvlab_model::generate::{Sampling, generate};
-use kvlab_model::init::random_weights;
 use kvlab_model::{
-    AttentionMask, CacheError, KvCache, KvMemory, KvView, Model, ModelConfig, NoCache,
-    RotaryEncoding,
+    AttentionMask, CacheError, KvCache, KvMemory, KvView, ModelConfig, NoCache, RotaryEncoding,
 };
 use kvlab_strategies::evict::snapkv::pyramid_budgets;
 use kvlab_strategies::{StrategyKind, StrategySpec};
 
-type B = burn_flex::Flex;
-const TOL: f32 = 1e-4;
+mod common;
+use common::{B, append, assert_close, prompts, run, toy_model};
 
 #[derive(Clone, Debug)]
 enum Rule {
@@ -254,11 +251,7 @@ impl KvCache<B> for Reference {
             }
         }
         let k = rope.apply(k, &[self.seen]);
-        let (k, v) = match self.history[layer].take() {
-            Some((hk, hv)) => (Tensor::cat(vec![hk, k], 2), Tensor::cat(vec![hv, v], 2)),
-            None => (k, v),
-        };
-        self.history[layer] = Some((k, v));
+        append(&mut self.history[layer], k, v);
         Ok(())
     }
     fn view(
@@ -300,42 +293,6 @@ impl KvCache<B> for Reference {
     }
     fn stored_shape(&self, _layer: usize) -> Option<[usize; 4]> {
         None
-    }
-}
-
-fn toy_model(kv_heads: usize) -> (ModelConfig, Model<B>) {
-    let config = ModelConfig::seed_toy().with_kv_heads(kv_heads).unwrap();
-    let model =
-        Model::<B>::from_weights(&random_weights(&config, 11), &Default::default()).unwrap();
-    (config, model)
-}
-
-fn prompts(batch: usize, len: usize) -> Vec<Vec<u32>> {
-    (0..batch)
-        .map(|r| (0..len as u32).map(|i| (i * 31 + r as u32 * 17 + 5) % 100).collect())
-        .collect()
-}
-
-/// Every step's logits of a greedy run, and its tokens.
-fn run(
-    model: &Model<B>,
-    cache: &mut dyn KvCache<B>,
-    prompts: &[Vec<u32>],
-    steps: usize,
-) -> (Vec<Vec<u32>>, Vec<Vec<f32>>) {
-    let mut logits = Vec::new();
-    let tokens = generate(model, cache, prompts, steps, &Sampling::Greedy, |s| {
-        logits.push(s.logits.clone().into_data().to_vec::<f32>().unwrap());
-    })
-    .unwrap();
-    (tokens, logits)
-}
-
-fn assert_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
-    assert_eq!(got.len(), want.len(), "{what}: step count");
-    for (step, (g, w)) in got.iter().zip(want).enumerate() {
-        let diff = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(diff <= TOL, "{what}: step {step}: max |Δlogit| = {diff}");
     }
 }
 
