@@ -247,3 +247,44 @@ fn smoke_is_deterministic() {
         assert_eq!(a, b, "{csv}");
     }
 }
+
+/// The keep-policies compose with the other levers through the same TOML keys: H2O, TOVA and
+/// key-norm over converted heads and an int8 store, streamed past their budget. With a budget
+/// of the whole text they keep every token: their perplexity is the full cache's.
+#[test]
+fn keep_policies_compose_with_heads_and_bits_from_toml() {
+    let dir = common::tempdir();
+    let toml = r#"[experiment]
+name = "evict"
+question = "Do keep-policies compose?"
+model = "seed-toy"
+
+[sweep]
+strategy = ["concat", "h2o", "tova", "key-norm"]
+cache_tokens = [8, 64]
+kv_heads = [2]
+bits = [8]
+
+[workload.perplexity]
+tokens = 40
+mode = "streaming"
+"#;
+    std::fs::write(dir.path().join("evict.toml"), toml).unwrap();
+    ok(&runner(&["evict.toml", "--quiet", "--out", "out"], dir.path()));
+    let (h, rows) = read_csv(&dir.path().join("out/evict/perplexity.csv"));
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let ppl = |row: &Vec<String>| row[col("ppl")].parse::<f64>().unwrap();
+    let concat = rows.iter().find(|r| r[col("strategy")] == "concat").expect("the full cache");
+    for policy in ["h2o", "tova", "key-norm"] {
+        let run = |budget: &str| {
+            rows.iter()
+                .find(|r| r[col("strategy")] == policy && r[col("cache_tokens")] == budget)
+                .unwrap_or_else(|| panic!("{policy} at {budget}"))
+        };
+        let (small, whole) = (run("8"), run("64"));
+        assert_eq!((&small[col("kv_heads")], &small[col("bits")]), (&"2".into(), &"8".into()));
+        // int8 against the f32 full cache: close, not equal; every token kept at 64.
+        assert!((ppl(whole) - ppl(concat)).abs() / ppl(concat) < 0.02, "{policy} at 64");
+        assert!(ppl(small) != ppl(whole), "{policy}: an 8-token budget changes nothing");
+    }
+}
