@@ -144,6 +144,13 @@ pub trait KvCache<B: Backend> {
 
     fn memory(&self) -> KvMemory;
 
+    /// For a cache whose kept tokens are not a function of positions alone (an evicting cache):
+    /// the share, 0 to 1, of the tokens at `positions` it still holds, over every layer and KV
+    /// head. `None` for the others, whose kept set follows from the strategy's parameters.
+    fn held_share(&self, _positions: Range<usize>) -> Option<f64> {
+        None
+    }
+
     /// The shape of the keys layer `layer` holds, `[batch, n_kv, slots, head_dim]`, if any.
     fn stored_shape(&self, layer: usize) -> Option<[usize; 4]>;
 }

@@ -395,6 +395,11 @@ fn past_their_budget_prompt_policies_equal_the_reference() {
             assert_close(&what, &got, &want);
             let kept = cache.memory().tokens;
             assert!(kept < prompt + steps, "{what}: the prompt was cut ({kept} tokens kept)");
+            // What it holds, by position: part of the prompt, all of the observation window and
+            // of the decoded tokens.
+            let share = |r: Range<usize>| cache.held_share(r).unwrap();
+            assert!(share(0..prompt) > 0.0 && share(0..prompt) < 1.0, "{what}");
+            assert_eq!(share(prompt - window..prompt + steps - 1), 1.0, "{what}");
         }
     }
 }

@@ -148,7 +148,10 @@ pub fn measure<B: Backend>(
             prefill += took;
             prefill_tokens += fed;
             let text = haystacks.tokenizer().decode(&answer)?;
-            let kept = needle_kept_pct(&spec, case.context.len() + case.question.len(), &case);
+            // Position-ruled caches: what they hold after the prompt. Evicting caches: what they
+            // held, over every layer and head, once the answer was decoded.
+            let kept = needle_kept_pct(&spec, case.context.len() + case.question.len(), &case)
+                .or_else(|| cache.held_share(case.needle.clone()).map(|s| 100.0 * s));
             rows.push(CaseRow {
                 experiment: ctx.experiment.name().into(),
                 run_id: id.clone(),

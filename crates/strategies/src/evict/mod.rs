@@ -319,4 +319,15 @@ impl<B: Backend> KvCache<B> for EvictingCache<B> {
         let l = &self.layout;
         Some([l.batch, l.n_kv_heads, self.capacity(), l.head_dim])
     }
+
+    fn held_share(&self, positions: Range<usize>) -> Option<f64> {
+        let want = positions.len() * self.table.regions();
+        let held: usize = (0..self.table.regions())
+            .map(|r| {
+                let live = self.table.live(r);
+                live.iter().filter(|&&s| positions.contains(&self.table.pos(r, s))).count()
+            })
+            .sum();
+        Some(if want == 0 { 1.0 } else { held as f64 / want as f64 })
+    }
 }
