@@ -329,6 +329,25 @@ fn with_room_for_every_token_each_policy_equals_recompute() {
     }
 }
 
+/// The cache of `spec` and the reference of `rule` decode `prompts` side by side; every step's
+/// logits agree within the tolerance. Returns the cache and its logits.
+fn against_reference(
+    spec: &StrategySpec,
+    rule: Rule,
+    (config, model): (&ModelConfig, &kvlab_model::Model<B>),
+    prompts: &[Vec<u32>],
+    steps: usize,
+) -> (Box<dyn KvCache<B>>, Vec<Vec<f32>>) {
+    let what = format!("{rule:?} kv_heads {}", config.n_kv_heads);
+    let (batch, len) = (prompts.len(), prompts[0].len());
+    let mut reference = Reference::new(rule, config, batch);
+    let (_, want) = run(model, &mut reference, prompts, steps);
+    let mut cache = spec.build::<B>(config, batch, len + steps, &Default::default()).unwrap();
+    let (_, got) = run(model, cache.as_mut(), prompts, steps);
+    assert_close(&what, &got, &want);
+    (cache, got)
+}
+
 #[test]
 fn past_their_budget_streaming_policies_equal_the_reference() {
     let (batch, prompt, steps) = (2, 5, 27);
@@ -351,12 +370,7 @@ fn past_their_budget_streaming_policies_equal_the_reference() {
         ];
         for (s, rule) in cases {
             let what = format!("{rule:?} kv_heads {kv_heads}");
-            let mut reference = Reference::new(rule, &config, batch);
-            let (_, want) = run(&model, &mut reference, &p, steps);
-            let mut cache =
-                s.build::<B>(&config, batch, prompt + steps, &Default::default()).unwrap();
-            let (_, got) = run(&model, cache.as_mut(), &p, steps);
-            assert_close(&what, &got, &want);
+            let (_, got) = against_reference(&s, rule, (&config, &model), &p, steps);
             // And the rule bit: a full window of the same budget reads different logits.
             let mut window = spec(StrategyKind::Window, s.cache_tokens.unwrap())
                 .build::<B>(&config, batch, prompt + steps, &Default::default())
@@ -387,12 +401,7 @@ fn past_their_budget_prompt_policies_equal_the_reference() {
             let cache_tokens = s.cache_tokens.unwrap();
             let rule = Rule::Snap { cache_tokens, budgets, window, kernel };
             let what = format!("{rule:?} kv_heads {kv_heads}");
-            let mut reference = Reference::new(rule, &config, batch);
-            let (_, want) = run(&model, &mut reference, &p, steps);
-            let mut cache =
-                s.build::<B>(&config, batch, prompt + steps, &Default::default()).unwrap();
-            let (_, got) = run(&model, cache.as_mut(), &p, steps);
-            assert_close(&what, &got, &want);
+            let (cache, _) = against_reference(&s, rule, (&config, &model), &p, steps);
             let kept = cache.memory().tokens;
             assert!(kept < prompt + steps, "{what}: the prompt was cut ({kept} tokens kept)");
             // What it holds, by position: part of the prompt, all of the observation window and
