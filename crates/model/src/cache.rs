@@ -60,7 +60,8 @@ pub enum CacheError {
 ///
 /// A forward pass calls [`KvCache::query_start`] once, [`KvCache::reserve`] once, then
 /// [`KvCache::update`] once per layer in order (and, for a cache that asks, shows it that layer's
-/// attention through [`KvCache::observe_attention`]), then [`KvCache::commit`] once. `update` is [`KvCache::write`] then [`KvCache::view`]:
+/// attention through [`KvCache::observe_attention`]), then [`KvCache::commit`] once. `update`
+/// is [`KvCache::write`] then [`KvCache::view`]:
 /// storing a token and reading what attention needs are separate costs (vLLM's
 /// `reshape_and_cache` and its attention kernel), and the benches time them apart.
 pub trait KvCache<B: Backend> {

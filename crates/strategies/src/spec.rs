@@ -74,11 +74,6 @@ impl StrategyKind {
         }
     }
 
-    /// Whether the kind evicts tokens by a keep-policy ([`EvictingCache`]).
-    pub fn evicts(self) -> bool {
-        matches!(self, Self::H2o | Self::Tova | Self::KeyNorm | Self::SnapKv | Self::PyramidKv)
-    }
-
     /// Whether the kind cuts the prompt once after prefill (and so needs it in one forward).
     pub fn cuts_prompt(self) -> bool {
         matches!(self, Self::SnapKv | Self::PyramidKv)

@@ -230,15 +230,15 @@ impl<B: Backend> KvCache<B> for EvictingCache<B> {
         rope: &RotaryEncoding<B>,
     ) -> Result<(), CacheError> {
         let [b, h, t, d] = k.dims();
-        // A caller driving `update` by hand, without the model's `reserve`, prepares here.
-        if layer == 0 && self.reserved != Some(t) {
-            self.prepare(t)?;
-        }
         if b != self.layout.batch || h != self.layout.n_kv_heads {
             return Err(CacheError::Invalid(format!(
                 "evicting cache built for [{}, {}] rows × KV heads, got [{b}, {h}]",
                 self.layout.batch, self.layout.n_kv_heads
             )));
+        }
+        // A caller driving `update` by hand, without the model's `reserve`, prepares here.
+        if layer == 0 && self.reserved != Some(t) {
+            self.prepare(t)?;
         }
         if self.policy.reads_key_norms() {
             self.report_key_norms(layer, &k);
