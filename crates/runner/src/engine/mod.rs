@@ -147,8 +147,19 @@ fn finish(e: &Experiment, selection: &Selection, stage: Staged, progress: &Progr
         progress.info(&format!("{}: shard {spec} done in {}", e.name(), results.display()));
         return Ok(());
     }
-    let written = crate::report::run(&stage.staging)?;
+    // The rows are what took the time: they are swapped in even when the report cannot be
+    // drawn (a machine without fonts, say), and the error says how to draw it later.
+    let report = crate::report::run(&stage.staging);
     stage.commit()?;
+    let written = report.with_context(|| {
+        format!(
+            "{}: every run finished and its CSVs are in {}, but the report could not be drawn \
+             (fix the cause, then `runner report {}`)",
+            e.name(),
+            results.display(),
+            results.display()
+        )
+    })?;
     progress.info(&format!(
         "{}: wrote {} ({} charts)",
         e.name(),
