@@ -31,6 +31,8 @@ pub enum ValueKind {
     NonNegative,
     /// One of these strings.
     OneOf(&'static [&'static str]),
+    /// A name the experiment defines elsewhere (checked there).
+    Name,
 }
 
 impl ValueKind {
@@ -47,6 +49,7 @@ impl ValueKind {
             Self::Positive => "an integer ≥ 1".into(),
             Self::NonNegative => "an integer ≥ 0".into(),
             Self::OneOf(v) => format!("one of {}", v.join(", ")),
+            Self::Name => "a name (a string of letters, digits, '-' and '_')".into(),
         }
     }
 
@@ -70,6 +73,15 @@ impl ValueKind {
             },
             Self::OneOf(allowed) => match v.as_str() {
                 Some(s) if allowed.contains(&s) => Ok(Value::Str(s.into())),
+                _ => bad(),
+            },
+            Self::Name => match v.as_str() {
+                Some(s)
+                    if !s.is_empty()
+                        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                {
+                    Ok(Value::Str(s.into()))
+                }
                 _ => bad(),
             },
         }
@@ -164,6 +176,37 @@ pub const AXES: &[Axis] = &[
     ),
     axis("budget_tokens", Role::Workload, ValueKind::Positive, "serving KV budget in tokens"),
     axis("budget_bytes", Role::Workload, ValueKind::Positive, "serving KV budget in bytes"),
+    axis(
+        "trace_kind",
+        Role::Workload,
+        ValueKind::OneOf(&["chat", "long-output", "system-prompt", "samples"]),
+        "synthetic request trace (serving; default: workload.fragmentation.trace)",
+    ),
+    axis(
+        "sharing",
+        Role::Workload,
+        ValueKind::OneOf(&["off", "on"]),
+        "requests of a prefix group share its blocks (serving, paged; default off)",
+    ),
+    axis(
+        "preemption",
+        Role::Workload,
+        ValueKind::OneOf(&["recompute", "swap"]),
+        "how a preempted request comes back (serving; default recompute)",
+    ),
+    axis("swap_tokens", Role::Workload, ValueKind::NonNegative, "host swap pool in tokens"),
+    axis(
+        "prompt_tokens",
+        Role::Workload,
+        ValueKind::Positive,
+        "every synthetic prompt this long (serving; default: the trace's lengths)",
+    ),
+    axis(
+        "cost",
+        Role::Workload,
+        ValueKind::Name,
+        "cost profile, a table of workload.fragmentation.cost (serving)",
+    ),
 ];
 
 pub fn axis_named(key: &str) -> Option<&'static Axis> {

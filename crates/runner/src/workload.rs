@@ -44,7 +44,17 @@ impl Workload {
             Self::Walkthrough | Self::Perplexity => &[],
             Self::Memory => &["batch", "context"],
             Self::Throughput => &["batch", "key_bucket", "context"],
-            Self::Fragmentation => &["policy", "budget_tokens", "budget_bytes"],
+            Self::Fragmentation => &[
+                "policy",
+                "budget_tokens",
+                "budget_bytes",
+                "trace_kind",
+                "sharing",
+                "preemption",
+                "swap_tokens",
+                "prompt_tokens",
+                "cost",
+            ],
             Self::Retrieval => &["context"],
         }
     }

@@ -156,3 +156,62 @@ fn budget_must_be_given_once() {
     let o = runner(&["validate", "frag.toml"], tmp.path());
     assert!(!o.status.success() && text(&o).contains("exactly one"), "{}", text(&o));
 }
+
+/// Sharing, swap and the cost model through the runner: a run per trace kind and mode, the
+/// report's sharing and preemption sections, and each bad key named by `validate`.
+#[test]
+fn sharing_swap_and_cost_profiles_run_and_bad_keys_are_named() {
+    let tmp = common::tempdir();
+    let f = tmp.path().join("frag.toml");
+    let sweep = "budget_tokens = [512]\ntrace_kind = [\"system-prompt\", \"samples\"]\n\
+                 sharing = [\"off\", \"on\"]\npreemption = [\"recompute\", \"swap\"]\n\
+                 swap_tokens = [4096]\ncost = [\"slow\"]";
+    let extra = "requests = 30\nmax_seq_len = 1024\nprefix_tokens = 64\n\
+                 [workload.fragmentation.cost.slow]\ndecode_step_ms = 10\n\
+                 prefill_tok_per_s = 1000\nswap_gb_per_s = 1\nswap_block_us = 5";
+    std::fs::write(&f, experiment("chat", sweep, extra)).unwrap();
+    let o = runner(&["frag.toml", "--out", "a", "-q", "--only", "policy=paged"], tmp.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = tmp.path().join("a/frag");
+    let csv = dir.join("fragmentation.csv");
+    let saved = column(&csv, "sharing_saved_pct");
+    let sharing = column(&csv, "sharing");
+    assert!(
+        saved.iter().zip(&sharing).all(|(s, on)| (on == "on") == (s.parse::<f64>().unwrap() > 0.0)),
+        "{saved:?} {sharing:?}"
+    );
+    assert!(column(&csv, "ttft_s_p99").iter().all(|v| v.parse::<f64>().unwrap() > 0.0));
+    let swaps = column(&csv, "swap_outs");
+    let modes = column(&csv, "preemption");
+    assert!(swaps.iter().zip(&modes).any(|(n, m)| m == "swap" && n != "0"), "{swaps:?}");
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("## Shared prefixes") && report.contains("## Preemption"), "{report}");
+
+    for (bad, named) in [
+        ("cost = [\"fast\"]", "sweep.cost = \"fast\": no [workload.fragmentation.cost.fast]"),
+        ("prompt_tokens = [0]", "prompt_tokens"),
+        ("sharing = [\"yes\"]", "sharing"),
+    ] {
+        let sweep = format!("budget_tokens = [512]\n{bad}");
+        std::fs::write(&f, experiment("chat", &sweep, extra.split_once("prefix").unwrap().0))
+            .unwrap();
+        let o = runner(&["validate", "frag.toml"], tmp.path());
+        assert!(!o.status.success() && text(&o).contains(named), "{bad}: {}", text(&o));
+    }
+    let bad_cost = extra.replace("swap_gb_per_s = 1", "swap_gb_per_s = 0");
+    std::fs::write(&f, experiment("system-prompt", "budget_tokens = [512]", &bad_cost)).unwrap();
+    let o = runner(&["validate", "frag.toml"], tmp.path());
+    assert!(
+        text(&o)
+            .contains("workload.fragmentation.cost.slow.swap_gb_per_s = 0: expected a number > 0"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(&f, experiment("chat", "budget_tokens = [512]", "prefix_tokens = 64")).unwrap();
+    let o = runner(&["validate", "frag.toml"], tmp.path());
+    assert!(
+        text(&o).contains("prefix_tokens: read by trace = \"system-prompt\" only"),
+        "{}",
+        text(&o)
+    );
+}

@@ -3,22 +3,29 @@
 //! contiguous allocation. This is the "better management" lever: same model, same bytes per
 //! token, more requests in flight because less memory is reserved, fragmented or idle.
 //!
-//! - [`trace`]: request traces (synthetic `chat` / `long-output`, CSV files);
+//! - [`trace`]: request traces (synthetic `chat` / `long-output` / `system-prompt` /
+//!   `samples`, CSV files), with shared prompt prefixes;
 //! - [`allocator`]: the first-fit allocator behind the contiguous policies;
 //! - [`policy`]: the allocation policies and their names;
-//! - `memory` (private): the allocators applied to a byte budget, and the
-//!   accounting of every byte;
+//! - [`config`]: what a run simulates (policy, budget, sharing, preemption, cost model);
+//! - [`memory`]: the allocators applied to a byte budget (prefix sharing with
+//!   copy-on-write, a host pool for swapping), and the accounting of every byte;
 //! - [`scheduler`]: continuous batching with FCFS admission and preemption ([`simulate`]);
+//! - [`work`]: one iteration's work, as an [`Executor`] sees it;
 //! - [`metrics`]: the memory split, summary row and time series;
+//! - [`latency`]: TTFT and TPOT percentiles;
 //! - [`execute`]: the scheduled batches run through a real model (wall-clock throughput).
 
 pub mod allocator;
+pub mod config;
 pub mod execute;
-mod memory;
+pub mod latency;
+pub mod memory;
 pub mod metrics;
 pub mod policy;
 pub mod scheduler;
 pub mod trace;
+pub mod work;
 
 #[cfg(test)]
 mod scheduler_tests;
@@ -26,12 +33,13 @@ mod scheduler_tests;
 use kvlab_strategies::block_pool::PoolError;
 use thiserror::Error;
 
+pub use config::{CostModel, Preemption, SimConfig};
+pub use latency::{Latency, Percentiles};
 pub use metrics::{IterationSample, MemorySample, Summary, write_csv};
 pub use policy::Policy;
-pub use scheduler::{
-    Executor, IterationWork, Rejections, RowWork, SimConfig, SimResult, simulate, simulate_with,
-};
-pub use trace::{Request, TraceGen, TraceKind};
+pub use scheduler::{Rejections, SimResult, Traffic, simulate, simulate_with};
+pub use trace::{Prefix, Request, TraceGen, TraceKind};
+pub use work::{Executor, IterationWork, RowWork};
 
 /// Why a simulation could not run (rejected requests are counted, not errors).
 #[derive(Debug, Error)]
@@ -48,6 +56,8 @@ pub enum ServingError {
     Alloc(#[from] allocator::AllocError),
     #[error("internal error: a lease does not belong to this memory")]
     LeaseMismatch,
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     #[error("accounting broke at iteration {iteration}: parts sum to {accounted}, budget {budget}")]
     AccountingMismatch { iteration: u64, accounted: u128, budget: u64 },
     #[error("executing the schedule: {0}")]

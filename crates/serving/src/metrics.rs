@@ -1,9 +1,14 @@
 //! What the simulation measures, and how it is averaged.
 //!
 //! Every busy iteration (one with a request running or waiting), after admission and before
-//! finished requests leave, the budget is split into five disjoint parts, in bytes:
+//! finished requests leave, the budget is split into six disjoint parts, in bytes:
 //!
-//! - **token state**: KV of tokens already computed (prompt + generated so far);
+//! - **token state**: KV of tokens already computed (prompt + generated so far) that one
+//!   request holds;
+//! - **shared**: KV blocks several requests hold (a common prefix), counted once; what sharing
+//!   *saved* is not a part of the budget but the bytes the same requests would hold without
+//!   it, reported beside (`sharing_saved_pct`, the vLLM paper's "blocks saved by sharing over
+//!   blocks without sharing");
 //! - **reserved**: memory a running request holds for tokens it *will* still generate;
 //! - **internal fragmentation**: memory a running request holds that it will *never* fill
 //!   (a reservation beyond `prompt + output`; the part of a last block past the final token);
@@ -47,6 +52,7 @@ use crate::{ServingError, policy::Policy};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct MemorySample {
     pub token_state: u64,
+    pub shared: u64,
     pub reserved: u64,
     pub internal: u64,
     pub external: u64,
@@ -54,12 +60,14 @@ pub struct MemorySample {
 }
 
 impl MemorySample {
-    /// The five parts summed; equals the budget when the books balance.
+    /// The parts in a fixed order (the order of [`Summary`]'s percentages).
+    pub fn parts(&self) -> [u64; 6] {
+        [self.token_state, self.shared, self.reserved, self.internal, self.external, self.free]
+    }
+
+    /// The parts summed; equals the budget when the books balance.
     pub fn total(&self) -> u128 {
-        [self.token_state, self.reserved, self.internal, self.external, self.free]
-            .iter()
-            .map(|&b| u128::from(b))
-            .sum()
+        self.parts().iter().map(|&b| u128::from(b)).sum()
     }
 }
 
@@ -72,7 +80,7 @@ pub struct IterationSample {
     pub running: usize,
     /// Requests arrived but not admitted (including preempted ones).
     pub waiting: usize,
-    /// Token-state bytes / budget, in `[0, 1]`.
+    /// Token-state bytes (own and shared) / budget, in `[0, 1]`.
     pub utilization: f64,
 }
 
@@ -98,6 +106,7 @@ pub struct Summary {
     pub max_running: usize,
     /// Means over busy iterations, in percent of the budget; they sum to 100.
     pub token_state_pct: f64,
+    pub shared_pct: f64,
     pub reserved_pct: f64,
     pub internal_pct: f64,
     pub external_pct: f64,
@@ -106,12 +115,23 @@ pub struct Summary {
     /// per iteration (prefill its first), so this equals `mean_running`: a throughput proxy in
     /// tokens per batch step.
     pub tokens_per_iteration: f64,
+    /// Mean over busy iterations of the KV bytes the running requests hold (each physical
+    /// block once) per running request.
+    pub kv_bytes_per_request: f64,
+    /// The same without sharing: every request's blocks counted in full.
+    pub kv_bytes_per_request_unshared: f64,
+    /// `1 - held / unshared` over the whole run, in percent: the memory sharing saved.
+    pub sharing_saved_pct: f64,
 }
 
 /// Running totals, folded into a [`Summary`] at the end.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Accumulator {
-    sums: [u128; 5],
+    sums: [u128; 6],
+    /// Per-request held and unshared bytes, summed over iterations.
+    per_request: [f64; 2],
+    /// Held and unshared bytes, summed over iterations.
+    held: [u128; 2],
     running_sum: u128,
     max_running: usize,
     iterations: u64,
@@ -119,23 +139,29 @@ pub(crate) struct Accumulator {
 }
 
 impl Accumulator {
-    /// Adds one busy iteration.
+    /// Adds one busy iteration: its budget split, and the bytes its running requests hold
+    /// with and without sharing.
     pub(crate) fn record(
         &mut self,
         iteration: u64,
         mem: &MemorySample,
+        held: [u64; 2],
         running: usize,
         waiting: usize,
         budget: u64,
     ) {
-        let parts = [mem.token_state, mem.reserved, mem.internal, mem.external, mem.free];
-        for (sum, part) in self.sums.iter_mut().zip(parts) {
+        for (sum, part) in self.sums.iter_mut().zip(mem.parts()) {
             *sum += u128::from(part);
+        }
+        for ((sum, per_request), bytes) in self.held.iter_mut().zip(&mut self.per_request).zip(held)
+        {
+            *sum += u128::from(bytes);
+            *per_request += bytes as f64 / running.max(1) as f64;
         }
         self.running_sum += running as u128;
         self.max_running = self.max_running.max(running);
         self.iterations += 1;
-        let utilization = mem.token_state as f64 / budget as f64;
+        let utilization = (mem.token_state + mem.shared) as f64 / budget as f64;
         self.series.push(IterationSample { iteration, running, waiting, utilization });
     }
 
@@ -161,11 +187,19 @@ impl Accumulator {
             mean_running,
             max_running: self.max_running,
             token_state_pct: pct(0),
-            reserved_pct: pct(1),
-            internal_pct: pct(2),
-            external_pct: pct(3),
-            free_pct: pct(4),
+            shared_pct: pct(1),
+            reserved_pct: pct(2),
+            internal_pct: pct(3),
+            external_pct: pct(4),
+            free_pct: pct(5),
             tokens_per_iteration: counts.tokens_produced as f64 / n,
+            kv_bytes_per_request: self.per_request[0] / n,
+            kv_bytes_per_request_unshared: self.per_request[1] / n,
+            sharing_saved_pct: if self.held[1] == 0 {
+                0.0
+            } else {
+                (1.0 - self.held[0] as f64 / self.held[1] as f64) * 100.0
+            },
         }
     }
 }
@@ -199,14 +233,16 @@ mod tests {
     #[test]
     fn percentages_are_means_of_parts() {
         let mut acc = Accumulator::default();
-        let a = MemorySample { token_state: 50, reserved: 10, internal: 0, external: 0, free: 40 };
-        let b = MemorySample { token_state: 100, reserved: 0, internal: 0, external: 0, free: 0 };
-        acc.record(0, &a, 2, 0, 100);
-        acc.record(1, &b, 4, 1, 100);
+        let a = MemorySample { token_state: 50, reserved: 10, free: 40, ..Default::default() };
+        let b = MemorySample { token_state: 60, shared: 40, ..Default::default() };
+        acc.record(0, &a, [60, 60], 2, 0, 100);
+        acc.record(1, &b, [100, 200], 4, 1, 100);
         let counts = RunCounts { tokens_produced: 6, ..RunCounts::default() };
         let s = acc.summary(Policy::ReserveExact, 100, counts);
-        assert_eq!(s.token_state_pct, 75.0);
+        assert!((s.token_state_pct - 55.0).abs() < 1e-9 && s.shared_pct == 20.0);
         assert_eq!(s.free_pct, 20.0);
+        assert_eq!((s.kv_bytes_per_request, s.kv_bytes_per_request_unshared), (27.5, 40.0));
+        assert!((s.sharing_saved_pct - 100.0 * 100.0 / 260.0).abs() < 1e-9);
         assert_eq!((s.mean_running, s.max_running, s.tokens_per_iteration), (3.0, 4, 3.0));
         assert_eq!(acc.series[1].utilization, 1.0);
         assert_eq!(a.total(), 100);

@@ -1,20 +1,26 @@
 //! The continuous-batching scheduler: FCFS admission, one token per running request per
-//! iteration, recompute preemption when paged memory runs out (as vLLM does).
+//! iteration, preemption when paged memory runs out (as vLLM does: recompute, or swap to host
+//! memory), prefix sharing between requests of a prefix group.
 //!
 //! One iteration, in order:
 //!
 //! 1. requests whose arrival is due join the back of the waiting queue;
 //! 2. **decode**: every running request, oldest admission first, stores one more token. If the
 //!    pool is out of blocks, the *latest admitted* running request is preempted (its blocks
-//!    freed, its progress kept, and it goes back to the *front* of the queue), repeatedly,
-//!    until the growth fits or the request itself was the latest;
+//!    freed, or first copied to the host pool under `swap`; its progress kept; it goes back to
+//!    the *front* of the queue), repeatedly, until the growth fits or the request itself was
+//!    the latest;
 //! 3. **admit**: unless step 2 preempted (vLLM's V1 scheduler also admits nothing in a step
 //!    that preempted, so the freed blocks wait for the victim), admit from the queue head
 //!    while memory allows, stopping at the first request that does not fit (head-of-line, no
-//!    skipping). Prefill stores the prompt (plus, after a preemption, the tokens already
-//!    generated: recompute) and produces one token;
+//!    skipping). Prefill stores the prompt (plus, after a recompute preemption, the tokens
+//!    already generated) and produces one token; with sharing, a request whose prefix group
+//!    has a running member shares that member's prefix blocks and prefills only the rest (at
+//!    least its last prompt token, whose logits it needs: vLLM's rule); a swapped-out request
+//!    gets fresh blocks, its KV copied back, and decodes;
 //! 4. **sample** the memory split ([`crate::metrics`]) and check it sums to the budget;
-//! 5. requests that have produced all their output tokens finish and free their memory.
+//! 5. the iteration's seconds: measured by the [`Executor`], or from the [`CostModel`];
+//! 6. requests that have produced all their output tokens finish and free their memory.
 //!
 //! An [`Executor`] given to [`simulate_with`] sees each iteration's work as it is scheduled
 //! (who was preempted, who decodes, who is prefilled, where each one's tokens are stored) and
@@ -33,29 +39,17 @@
 
 use std::collections::VecDeque;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::{
     ServingError,
-    memory::{Growth, Holding, KvMemory, Lease},
+    config::{Preemption, SimConfig},
+    latency::{Instant, Latency, LatencyBook},
+    memory::{Donor, Growth, Holding, KvMemory, Lease, Swapped},
     metrics::{Accumulator, IterationSample, RunCounts, Summary},
-    policy::Policy,
     trace::Request,
+    work::{Executor, IterationWork, RowWork},
 };
-
-/// What to simulate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SimConfig {
-    pub policy: Policy,
-    /// KV memory available to requests, in bytes.
-    pub budget_bytes: u64,
-    /// KV bytes one token costs across all layers: `2 (K and V) * layers * kv_heads *
-    /// head_dim * bytes per element`, e.g. `2 * 30 * 3 * 64 * 4 = 46_080` for SmolLM2-135M
-    /// in fp32.
-    pub bytes_per_token: u64,
-    /// The longest `prompt + output` the server accepts; `reserve-max` reserves this much.
-    pub max_seq_len: usize,
-}
 
 /// Requests the run refused, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -66,6 +60,26 @@ pub struct Rejections {
     pub never_fits: usize,
 }
 
+/// What preemption and sharing moved, copied or spared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Traffic {
+    /// Prompt tokens prefilled, recomputed tokens included (shared ones not).
+    pub prefill_tokens: u64,
+    /// Prompt and generated tokens prefilled again after recompute preemptions.
+    pub recomputed_tokens: u64,
+    /// Prompt tokens not computed because a running request of their group held them.
+    pub prefix_hit_tokens: u64,
+    /// Token slots copied by copy-on-write.
+    pub cow_tokens: u64,
+    pub swap_outs: u64,
+    pub swap_ins: u64,
+    /// Blocks and bytes moved between device and host, both ways.
+    pub swap_blocks: u64,
+    pub swap_bytes: u64,
+    /// Seconds of the run: measured (executed) or modelled; `None` without a clock.
+    pub elapsed_s: Option<f64>,
+}
+
 /// Everything one run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimResult {
@@ -73,8 +87,8 @@ pub struct SimResult {
     /// One row per busy iteration, for concurrency-over-time charts.
     pub series: Vec<IterationSample>,
     pub rejections: Rejections,
-    /// Prompt and generated tokens prefilled again after preemptions (work lost to them).
-    pub recomputed_tokens: u64,
+    pub traffic: Traffic,
+    pub latency: Latency,
     /// The most internal-fragmentation tokens any single request held at any iteration:
     /// below `block_size` for `paged`, `reservation - (prompt + output)` for `reserve-*`.
     pub max_internal_tokens_per_request: usize,
@@ -85,6 +99,8 @@ struct Waiting {
     req: Request,
     /// Tokens generated before a preemption (0 for a fresh request).
     generated: usize,
+    /// Its KV in the host pool, when it was swapped out.
+    swapped: Option<Swapped>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -95,43 +111,14 @@ struct Running {
 }
 
 impl Running {
-    fn holding(&self) -> Holding {
-        Holding {
-            lease: self.lease,
-            context: self.req.prompt_tokens + self.generated,
-            total: self.req.total_tokens(),
-        }
+    /// Token slots it holds: prompt + generated (the last one's K/V is written when it is fed).
+    fn held(&self) -> usize {
+        self.req.prompt_tokens + self.generated
     }
-}
 
-/// One request's part of an iteration: where its KV lives after the iteration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowWork {
-    pub id: u64,
-    /// Slots of the tokens it holds after this iteration, in token order (see
-    /// `KvMemory::slots`), the slot reserved for the token this iteration produces included.
-    pub slots: Vec<usize>,
-    /// Prompt tokens (the request's, for generating its input ids).
-    pub prompt_tokens: usize,
-}
-
-/// What one busy iteration did, in the order it happened.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IterationWork {
-    /// Preempted: their memory is gone; they come back through `prefill` (recompute).
-    pub preempted: Vec<u64>,
-    /// Running requests that store one more token, as one batch.
-    pub decode: Vec<RowWork>,
-    /// Admitted this iteration: prompt (plus tokens generated before a preemption) stored,
-    /// first token produced.
-    pub prefill: Vec<RowWork>,
-    /// Done after this iteration: their memory is returned.
-    pub finished: Vec<u64>,
-}
-
-/// Runs the scheduled work, one iteration at a time (a model, or nothing).
-pub trait Executor {
-    fn iteration(&mut self, work: &IterationWork) -> Result<(), String>;
+    fn holding(&self) -> Holding {
+        Holding { lease: self.lease, context: self.held(), total: self.req.total_tokens() }
+    }
 }
 
 /// Serves `requests` under `config` and reports what memory did (nothing is executed, and no
@@ -140,7 +127,8 @@ pub fn simulate(config: &SimConfig, requests: &[Request]) -> Result<SimResult, S
     serve(config, requests, None)
 }
 
-/// [`simulate`], handing every busy iteration's work to `exec` before the next one starts.
+/// [`simulate`], handing every busy iteration's work to `exec` before the next one starts;
+/// its measured seconds are the run's clock.
 pub fn simulate_with(
     config: &SimConfig,
     requests: &[Request],
@@ -153,19 +141,29 @@ pub fn simulate_with(
 ///
 /// Requests are served in arrival order (ties in slice order). Errors: an invalid config or a
 /// budget that no request could ever fit ([`ServingError::BudgetTooSmall`]), a request with
-/// zero prompt or output tokens, and internal inconsistencies (never expected). Requests that
-/// are too long or too large for the budget are *rejected and counted*, not errors.
+/// zero prompt or output tokens or a prefix longer than its prompt, and internal
+/// inconsistencies (never expected). Requests that are too long or too large for the budget
+/// are *rejected and counted*, not errors.
 fn serve(
     config: &SimConfig,
     requests: &[Request],
     mut exec: Option<&mut dyn Executor>,
 ) -> Result<SimResult, ServingError> {
+    if let Some(why) = config.cost.as_ref().and_then(|c| c.invalid()) {
+        return Err(ServingError::InvalidConfig(why));
+    }
+    let swap_bytes = match config.preemption {
+        Preemption::Swap => config.swap_bytes,
+        Preemption::Recompute => 0,
+    };
     let mut memory = KvMemory::new(
         config.policy,
         config.budget_bytes,
         config.bytes_per_token,
         config.max_seq_len,
+        swap_bytes,
     )?;
+    let sharing = config.sharing && config.policy.block_size().is_some();
     let mut rejections = Rejections::default();
     let mut pending: Vec<Request> = Vec::with_capacity(requests.len());
     for req in requests {
@@ -173,6 +171,12 @@ fn serve(
             return Err(ServingError::InvalidRequest {
                 id: req.id,
                 reason: "prompt and output need at least one token each",
+            });
+        }
+        if req.prefix.is_some_and(|p| p.tokens == 0 || p.tokens > req.prompt_tokens) {
+            return Err(ServingError::InvalidRequest {
+                id: req.id,
+                reason: "a shared prefix needs 1 to prompt_tokens tokens",
             });
         }
         if req.total_tokens() > config.max_seq_len {
@@ -191,8 +195,13 @@ fn serve(
     let mut running: Vec<Running> = Vec::new();
     let mut acc = Accumulator::default();
     let mut counts = RunCounts { requests: requests.len(), ..RunCounts::default() };
-    let (mut recomputed_tokens, mut max_internal) = (0u64, 0usize);
+    let mut traffic = Traffic::default();
+    let mut latency = LatencyBook::default();
+    let mut max_internal = 0usize;
     let mut iteration = 0u64;
+    let clocked = exec.is_some() || config.cost.is_some();
+    let mut clock = 0.0f64;
+    let block_bytes = memory.block_bytes();
 
     loop {
         if waiting.is_empty() && running.is_empty() {
@@ -201,31 +210,59 @@ fn serve(
                 Some(next) => iteration = iteration.max(next.arrival),
             }
         }
+        let now = Instant { iteration, seconds: clocked.then_some(clock) };
         while let Some(req) = pending.front().copied().filter(|r| r.arrival <= iteration) {
             pending.pop_front();
-            waiting.push_back(Waiting { req, generated: 0 });
+            latency.arrived(req.id, now);
+            waiting.push_back(Waiting { req, generated: 0, swapped: None });
         }
         if acc.iterations() >= max_busy {
             return Err(ServingError::NoProgress { iterations: acc.iterations() });
         }
+        let mut work = IterationWork::default();
+        let (mut prefill_now, mut swap_blocks_now) = (0u64, 0u64);
 
         // Decode, oldest first; preempt the latest admitted when the pool is dry.
         let mut preempted_now = false;
-        let mut work = IterationWork::default();
         let mut i = 0;
         while i < running.len() {
             match memory.grow(running[i].lease)? {
-                Growth::Grown => {
+                Growth::Grown(copy) => {
+                    if let Some(copy) = copy {
+                        traffic.cow_tokens += copy.from.len() as u64;
+                        work.copies.push(copy);
+                    }
                     running[i].generated += 1;
                     i += 1;
                 }
                 Growth::NeedsMemory => {
                     let victim = running.pop().ok_or(ServingError::LeaseMismatch)?;
-                    memory.release(victim.lease)?;
-                    waiting.push_front(Waiting { req: victim.req, generated: victim.generated });
-                    if exec.is_some() {
-                        work.preempted.push(victim.req.id);
+                    // Its K/V: every held slot but the last (that token is not fed yet).
+                    let stored = victim.held() - 1;
+                    let slots = match exec {
+                        Some(_) => memory.slots(victim.lease, stored)?,
+                        None => Vec::new(),
+                    };
+                    let swapped = match config.preemption {
+                        Preemption::Swap => memory.swap_out(victim.lease)?,
+                        Preemption::Recompute => None,
+                    };
+                    match swapped {
+                        Some(sw) => {
+                            traffic.swap_outs += 1;
+                            swap_blocks_now += sw.blocks as u64;
+                            work.swapped_out.push(RowWork::new(&victim.req, slots));
+                        }
+                        None => {
+                            memory.release(victim.lease)?;
+                            work.preempted.push(victim.req.id);
+                        }
                     }
+                    waiting.push_front(Waiting {
+                        req: victim.req,
+                        generated: victim.generated,
+                        swapped,
+                    });
                     counts.preemptions += 1;
                     preempted_now = true;
                 }
@@ -233,14 +270,37 @@ fn serve(
         }
 
         // Admit FCFS while the head fits (vLLM skips admission in a step that preempted).
+        let decoders = running.len();
         if !preempted_now {
             while let Some(w) = waiting.front().copied() {
                 let context = w.req.prompt_tokens + w.generated + 1;
-                let Some(lease) = memory.try_admit(&w.req, context)? else { break };
+                let row = if let Some(sw) = w.swapped {
+                    let Some(lease) = memory.swap_in(sw, context)? else { break };
+                    traffic.swap_ins += 1;
+                    swap_blocks_now += sw.blocks as u64;
+                    prefill_now += 1;
+                    (lease, RowWork { swapped_in: true, ..RowWork::new(&w.req, Vec::new()) })
+                } else {
+                    let donor = if sharing { donor_for(&running, &w.req, context) } else { None };
+                    let Some(adm) = memory.try_admit(&w.req, context, donor)? else { break };
+                    let fed = (context - 1) as u64;
+                    let computed = fed - adm.shared_tokens as u64;
+                    prefill_now += computed;
+                    traffic.prefix_hit_tokens += adm.shared_tokens as u64;
+                    if w.generated > 0 {
+                        traffic.recomputed_tokens += fed;
+                    }
+                    if let Some(c) = &adm.copy {
+                        traffic.cow_tokens += c.from.len() as u64;
+                    }
+                    let base = RowWork::new(&w.req, Vec::new());
+                    (adm.lease, RowWork { shared: adm.shared_tokens, copy: adm.copy, ..base })
+                };
                 waiting.pop_front();
-                recomputed_tokens += if w.generated > 0 { (context - 1) as u64 } else { 0 };
+                let (lease, mut row) = row;
                 if exec.is_some() {
-                    work.prefill.push(row_work(&memory, &w.req, lease, context)?);
+                    row.slots = memory.slots(lease, context)?;
+                    work.prefill.push(row);
                 }
                 running.push(Running { req: w.req, generated: w.generated + 1, lease });
             }
@@ -252,38 +312,65 @@ fn serve(
             continue;
         }
 
-        let (sample, internal) =
+        let snap =
             memory.sample(running.iter().map(Running::holding), waiting.front().map(|w| &w.req))?;
-        if sample.total() != u128::from(config.budget_bytes) {
+        if snap.parts.total() != u128::from(config.budget_bytes) {
             return Err(ServingError::AccountingMismatch {
                 iteration,
-                accounted: sample.total(),
+                accounted: snap.parts.total(),
                 budget: config.budget_bytes,
             });
         }
-        max_internal = max_internal.max(internal);
+        max_internal = max_internal.max(snap.max_internal_tokens);
         counts.tokens_produced += running.len() as u64;
-        acc.record(iteration, &sample, running.len(), waiting.len(), config.budget_bytes);
+        acc.record(
+            iteration,
+            &snap.parts,
+            [snap.held_bytes, snap.unshared_bytes],
+            running.len(),
+            waiting.len(),
+            config.budget_bytes,
+        );
+        traffic.prefill_tokens += prefill_now;
+        traffic.swap_blocks += swap_blocks_now;
+        traffic.swap_bytes += swap_blocks_now * block_bytes;
 
-        if let Some(exec) = exec.as_deref_mut() {
-            // Decoders: the running requests not admitted this iteration (admitted last).
-            let decoders = running.len() - work.prefill.len();
-            for r in &running[..decoders] {
-                let held = r.req.prompt_tokens + r.generated;
-                work.decode.push(row_work(&memory, &r.req, r.lease, held)?);
+        let finished: Vec<u64> = running
+            .iter()
+            .filter(|r| r.generated >= r.req.output_tokens)
+            .map(|r| r.req.id)
+            .collect();
+        let seconds = match exec.as_deref_mut() {
+            Some(exec) => {
+                for r in &running[..decoders] {
+                    work.decode.push(RowWork {
+                        slots: memory.slots(r.lease, r.held())?,
+                        ..RowWork::new(&r.req, Vec::new())
+                    });
+                }
+                work.finished = finished.clone();
+                Some(exec.iteration(&work).map_err(ServingError::Execution)?)
             }
-            work.finished = running
-                .iter()
-                .filter(|r| r.generated >= r.req.output_tokens)
-                .map(|r| r.req.id)
-                .collect();
-            exec.iteration(&work).map_err(ServingError::Execution)?;
+            None => config.cost.map(|c| {
+                c.iteration_s(
+                    decoders > 0,
+                    prefill_now,
+                    swap_blocks_now,
+                    swap_blocks_now * block_bytes,
+                )
+            }),
+        };
+        clock += seconds.unwrap_or(0.0);
+        let end = Instant { iteration, seconds: clocked.then_some(clock) };
+        for r in &running {
+            latency.produced(r.req.id, end);
         }
 
         let mut still = Vec::with_capacity(running.len());
         for r in running.drain(..) {
             if r.generated >= r.req.output_tokens {
                 memory.release(r.lease)?;
+                latency.finished(r.req.id, end, r.req.output_tokens);
                 counts.completed += 1;
             } else {
                 still.push(r);
@@ -294,21 +381,26 @@ fn serve(
     }
 
     counts.rejected = rejections.too_long + rejections.never_fits;
+    traffic.elapsed_s = clocked.then_some(clock);
     let summary = acc.summary(config.policy, config.budget_bytes, counts);
     Ok(SimResult {
         summary,
         series: std::mem::take(&mut acc.series),
         rejections,
-        recomputed_tokens,
+        traffic,
+        latency: latency.summary(),
         max_internal_tokens_per_request: max_internal,
     })
 }
 
-fn row_work(
-    memory: &KvMemory,
-    req: &Request,
-    lease: Lease,
-    held: usize,
-) -> Result<RowWork, ServingError> {
-    Ok(RowWork { id: req.id, slots: memory.slots(lease, held)?, prompt_tokens: req.prompt_tokens })
+/// The running request `req` can share its prefix with: the oldest one of its prefix group,
+/// sharing the prefix but at least one token less than `req` feeds (it computes the logits of
+/// its last prompt token itself). `None` when there is none or nothing to share.
+fn donor_for(running: &[Running], req: &Request, context: usize) -> Option<Donor> {
+    let prefix = req.prefix?;
+    let (donor, theirs) = running
+        .iter()
+        .find_map(|r| r.req.prefix.filter(|p| p.group == prefix.group).map(|p| (r, p.tokens)))?;
+    let tokens = prefix.tokens.min(theirs).min(context.saturating_sub(2));
+    (tokens > 0).then_some(Donor { lease: donor.lease, tokens })
 }

@@ -3,22 +3,20 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::{Policy, Request, ServingError, SimConfig, TraceGen, simulate, trace::LengthDist};
+use crate::{
+    CostModel, Policy, Preemption, Request, ServingError, SimConfig, TraceGen, simulate,
+    trace::LengthDist,
+};
 
 /// SmolLM2-135M fp32: 2 (K, V) * 30 layers * 3 KV heads * 64 dims * 4 bytes.
 const SMOL_FP32: u64 = 2 * 30 * 3 * 64 * 4;
 
 fn config(policy: Policy, budget_tokens: u64) -> SimConfig {
-    SimConfig {
-        policy,
-        budget_bytes: budget_tokens * SMOL_FP32,
-        bytes_per_token: SMOL_FP32,
-        max_seq_len: 2048,
-    }
+    SimConfig::new(policy, budget_tokens * SMOL_FP32, SMOL_FP32, 2048)
 }
 
 fn req(id: u64, arrival: u64, prompt: usize, output: usize) -> Request {
-    Request { id, arrival, prompt_tokens: prompt, output_tokens: output }
+    Request::new(id, arrival, prompt, output)
 }
 
 /// Wide, uneven lengths and bursts: the hardest case for both books and allocators.
@@ -40,8 +38,7 @@ fn books_balance_every_iteration_for_every_policy() {
     let trace = mixed_trace(3000, 1);
     // An odd byte budget and odd bytes per token, so block and token remainders exist.
     for policy in Policy::standard_set() {
-        let cfg =
-            SimConfig { policy, budget_bytes: 3 * 6000 + 7, bytes_per_token: 3, max_seq_len: 2048 };
+        let cfg = SimConfig::new(policy, 3 * 6000 + 7, 3, 2048);
         // `simulate` fails with AccountingMismatch if any iteration's parts miss the budget.
         let r = simulate(&cfg, &trace).unwrap_or_else(|e| panic!("{policy:?}: {e}"));
         let s = &r.summary;
@@ -97,32 +94,43 @@ fn paging_holds_more_token_state_than_reserving() {
 #[test]
 fn head_of_line_blocking_and_exact_timeline() {
     // 10 token slots. A takes 7; B (7) must wait; C (3) would fit but may not skip B.
-    let cfg = SimConfig {
-        policy: Policy::ReserveExact,
-        budget_bytes: 10,
-        bytes_per_token: 1,
-        max_seq_len: 10,
-    };
+    let cfg = SimConfig::new(Policy::ReserveExact, 10, 1, 10);
     let trace = [req(0, 0, 4, 3), req(1, 0, 4, 3), req(2, 0, 2, 1)];
     let r = simulate(&cfg, &trace).unwrap();
     let running: Vec<usize> = r.series.iter().map(|p| p.running).collect();
     assert_eq!(running, vec![1, 1, 1, 2, 1, 1]);
     assert_eq!((r.summary.completed, r.summary.iterations, r.summary.max_running), (3, 6, 2));
+    // First tokens at iterations 0 (A), 3 (B, C): waits of 1, 4, 4 iterations; A and B then
+    // take one iteration per token; C has one token only.
+    let l = r.latency;
+    assert_eq!((l.ttft_iter.p50, l.ttft_iter.p90), (Some(4.0), Some(4.0)));
+    assert_eq!((l.tpot_iter.p50, l.tpot_iter.p99), (Some(1.0), Some(1.0)));
+    assert_eq!((l.ttft_s.p50, r.traffic.elapsed_s), (None, None), "no clock");
+
+    // With a clock: a decode step costs 1 s, a prompt token 0.1 s. Iterations end at 0.4
+    // (A's 4-token prefill), 1.4, 2.4, 3.0 (B and C prefilled: 6 tokens), 4.0, 5.0.
+    let cost = CostModel {
+        decode_step_s: 1.0,
+        prefill_token_s: 0.1,
+        swap_bytes_per_s: 1.0,
+        swap_block_s: 0.0,
+    };
+    let r = simulate(&SimConfig { cost: Some(cost), ..cfg }, &trace).unwrap();
+    let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-9;
+    assert!(close(r.traffic.elapsed_s, 5.0));
+    let l = r.latency;
+    assert!(close(l.ttft_s.p50, 3.0) && close(Some(l.ttft_s.p99.unwrap()), 3.0), "{l:?}");
+    assert!(close(l.tpot_s.p50, 1.0) && close(l.tpot_s.p99, 1.0), "{l:?}");
 }
 
 #[test]
 fn preemption_evicts_the_latest_and_recomputes() {
     // 4 blocks of 2 tokens; two requests that each grow to 6 tokens cannot both finish.
-    let cfg = SimConfig {
-        policy: Policy::Paged { block_size: 2 },
-        budget_bytes: 8,
-        bytes_per_token: 1,
-        max_seq_len: 8,
-    };
+    let cfg = SimConfig::new(Policy::Paged { block_size: 2 }, 8, 1, 8);
     let trace = [req(0, 0, 2, 4), req(1, 0, 2, 4)];
     let r = simulate(&cfg, &trace).unwrap();
     assert!(r.summary.preemptions >= 1);
-    assert!(r.recomputed_tokens >= 3, "the victim's prompt and output are prefilled again");
+    assert!(r.traffic.recomputed_tokens >= 3, "the victim's prompt and output are prefilled again");
     assert_eq!(r.summary.completed, 2);
 }
 
@@ -172,4 +180,163 @@ fn same_seed_same_result() {
         let b = simulate(&config(policy, 4096), &spec.generate()).unwrap();
         assert_eq!(a, b);
     }
+}
+
+/// A shared system prompt under paging: the prefix is held once, every request computes only
+/// its own part, the books still balance, and more requests fit. Reservations cannot share.
+#[test]
+fn a_shared_system_prompt_is_stored_once() {
+    let trace = TraceGen::system_prompt(300, 3, 512).generate();
+    let paged = Policy::Paged { block_size: 16 };
+    let run =
+        |policy, sharing| simulate(&SimConfig { sharing, ..config(policy, 8192) }, &trace).unwrap();
+    let (alone, shared) = (run(paged, false), run(paged, true));
+    assert_eq!((alone.summary.completed, shared.summary.completed), (300, 300));
+    assert_eq!((alone.summary.shared_pct, alone.summary.sharing_saved_pct), (0.0, 0.0));
+    assert!(shared.summary.shared_pct > 0.0, "{:?}", shared.summary);
+    assert!(shared.summary.sharing_saved_pct > 30.0, "{:?}", shared.summary);
+    assert!(shared.summary.mean_running > 1.3 * alone.summary.mean_running);
+    assert!(
+        shared.summary.kv_bytes_per_request < 0.8 * shared.summary.kv_bytes_per_request_unshared
+    );
+    // Nearly every request finds a running member of the group: 511 of its 512 prefix tokens
+    // (the prefix is 32 full blocks, so no copy-on-write) are not computed again.
+    assert!(shared.traffic.prefix_hit_tokens >= 290 * 496, "{:?}", shared.traffic);
+    assert!(shared.traffic.prefill_tokens < alone.traffic.prefill_tokens / 2);
+    let pct = |s: &crate::Summary| {
+        s.token_state_pct
+            + s.shared_pct
+            + s.reserved_pct
+            + s.internal_pct
+            + s.external_pct
+            + s.free_pct
+    };
+    assert!((pct(&shared.summary) - 100.0).abs() < 1e-9);
+    let reserved = run(Policy::ReserveExact, true);
+    assert_eq!(reserved, run(Policy::ReserveExact, false), "no sharing without blocks");
+}
+
+/// n = 4 samples of each prompt: the whole prompt is shared but its last token, and the
+/// partly filled block it ends in is copied on the sample's first write.
+#[test]
+fn parallel_samples_share_their_prompt_and_copy_on_write() {
+    let trace = TraceGen::samples(400, 5, 4).generate();
+    let cfg = SimConfig { sharing: true, ..config(Policy::Paged { block_size: 16 }, 8192) };
+    let r = simulate(&cfg, &trace).unwrap();
+    assert_eq!(r.summary.completed, 400);
+    assert!(r.traffic.cow_tokens > 0, "prompts end mid-block: copies happen");
+    assert!(r.summary.sharing_saved_pct > 5.0, "{:?}", r.summary);
+    // Each copy moves fewer tokens than a block.
+    assert!(r.traffic.cow_tokens < 16 * r.traffic.prefix_hit_tokens.div_ceil(16));
+}
+
+/// Under a tight budget, swapping keeps every generated token: nothing is recomputed while
+/// the host pool has room, and the blocks moved out all come back. Without host memory it
+/// falls back to recomputing.
+#[test]
+fn swap_preemption_moves_blocks_instead_of_recomputing() {
+    let trace = TraceGen::chat(300, 7).generate();
+    let tight = config(Policy::Paged { block_size: 16 }, 2048);
+    let recompute = simulate(&tight, &trace).unwrap();
+    let swap = SimConfig { preemption: Preemption::Swap, swap_bytes: 1 << 40, ..tight };
+    let swapped = simulate(&swap, &trace).unwrap();
+    assert!(recompute.summary.preemptions > 0 && recompute.traffic.recomputed_tokens > 0);
+    assert!(swapped.summary.preemptions > 0);
+    assert_eq!(swapped.traffic.recomputed_tokens, 0);
+    assert_eq!(swapped.traffic.swap_outs, swapped.summary.preemptions);
+    assert_eq!(swapped.traffic.swap_ins, swapped.traffic.swap_outs);
+    assert_eq!(swapped.traffic.swap_bytes, swapped.traffic.swap_blocks * 16 * SMOL_FP32);
+    assert_eq!(swapped.summary.completed, 300);
+    assert!(swapped.traffic.prefill_tokens < recompute.traffic.prefill_tokens);
+    let no_host = simulate(&SimConfig { swap_bytes: 0, ..swap }, &trace).unwrap();
+    assert_eq!(no_host, recompute, "swap without host memory is recompute");
+}
+
+/// Random traffic over the paged memory: admissions with and without a donor, growth,
+/// swap-out and swap-in, frees; after every operation the pools' books check (every block
+/// free exactly when unreferenced, counts equal holders), and the budget split sums to the
+/// budget. 100,000 operations.
+#[test]
+fn property_share_copy_swap_free_keep_the_books() {
+    use crate::memory::{Donor, Growth, Holding, KvMemory, Lease};
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let (bs, budget, host) = (4usize, 4 * 64 + 3, 4 * 24);
+    let mut m = KvMemory::new(Policy::Paged { block_size: bs }, budget, 1, 4096, host).unwrap();
+    // (lease, tokens held, tokens it will hold at the end, prefix group)
+    let mut live: Vec<(Lease, usize, usize, u64)> = Vec::new();
+    let mut out = Vec::new();
+    let (mut forks, mut cows, mut swaps, mut full) = (0, 0, 0, 0);
+    for step in 0..100_000 {
+        match rng.random_range(0..10) {
+            0..=2 => {
+                let group = rng.random_range(0..3);
+                let context = rng.random_range(2..40);
+                let total = context + rng.random_range(0..20);
+                let donor = live
+                    .iter()
+                    .find(|l| l.3 == group && rng.random_bool(0.7))
+                    .map(|l| Donor { lease: l.0, tokens: l.1.min(context - 1).min(12) });
+                let r = Request::new(step, 0, context, total - context + 1);
+                match m.try_admit(&r, context, donor).unwrap() {
+                    Some(a) => {
+                        forks += usize::from(a.shared_tokens > 0);
+                        cows += usize::from(a.copy.is_some());
+                        live.push((a.lease, context, total, group));
+                    }
+                    None => full += 1,
+                }
+            }
+            3..=5 if !live.is_empty() => {
+                let i = rng.random_range(0..live.len());
+                if live[i].1 < live[i].2 {
+                    match m.grow(live[i].0).unwrap() {
+                        Growth::Grown(_) => live[i].1 += 1,
+                        Growth::NeedsMemory => full += 1,
+                    }
+                }
+            }
+            6 if !live.is_empty() => {
+                let l = live.swap_remove(rng.random_range(0..live.len()));
+                match m.swap_out(l.0).unwrap() {
+                    Some(sw) => {
+                        swaps += 1;
+                        out.push((sw, l));
+                    }
+                    None => live.push(l),
+                }
+            }
+            7 if !out.is_empty() => {
+                let (sw, l) = out.swap_remove(rng.random_range(0..out.len()));
+                match m.swap_in(sw, l.1 + 1).unwrap() {
+                    Some(lease) => live.push((lease, l.1 + 1, l.2.max(l.1 + 1), l.3)),
+                    None => out.push((sw, l)),
+                }
+            }
+            _ if !live.is_empty() => {
+                m.release(live.swap_remove(rng.random_range(0..live.len())).0).unwrap();
+            }
+            _ => {}
+        }
+        m.check().unwrap_or_else(|e| panic!("step {step}: {e}"));
+        let held = live.iter().map(|l| Holding { lease: l.0, context: l.1, total: l.2 });
+        let snap = m.sample(held, None).unwrap();
+        assert_eq!(snap.parts.total(), u128::from(budget), "step {step}: {:?}", snap.parts);
+        assert!(snap.held_bytes <= snap.unshared_bytes);
+        let host_used: usize = out.iter().map(|o| o.0.blocks).sum();
+        assert_eq!(snap.swapped_bytes, (host_used * bs) as u64);
+    }
+    assert!(
+        forks > 1000 && cows > 100 && swaps > 1000 && full > 1000,
+        "{forks} {cows} {swaps} {full}"
+    );
+    for (lease, ..) in live {
+        m.release(lease).unwrap();
+    }
+    for (sw, l) in out {
+        let lease = m.swap_in(sw, l.1 + 1).unwrap().unwrap();
+        m.release(lease).unwrap();
+    }
+    m.check().unwrap();
+    let snap = m.sample([], None).unwrap();
+    assert_eq!((snap.parts.free, snap.swapped_bytes), (4 * 64, 0), "every count back to zero");
 }

@@ -3,6 +3,10 @@
 //! Time is measured in scheduler *iterations* (one decode step of the whole batch), because the
 //! simulation asks only how memory is shared, not how long a step takes. A trace is a list of
 //! [`Request`]s; the simulator serves them in arrival order, ties in list order.
+//!
+//! Requests may share a prompt prefix ([`Prefix`]): the same system prompt, or the n samples
+//! of one prompt. Requests of one prefix group hold the same first `tokens` prompt tokens, so
+//! a paged server can point them at the same KV blocks.
 
 use std::{fmt, io::Read, path::Path, str::FromStr};
 
@@ -22,9 +26,29 @@ pub struct Request {
     pub prompt_tokens: usize,
     /// Tokens to generate, including the one produced by prefill (at least 1).
     pub output_tokens: usize,
+    /// The prompt prefix it shares with other requests, if any.
+    pub prefix: Option<Prefix>,
+}
+
+/// A prompt prefix shared by every request of `group`: their first `tokens` prompt tokens are
+/// the same tokens (1 ≤ `tokens` ≤ the request's prompt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prefix {
+    pub group: u64,
+    pub tokens: usize,
 }
 
 impl Request {
+    /// A request that shares nothing.
+    pub fn new(id: u64, arrival: u64, prompt_tokens: usize, output_tokens: usize) -> Self {
+        Self { id, arrival, prompt_tokens, output_tokens, prefix: None }
+    }
+
+    /// The same request, sharing its first `tokens` prompt tokens with `group`.
+    pub fn with_prefix(self, group: u64, tokens: usize) -> Self {
+        Self { prefix: Some(Prefix { group, tokens }), ..self }
+    }
+
     /// Tokens whose KV the request holds when it finishes: prompt + output.
     pub fn total_tokens(&self) -> usize {
         self.prompt_tokens.saturating_add(self.output_tokens)
@@ -38,18 +62,26 @@ pub enum TraceError {
     Io { path: String, source: std::io::Error },
     #[error("trace CSV: {0}")]
     Csv(#[from] csv::Error),
-    #[error("trace header must be `arrival_time,prompt_tokens,output_tokens`, found `{found}`")]
+    #[error(
+        "trace header must be `arrival_time,prompt_tokens,output_tokens` (then optionally `,prefix_group,prefix_tokens`), found `{found}`"
+    )]
     Header { found: String },
-    #[error("trace line {line}: expected 3 fields, found {found}")]
-    FieldCount { line: u64, found: usize },
+    #[error("trace line {line}: expected {expected} fields, found {found}")]
+    FieldCount { line: u64, expected: usize, found: usize },
     #[error("trace line {line}, column {column}: invalid value `{value}` ({reason})")]
     Value { line: u64, column: &'static str, value: String, reason: &'static str },
-    #[error("unknown trace kind `{0}` (expected `chat` or `long-output`)")]
+    #[error(
+        "unknown trace kind `{0}` (expected `chat`, `long-output`, `system-prompt` or `samples`)"
+    )]
     UnknownKind(String),
 }
 
 /// The columns a CSV trace must have, in order.
 pub const CSV_COLUMNS: [&str; 3] = ["arrival_time", "prompt_tokens", "output_tokens"];
+
+/// The optional columns after them: a request's prefix group and how many prompt tokens it
+/// shares (both empty for a request that shares nothing).
+pub const CSV_PREFIX_COLUMNS: [&str; 2] = ["prefix_group", "prefix_tokens"];
 
 /// Reads a CSV trace from a file. See [`read_csv`].
 pub fn load_csv(path: impl AsRef<Path>) -> Result<Vec<Request>, TraceError> {
@@ -59,21 +91,27 @@ pub fn load_csv(path: impl AsRef<Path>) -> Result<Vec<Request>, TraceError> {
     read_csv(file)
 }
 
-/// Reads a CSV trace: a header `arrival_time,prompt_tokens,output_tokens`, then one request per
-/// row. `arrival_time` is in iterations (a non-negative number; fractions are floored), token
-/// counts are integers >= 1. A bad row is reported with its 1-based line number and value.
+/// Reads a CSV trace: a header `arrival_time,prompt_tokens,output_tokens` (optionally followed
+/// by `prefix_group,prefix_tokens`), then one request per row. `arrival_time` is in iterations
+/// (a non-negative number; fractions are floored), token counts are integers >= 1; a prefix is
+/// both columns or neither, with `prefix_tokens` at most the prompt. A bad row is reported
+/// with its 1-based line number and value.
 pub fn read_csv(reader: impl Read) -> Result<Vec<Request>, TraceError> {
     let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
     let header = rdr.headers()?.clone();
-    if header.iter().map(str::trim).ne(CSV_COLUMNS) {
+    let names: Vec<&str> = header.iter().map(str::trim).collect();
+    let with_prefix =
+        names.iter().copied().eq(CSV_COLUMNS.iter().chain(&CSV_PREFIX_COLUMNS).copied());
+    if !with_prefix && names.iter().copied().ne(CSV_COLUMNS) {
         return Err(TraceError::Header { found: header.iter().collect::<Vec<_>>().join(",") });
     }
+    let expected = names.len();
     let mut out = Vec::new();
     for (id, record) in (0u64..).zip(rdr.records()) {
         let record = record?;
         let line = record.position().map_or(0, |p| p.line());
-        if record.len() != CSV_COLUMNS.len() {
-            return Err(TraceError::FieldCount { line, found: record.len() });
+        if record.len() != expected {
+            return Err(TraceError::FieldCount { line, expected, found: record.len() });
         }
         let field = |i: usize| record.get(i).unwrap_or_default().trim();
         let bad = |column, value: &str, reason| TraceError::Value {
@@ -95,7 +133,18 @@ pub fn read_csv(reader: impl Read) -> Result<Vec<Request>, TraceError> {
         };
         let prompt_tokens = count(1, "prompt_tokens")?;
         let output_tokens = count(2, "output_tokens")?;
-        out.push(Request { id, arrival, prompt_tokens, output_tokens });
+        let mut req = Request::new(id, arrival, prompt_tokens, output_tokens);
+        if with_prefix && !(field(3).is_empty() && field(4).is_empty()) {
+            let group = field(3)
+                .parse::<u64>()
+                .map_err(|_| bad("prefix_group", field(3), "not a non-negative integer"))?;
+            let tokens = count(4, "prefix_tokens")?;
+            if tokens > prompt_tokens {
+                return Err(bad("prefix_tokens", field(4), "longer than the prompt"));
+            }
+            req = req.with_prefix(group, tokens);
+        }
+        out.push(req);
     }
     Ok(out)
 }
@@ -134,15 +183,30 @@ fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
+/// What the requests of a synthetic trace share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Sharing {
+    /// Nothing: every prompt is its own.
+    None,
+    /// Every prompt starts with the same `tokens`-token system prompt (prefix group 0),
+    /// followed by its own drawn part.
+    SystemPrompt { tokens: usize },
+    /// Each drawn prompt is sent `n` times at once (the n samples of one prompt: a prefix
+    /// group per prompt, sharing the whole prompt); each sample draws its own output length.
+    Samples { n: usize },
+}
+
 /// A seeded synthetic trace: Poisson arrivals, independent prompt and output lengths.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceGen {
     pub n_requests: usize,
-    /// Mean arrivals per iteration (Poisson process: exponential gaps). `<= 0` or non-finite
-    /// means every request arrives at iteration 0 (an offline batch).
+    /// Mean arrivals per iteration (Poisson process: exponential gaps; a `Samples` group
+    /// arrives together). `<= 0` or non-finite means every request arrives at iteration 0 (an
+    /// offline batch).
     pub arrival_rate: f64,
     pub prompt: LengthDist,
     pub output: LengthDist,
+    pub sharing: Sharing,
     pub seed: u64,
 }
 
@@ -158,8 +222,22 @@ impl TraceGen {
             arrival_rate: 1.0,
             prompt: LengthDist::LogNormal { median: 96.0, sigma: 0.9, min: 4, max: 1024 },
             output: LengthDist::LogNormal { median: 160.0, sigma: 0.9, min: 1, max: 1024 },
+            sharing: Sharing::None,
             seed,
         }
+    }
+
+    /// [`TraceGen::chat`] behind one shared `tokens`-token system prompt: each prompt is the
+    /// system prompt plus a chat-length user part.
+    pub fn system_prompt(n_requests: usize, seed: u64, tokens: usize) -> Self {
+        Self { sharing: Sharing::SystemPrompt { tokens }, ..Self::chat(n_requests, seed) }
+    }
+
+    /// [`TraceGen::chat`] with each prompt sampled `n` times (parallel sampling): the
+    /// `n_requests` requests are `n_requests / n` prompts (rounded up; the last group may be
+    /// cut short) of `n` requests each.
+    pub fn samples(n_requests: usize, seed: u64, n: usize) -> Self {
+        Self { sharing: Sharing::Samples { n }, ..Self::chat(n_requests, seed) }
     }
 
     /// Short prompts, long answers (summaries, code, reasoning): prompts uniform in 16..=128,
@@ -171,6 +249,7 @@ impl TraceGen {
             arrival_rate: 0.02,
             prompt: LengthDist::Uniform { min: 16, max: 128 },
             output: LengthDist::Uniform { min: 512, max: 1536 },
+            sharing: Sharing::None,
             seed,
         }
     }
@@ -179,18 +258,36 @@ impl TraceGen {
     pub fn generate(&self) -> Vec<Request> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let poisson = self.arrival_rate.is_finite() && self.arrival_rate > 0.0;
+        let group_size = match self.sharing {
+            Sharing::Samples { n } => n.max(1),
+            _ => 1,
+        };
         let mut clock = 0.0f64;
-        (0u64..)
-            .take(self.n_requests)
-            .map(|id| {
-                if poisson {
-                    clock += -(1.0 - rng.random::<f64>()).ln() / self.arrival_rate;
-                }
-                let prompt_tokens = self.prompt.sample(&mut rng);
+        let mut out = Vec::with_capacity(self.n_requests);
+        for group in 0u64.. {
+            if out.len() >= self.n_requests {
+                break;
+            }
+            if poisson {
+                clock += -(1.0 - rng.random::<f64>()).ln() / self.arrival_rate;
+            }
+            let drawn = self.prompt.sample(&mut rng);
+            for _ in 0..group_size.min(self.n_requests - out.len()) {
                 let output_tokens = self.output.sample(&mut rng);
-                Request { id, arrival: clock as u64, prompt_tokens, output_tokens }
-            })
-            .collect()
+                let id = out.len() as u64;
+                let req = match self.sharing {
+                    Sharing::None => Request::new(id, clock as u64, drawn, output_tokens),
+                    Sharing::SystemPrompt { tokens } => {
+                        Request::new(id, clock as u64, tokens + drawn, output_tokens)
+                            .with_prefix(0, tokens)
+                    }
+                    Sharing::Samples { .. } => Request::new(id, clock as u64, drawn, output_tokens)
+                        .with_prefix(group, drawn),
+                };
+                out.push(req);
+            }
+        }
+        out
     }
 }
 
@@ -199,14 +296,29 @@ impl TraceGen {
 pub enum TraceKind {
     Chat,
     LongOutput,
+    /// Chat behind a shared system prompt ([`TraceGen::system_prompt`]).
+    SystemPrompt,
+    /// Chat prompts sampled n times each ([`TraceGen::samples`]).
+    Samples,
 }
 
+/// System prompt length of `system-prompt` traces when none is named.
+pub const DEFAULT_SYSTEM_PROMPT_TOKENS: usize = 256;
+
+/// Samples per prompt of `samples` traces when none is named (the sharing issue's n = 4).
+pub const DEFAULT_SAMPLES: usize = 4;
+
 impl TraceKind {
-    /// This workload's default generator.
+    /// This workload's default generator ([`DEFAULT_SYSTEM_PROMPT_TOKENS`],
+    /// [`DEFAULT_SAMPLES`]).
     pub fn generator(self, n_requests: usize, seed: u64) -> TraceGen {
         match self {
             TraceKind::Chat => TraceGen::chat(n_requests, seed),
             TraceKind::LongOutput => TraceGen::long_output(n_requests, seed),
+            TraceKind::SystemPrompt => {
+                TraceGen::system_prompt(n_requests, seed, DEFAULT_SYSTEM_PROMPT_TOKENS)
+            }
+            TraceKind::Samples => TraceGen::samples(n_requests, seed, DEFAULT_SAMPLES),
         }
     }
 }
@@ -216,6 +328,8 @@ impl fmt::Display for TraceKind {
         f.write_str(match self {
             TraceKind::Chat => "chat",
             TraceKind::LongOutput => "long-output",
+            TraceKind::SystemPrompt => "system-prompt",
+            TraceKind::Samples => "samples",
         })
     }
 }
@@ -226,6 +340,8 @@ impl FromStr for TraceKind {
         match s {
             "chat" => Ok(TraceKind::Chat),
             "long-output" => Ok(TraceKind::LongOutput),
+            "system-prompt" => Ok(TraceKind::SystemPrompt),
+            "samples" => Ok(TraceKind::Samples),
             other => Err(TraceError::UnknownKind(other.to_owned())),
         }
     }
@@ -237,13 +353,17 @@ mod tests {
 
     #[test]
     fn generators_are_deterministic_and_in_range() {
-        for kind in [TraceKind::Chat, TraceKind::LongOutput] {
+        for kind in
+            [TraceKind::Chat, TraceKind::LongOutput, TraceKind::SystemPrompt, TraceKind::Samples]
+        {
             let a = kind.generator(500, 3).generate();
+            assert_eq!(a.len(), 500);
             assert_eq!(a, kind.generator(500, 3).generate());
             assert_ne!(a, kind.generator(500, 4).generate());
             assert!(a.windows(2).all(|w| w[0].arrival <= w[1].arrival));
             assert!(a.iter().all(|r| r.prompt_tokens >= 1 && r.output_tokens >= 1));
-            assert!(a.iter().all(|r| r.total_tokens() <= 2048));
+            assert!(a.iter().all(|r| r.total_tokens() <= 2048 + DEFAULT_SYSTEM_PROMPT_TOKENS));
+            assert!(a.iter().all(|r| r.prefix.is_none_or(|p| p.tokens <= r.prompt_tokens)));
             assert_eq!(kind.to_string().parse::<TraceKind>().unwrap(), kind);
         }
     }
@@ -260,6 +380,25 @@ mod tests {
     }
 
     #[test]
+    fn shared_prefixes_group_as_described() {
+        let sys = TraceGen::system_prompt(50, 2, 300).generate();
+        assert!(
+            sys.iter().all(
+                |r| r.prefix == Some(Prefix { group: 0, tokens: 300 }) && r.prompt_tokens > 300
+            )
+        );
+        let samples = TraceGen::samples(10, 2, 4).generate();
+        let groups: Vec<u64> = samples.iter().map(|r| r.prefix.unwrap().group).collect();
+        assert_eq!(groups, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2], "the last group is cut short");
+        for g in samples.chunk_by(|a, b| a.prefix == b.prefix) {
+            assert!(g.iter().all(|r| r.arrival == g[0].arrival
+                && r.prompt_tokens == g[0].prompt_tokens
+                && r.prefix.unwrap().tokens == r.prompt_tokens));
+        }
+        assert!(samples[..4].iter().any(|r| r.output_tokens != samples[0].output_tokens));
+    }
+
+    #[test]
     fn offline_batch_arrives_at_once() {
         let spec = TraceGen { arrival_rate: 0.0, ..TraceGen::chat(10, 0) };
         assert!(spec.generate().iter().all(|r| r.arrival == 0));
@@ -269,7 +408,12 @@ mod tests {
     fn reads_a_csv_trace() {
         let text = "arrival_time,prompt_tokens,output_tokens\n0,10,5\n2.7, 3 ,1\n";
         let reqs = read_csv(text.as_bytes()).unwrap();
-        assert_eq!(reqs[1], Request { id: 1, arrival: 2, prompt_tokens: 3, output_tokens: 1 });
+        assert_eq!(reqs[1], Request::new(1, 2, 3, 1));
+        let text = "arrival_time,prompt_tokens,output_tokens,prefix_group,prefix_tokens\n\
+                    0,10,5,7,4\n1,3,1,,\n";
+        let reqs = read_csv(text.as_bytes()).unwrap();
+        assert_eq!(reqs[0], Request::new(0, 0, 10, 5).with_prefix(7, 4));
+        assert_eq!(reqs[1].prefix, None);
     }
 
     #[test]
@@ -289,8 +433,15 @@ mod tests {
         let text = "arrival_time,prompt_tokens,output_tokens\n0,10\n";
         assert!(matches!(
             read_csv(text.as_bytes()),
-            Err(TraceError::FieldCount { line: 2, found: 2 })
+            Err(TraceError::FieldCount { line: 2, expected: 3, found: 2 })
         ));
+        let text = "arrival_time,prompt_tokens,output_tokens,prefix_group,prefix_tokens\n\
+                    0,10,5,1,11\n";
+        let err = read_csv(text.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("prefix_tokens") && err.to_string().contains("`11`"));
+        let text = "arrival_time,prompt_tokens,output_tokens,prefix_group,prefix_tokens\n\
+                    0,10,5,x,2\n";
+        assert!(read_csv(text.as_bytes()).unwrap_err().to_string().contains("prefix_group"));
         let text = "time,prompt,output\n0,1,1\n";
         assert!(matches!(read_csv(text.as_bytes()), Err(TraceError::Header { .. })));
     }

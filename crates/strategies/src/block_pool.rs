@@ -13,6 +13,13 @@
 //!
 //! Freed blocks go on a LIFO stack, so the block freed last is the next one handed out (hot in
 //! cache, and it makes reuse easy to observe in tests).
+//!
+//! Blocks can be *shared* (vLLM's copy-on-write): [`BlockPool::fork`] starts a sequence whose
+//! first blocks are another's (a common system prompt, the n samples of one prompt); each
+//! block counts the tables that hold it and returns to the free list when the last one lets
+//! go. A sequence that appends into a shared, partly filled last block first gets a private
+//! copy of it ([`BlockCopy`]: the caller copies those slots' K/V); full shared blocks are
+//! never written again, so they are never copied.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +53,18 @@ pub enum PoolError {
     UnknownSequence(SeqId),
     #[error("token {index} is out of range for sequence {seq:?} of {len} tokens")]
     TokenOutOfRange { seq: SeqId, index: usize, len: usize },
+    #[error("cannot fork {tokens} tokens of sequence {seq:?}, which holds {len}")]
+    ForkTooLong { seq: SeqId, tokens: usize, len: usize },
+}
+
+/// A copy-on-write a caller must carry out before writing: the first `tokens` slots of block
+/// `from` (shared with other sequences) go to the same offsets of block `to` (now this
+/// sequence's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockCopy {
+    pub from: u32,
+    pub to: u32,
+    pub tokens: usize,
 }
 
 /// One sequence's share of the pool.
@@ -68,6 +87,8 @@ pub struct BlockPool {
     block_size: usize,
     /// LIFO stack of free block ids: `pop` takes the most recently freed block.
     free: Vec<u32>,
+    /// Per block: how many sequences' tables hold it (0 exactly when it is on `free`).
+    refs: Vec<u32>,
     /// Live sequences, ordered by id so iteration (and so any derived output) is deterministic.
     seqs: BTreeMap<SeqId, Sequence>,
     next_id: u64,
@@ -91,7 +112,14 @@ impl BlockPool {
         }
         // Reversed so that the first allocations take blocks 0, 1, 2, … (easier to read in logs).
         let free = (0..n_blocks).rev().filter_map(|b| u32::try_from(b).ok()).collect();
-        Ok(Self { n_blocks, block_size, free, seqs: BTreeMap::new(), next_id: 0 })
+        Ok(Self {
+            n_blocks,
+            block_size,
+            free,
+            refs: vec![0; n_blocks],
+            seqs: BTreeMap::new(),
+            next_id: 0,
+        })
     }
 
     /// Blocks in the pool.
@@ -114,9 +142,19 @@ impl BlockPool {
         self.free.len()
     }
 
-    /// Blocks owned by some sequence.
+    /// Blocks owned by some sequence (a shared block counts once).
     pub fn used_blocks(&self) -> usize {
         self.n_blocks - self.free.len()
+    }
+
+    /// Blocks held by more than one sequence.
+    pub fn shared_blocks(&self) -> usize {
+        self.refs.iter().filter(|&&r| r > 1).count()
+    }
+
+    /// How many sequences hold `block` (0 when it is free or out of range).
+    pub fn refcount(&self, block: u32) -> u32 {
+        self.refs.get(block as usize).copied().unwrap_or(0)
     }
 
     /// Live sequences.
@@ -140,35 +178,86 @@ impl BlockPool {
 
     /// Whether `seq` can grow by `n_new` tokens with the blocks free now.
     pub fn can_append(&self, seq: SeqId, n_new: usize) -> Result<bool, PoolError> {
-        let s = self.get(seq)?;
-        Ok(self.blocks_needed(s.len, n_new) <= self.free.len())
+        Ok(self.append_cost(seq, n_new)? <= self.free.len())
     }
 
-    /// Grows `seq` by `n_new` tokens, taking blocks as needed.
+    /// Free blocks `seq` takes to grow by `n_new` tokens: new blocks, plus one when its last
+    /// block is shared and partly filled (the copy-on-write).
+    pub fn append_cost(&self, seq: SeqId, n_new: usize) -> Result<usize, PoolError> {
+        let s = self.get(seq)?;
+        Ok(self.blocks_needed(s.len, n_new) + usize::from(n_new > 0 && self.cow_block(s).is_some()))
+    }
+
+    /// The shared, partly filled last block a write into `s` would have to copy first.
+    fn cow_block(&self, s: &Sequence) -> Option<u32> {
+        let last = *s.blocks.last()?;
+        (!s.len.is_multiple_of(self.block_size) && self.refs[last as usize] > 1).then_some(last)
+    }
+
+    /// Grows `seq` by `n_new` tokens, taking blocks as needed; returns the copy-on-write the
+    /// caller must carry out first when the sequence's last block was shared and partly filled.
     ///
     /// All or nothing: when the pool lacks blocks this returns [`PoolError::OutOfBlocks`] and
     /// neither the sequence nor the free list changes, so the caller may preempt and retry.
-    pub fn append(&mut self, seq: SeqId, n_new: usize) -> Result<(), PoolError> {
-        let len = self.get(seq)?.len;
-        let needed = self.blocks_needed(len, n_new);
+    pub fn append(&mut self, seq: SeqId, n_new: usize) -> Result<Option<BlockCopy>, PoolError> {
+        let needed = self.append_cost(seq, n_new)?;
         if needed > self.free.len() {
             return Err(PoolError::OutOfBlocks { needed, free: self.free.len() });
         }
-        let taken = self.free.split_off(self.free.len() - needed);
-        let s = self.seqs.get_mut(&seq).ok_or(PoolError::UnknownSequence(seq))?;
+        let s = self.get(seq)?;
+        let (len, cow) = (s.len, if n_new > 0 { self.cow_block(s) } else { None });
+        let mut taken = self.free.split_off(self.free.len() - needed);
         // split_off keeps stack order; reverse so the top of the stack is taken first.
-        s.blocks.extend(taken.into_iter().rev());
+        taken.reverse();
+        for &b in &taken {
+            self.refs[b as usize] = 1;
+        }
+        let mut taken = taken.into_iter();
+        let s = self.seqs.get_mut(&seq).ok_or(PoolError::UnknownSequence(seq))?;
+        let copy = match cow {
+            Some(from) => {
+                let to = taken.next().ok_or(PoolError::OutOfBlocks { needed, free: 0 })?;
+                *s.blocks.last_mut().ok_or(PoolError::UnknownSequence(seq))? = to;
+                self.refs[from as usize] -= 1;
+                Some(BlockCopy { from, to, tokens: len % self.block_size })
+            }
+            None => None,
+        };
+        s.blocks.extend(taken);
         s.len = len + n_new;
-        Ok(())
+        Ok(copy)
     }
 
-    /// Ends `seq` and returns its blocks to the free list.
+    /// Starts a sequence that shares `seq`'s first `tokens` tokens: its table holds the same
+    /// physical blocks (each one's count goes up), and it takes no block until it appends. A
+    /// partly filled last block is copied on the new sequence's first write ([`BlockCopy`]).
+    pub fn fork(&mut self, seq: SeqId, tokens: usize) -> Result<SeqId, PoolError> {
+        let s = self.get(seq)?;
+        if tokens > s.len {
+            return Err(PoolError::ForkTooLong { seq, tokens, len: s.len });
+        }
+        let blocks = s.blocks[..tokens.div_ceil(self.block_size)].to_vec();
+        for &b in &blocks {
+            self.refs[b as usize] += 1;
+        }
+        let id = self.add_sequence();
+        self.seqs.insert(id, Sequence { blocks, len: tokens });
+        Ok(id)
+    }
+
+    /// Ends `seq`: each of its blocks loses one holder and returns to the free list when it
+    /// had no other.
     ///
     /// The blocks are pushed tail first, so the sequence's first block is on top of the stack
     /// and the next allocation takes the freed blocks back in their old logical order.
     pub fn free_sequence(&mut self, seq: SeqId) -> Result<(), PoolError> {
         let s = self.seqs.remove(&seq).ok_or(PoolError::UnknownSequence(seq))?;
-        self.free.extend(s.blocks.into_iter().rev());
+        for b in s.blocks.into_iter().rev() {
+            self.refs[b as usize] -= 1;
+            if self.refs[b as usize] == 0 {
+                self.free.push(b);
+            }
+        }
         Ok(())
     }
 
@@ -220,6 +309,36 @@ impl BlockPool {
     /// pool to know where each sequence lives (per layer it is shared, so count it once).
     pub fn table_bytes(&self) -> usize {
         self.seqs.values().map(|s| s.blocks.len()).sum::<usize>() * std::mem::size_of::<u32>()
+    }
+
+    /// Checks the pool's books: every block is free exactly when no table holds it, its count
+    /// equals the tables that hold it, no block is free twice, and every table has exactly the
+    /// blocks its length needs. For property tests; `Err` names the first broken rule.
+    pub fn check(&self) -> Result<(), String> {
+        let mut held = vec![0u32; self.n_blocks];
+        for (id, s) in &self.seqs {
+            if s.blocks.len() != s.len.div_ceil(self.block_size) {
+                return Err(format!("{id:?}: {} blocks for {} tokens", s.blocks.len(), s.len));
+            }
+            for &b in &s.blocks {
+                held[b as usize] += 1;
+            }
+        }
+        let mut free = vec![false; self.n_blocks];
+        for &b in &self.free {
+            if std::mem::replace(&mut free[b as usize], true) {
+                return Err(format!("block {b} is on the free list twice"));
+            }
+        }
+        for (b, (&h, &r)) in held.iter().zip(&self.refs).enumerate() {
+            if h != r {
+                return Err(format!("block {b}: count {r}, held by {h} tables"));
+            }
+            if (h == 0) != free[b] {
+                return Err(format!("block {b}: held by {h} tables, free = {}", free[b]));
+            }
+        }
+        Ok(())
     }
 
     fn get(&self, seq: SeqId) -> Result<&Sequence, PoolError> {
@@ -299,6 +418,59 @@ mod tests {
     }
 
     #[test]
+    fn forks_share_blocks_and_copy_the_partial_one_on_write() {
+        let mut pool = BlockPool::new(8, 4).unwrap();
+        let a = pool.add_sequence();
+        pool.append(a, 6).unwrap(); // blocks 0 (full), 1 (2 of 4)
+        let b = pool.fork(a, 6).unwrap();
+        assert_eq!(pool.block_table(b).unwrap(), &[0, 1]);
+        assert_eq!((pool.used_blocks(), pool.shared_blocks(), pool.refcount(1)), (2, 2, 2));
+        assert_eq!(pool.append_cost(b, 1).unwrap(), 1, "the shared half block is copied");
+        // b writes into block 1: it gets its own copy of the 2 tokens there first.
+        let copy = pool.append(b, 1).unwrap();
+        assert_eq!(copy, Some(BlockCopy { from: 1, to: 2, tokens: 2 }));
+        assert_eq!(pool.block_table(b).unwrap(), &[0, 2]);
+        assert_eq!((pool.refcount(0), pool.refcount(1), pool.refcount(2)), (2, 1, 1));
+        // a owns block 1 alone again: no copy.
+        assert_eq!(pool.append(a, 1).unwrap(), None);
+        // A fork at a block boundary shares full blocks only: never copied.
+        let c = pool.fork(a, 4).unwrap();
+        assert_eq!(pool.append(c, 3).unwrap(), None);
+        assert_eq!(pool.block_table(c).unwrap(), &[0, 3]);
+        assert_eq!(pool.refcount(0), 3);
+        pool.check().unwrap();
+        // Freeing returns a block only when its last holder lets go.
+        pool.free_sequence(a).unwrap();
+        assert_eq!((pool.refcount(0), pool.refcount(1)), (2, 0));
+        pool.free_sequence(b).unwrap();
+        pool.free_sequence(c).unwrap();
+        assert_eq!(pool.free_blocks(), 8);
+        pool.check().unwrap();
+        let d = pool_seq(&mut pool, 2);
+        assert_eq!(
+            pool.fork(d, 3).unwrap_err(),
+            PoolError::ForkTooLong { seq: d, tokens: 3, len: 2 }
+        );
+    }
+
+    #[test]
+    fn a_copy_that_does_not_fit_changes_nothing() {
+        let mut pool = BlockPool::new(2, 4).unwrap();
+        let a = pool_seq(&mut pool, 6); // both blocks
+        let b = pool.fork(a, 6).unwrap();
+        assert_eq!(pool.append(b, 1).unwrap_err(), PoolError::OutOfBlocks { needed: 1, free: 0 });
+        assert_eq!((pool.block_table(b).unwrap(), pool.len(b).unwrap()), (&[0u32, 1][..], 6));
+        assert_eq!(pool.refcount(1), 2);
+        pool.check().unwrap();
+    }
+
+    fn pool_seq(pool: &mut BlockPool, tokens: usize) -> SeqId {
+        let s = pool.add_sequence();
+        pool.append(s, tokens).unwrap();
+        s
+    }
+
+    #[test]
     fn unknown_and_stale_handles_are_errors() {
         let mut pool = BlockPool::new(2, 2).unwrap();
         let a = pool.add_sequence();
@@ -357,7 +529,8 @@ mod tests {
                         (pool.len(seq).unwrap(), pool.block_table(seq).unwrap().len());
                     let free_before = pool.free_blocks();
                     match pool.append(seq, n) {
-                        Ok(()) => {
+                        Ok(copy) => {
+                            assert_eq!(copy, None, "nothing is shared here");
                             for &b in &pool.block_table(seq).unwrap()[old_blocks..] {
                                 reuses += usize::from(ever_used[b as usize]);
                                 ever_used[b as usize] = true;
@@ -379,6 +552,7 @@ mod tests {
                 _ => live.push(pool.add_sequence()),
             }
             check_ownership(&pool);
+            pool.check().unwrap();
             for &seq in &live {
                 for (i, slot) in pool.slots(seq).unwrap().into_iter().enumerate() {
                     assert_eq!(shadow[slot], Some((seq, i)));

@@ -1,7 +1,10 @@
 //! The experiment file's TOML schema: sections and each workload's parameters, with their
 //! defaults and the checks that belong to a parameter itself (a corpus name, a trace).
 
-use kvlab_serving::{Request, TraceKind};
+use std::collections::BTreeMap;
+
+use kvlab_serving::trace::LengthDist;
+use kvlab_serving::{CostModel, Request, TraceGen, TraceKind};
 use serde::Deserialize;
 
 use crate::backend::BackendName;
@@ -94,10 +97,22 @@ fn eight() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FragmentationParams {
-    /// `chat`, `long-output` (seeded synthetic traces) or `file:<path>` (a CSV
-    /// `arrival_time,prompt_tokens,output_tokens`).
+    /// `chat`, `long-output`, `system-prompt`, `samples` (seeded synthetic traces) or
+    /// `file:<path>` (a CSV `arrival_time,prompt_tokens,output_tokens`, optionally
+    /// `,prefix_group,prefix_tokens`).
     #[serde(default = "default_trace")]
     pub trace: String,
+    /// `system-prompt`: the shared system prompt's length in tokens (default 256).
+    #[serde(default)]
+    pub prefix_tokens: Option<usize>,
+    /// `samples`: requests per prompt (default 4).
+    #[serde(default)]
+    pub samples: Option<usize>,
+    /// Named cost profiles (`[workload.fragmentation.cost.<name>]`), the clock for latencies
+    /// in seconds when nothing is executed; `sweep.cost` picks one per run (needed when there
+    /// are several).
+    #[serde(default)]
+    pub cost: BTreeMap<String, CostParams>,
     /// Requests generated (synthetic traces), or the first N of a file (default: all of it).
     #[serde(default)]
     pub requests: Option<usize>,
@@ -113,13 +128,59 @@ pub struct FragmentationParams {
     pub execute: bool,
 }
 
+/// `[workload.fragmentation.cost]`: what an iteration costs, for a clock without a model.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostParams {
+    /// Milliseconds of one decode step of the running batch.
+    pub decode_step_ms: f64,
+    /// Prompt tokens prefilled (or recomputed) per second.
+    pub prefill_tok_per_s: f64,
+    /// Host link bandwidth for swapping, GB/s (10^9 bytes).
+    pub swap_gb_per_s: f64,
+    /// Fixed microseconds per block copied between device and host.
+    pub swap_block_us: f64,
+}
+
+impl CostParams {
+    /// The serving crate's cost model; `Err` names the bad key of profile `name`.
+    pub fn model(&self, name: &str) -> Result<CostModel, String> {
+        let profile = name;
+        let key = |key: &str, v: f64, positive: bool| {
+            let ok = v.is_finite() && if positive { v > 0.0 } else { v >= 0.0 };
+            if ok {
+                Ok(v)
+            } else {
+                let want = if positive { "> 0" } else { ">= 0" };
+                Err(format!(
+                    "workload.fragmentation.cost.{profile}.{key} = {v}: expected a number {want}"
+                ))
+            }
+        };
+        Ok(CostModel {
+            decode_step_s: key("decode_step_ms", self.decode_step_ms, false)? / 1e3,
+            prefill_token_s: 1.0 / key("prefill_tok_per_s", self.prefill_tok_per_s, true)?,
+            swap_bytes_per_s: key("swap_gb_per_s", self.swap_gb_per_s, true)? * 1e9,
+            swap_block_s: key("swap_block_us", self.swap_block_us, false)? / 1e6,
+        })
+    }
+}
+
 impl FragmentationParams {
-    /// The trace a workload names: synthetic from its seed (default `experiment_seed`) or read
-    /// from `file:<path>` (errors name the line and value of a malformed row).
-    pub fn trace(&self, experiment_seed: u64) -> Result<Vec<Request>, String> {
+    /// The trace of a run: `kind` (the run's `trace_kind` axis) or the workload's `trace`;
+    /// synthetic from its seed (default `experiment_seed`) or read from `file:<path>` (errors
+    /// name the line and value of a malformed row); with `prompt_tokens`, every synthetic
+    /// prompt has that length (plus a system prompt's).
+    pub fn trace(
+        &self,
+        experiment_seed: u64,
+        kind: Option<&str>,
+        prompt_tokens: Option<usize>,
+    ) -> Result<Vec<Request>, String> {
         let p = self;
         let seed = p.seed.unwrap_or(experiment_seed);
-        if let Some(path) = p.trace.strip_prefix("file:") {
+        let name = kind.unwrap_or(&p.trace);
+        if let Some(path) = name.strip_prefix("file:") {
             let mut reqs = kvlab_serving::trace::load_csv(path).map_err(|e| e.to_string())?;
             if let Some(n) = p.requests {
                 reqs.truncate(n);
@@ -127,13 +188,63 @@ impl FragmentationParams {
             if reqs.is_empty() {
                 return Err(format!("{path}: the trace holds no requests"));
             }
+            if prompt_tokens.is_some() {
+                return Err(
+                    "sweep.prompt_tokens sets synthetic prompts; a trace file has its own".into()
+                );
+            }
             return Ok(reqs);
         }
-        let kind: TraceKind = p
-            .trace
-            .parse()
-            .map_err(|_| "expected chat, long-output or file:<path to a CSV trace>".to_string())?;
-        Ok(kind.generator(p.requests.unwrap_or(200), seed).generate())
+        let kind: TraceKind = name.parse().map_err(|_| {
+            "expected chat, long-output, system-prompt, samples or file:<path to a CSV trace>"
+                .to_string()
+        })?;
+        let n = p.requests.unwrap_or(200);
+        let mut spec = match kind {
+            TraceKind::SystemPrompt => TraceGen::system_prompt(
+                n,
+                seed,
+                p.prefix_tokens.unwrap_or(kvlab_serving::trace::DEFAULT_SYSTEM_PROMPT_TOKENS),
+            ),
+            TraceKind::Samples => TraceGen::samples(
+                n,
+                seed,
+                p.samples.unwrap_or(kvlab_serving::trace::DEFAULT_SAMPLES),
+            ),
+            other => other.generator(n, seed),
+        };
+        if p.prefix_tokens == Some(0) || p.samples == Some(0) {
+            return Err("prefix_tokens and samples must be at least 1".into());
+        }
+        if let Some(n) = prompt_tokens {
+            spec.prompt = LengthDist::Uniform { min: n, max: n };
+        }
+        Ok(spec.generate())
+    }
+
+    /// The cost model of a run: the profile its `cost` axis names, or the only one there is;
+    /// `None` without profiles. `Err` names what is wrong.
+    pub fn cost_model(&self, name: Option<&str>) -> Result<Option<CostModel>, String> {
+        let (name, params) = match name {
+            Some(n) => match self.cost.get_key_value(n) {
+                Some(found) => found,
+                None => {
+                    let known: Vec<&str> = self.cost.keys().map(String::as_str).collect();
+                    return Err(format!(
+                        "sweep.cost = {n:?}: no [workload.fragmentation.cost.{n}] (profiles: {})",
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    ));
+                }
+            },
+            None if self.cost.is_empty() => return Ok(None),
+            None if self.cost.len() == 1 => self.cost.iter().next().ok_or("no profile")?,
+            None => {
+                return Err("workload.fragmentation.cost has several profiles: sweep.cost \
+                            names the one each run uses"
+                    .into());
+            }
+        };
+        params.model(name).map(Some)
     }
 }
 

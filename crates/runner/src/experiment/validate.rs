@@ -213,8 +213,39 @@ pub fn parse(
         if p.requests == Some(0) {
             err("workload.fragmentation.requests = 0: expected an integer ≥ 1".into());
         }
-        if let Err(why) = p.trace(ex.seed) {
-            err(format!("workload.fragmentation.trace = {:?}: {why}", p.trace));
+        // Every trace and prompt length the sweep names, and every cost profile.
+        let values = |key| -> Vec<Option<String>> {
+            let v = experiment.axes.get(key).unwrap_or_default();
+            if v.is_empty() { vec![None] } else { v.iter().map(|x| Some(x.to_string())).collect() }
+        };
+        let traces = values("trace_kind");
+        'traces: for trace in &traces {
+            for prompt in values("prompt_tokens") {
+                let prompt = prompt.and_then(|n| n.parse().ok());
+                if let Err(why) = p.trace(ex.seed, trace.as_deref(), prompt) {
+                    let name = trace.as_deref().unwrap_or(&p.trace);
+                    err(format!("workload.fragmentation.trace = {name:?}: {why}"));
+                    break 'traces;
+                }
+            }
+        }
+        let uses = |kind: &str| traces.iter().any(|t| t.as_deref().unwrap_or(&p.trace) == kind);
+        if p.prefix_tokens.is_some() && !uses("system-prompt") {
+            err("workload.fragmentation.prefix_tokens: read by trace = \"system-prompt\" only"
+                .into());
+        }
+        if p.samples.is_some() && !uses("samples") {
+            err("workload.fragmentation.samples: read by trace = \"samples\" only".into());
+        }
+        for cost in values("cost") {
+            if let Err(why) = p.cost_model(cost.as_deref()) {
+                err(why);
+            }
+        }
+        for (name, params) in &p.cost {
+            if let Err(why) = params.model(name) {
+                err(why);
+            }
         }
     }
     // Models.

@@ -1,6 +1,7 @@
 //! The fragmentation workload's own sections: the memory split of the KV budget per policy,
-//! requests running over time (from the side CSV), and the measured throughput when the
-//! schedule ran through the model.
+//! requests running over time (from the side CSV), the measured throughput when the schedule
+//! ran through the model, then prefix sharing ([`super::sharing`]) and preemption by swap or
+//! recompute ([`super::preemption`]).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -16,25 +17,54 @@ use super::table::Table;
 use crate::csv_sink;
 use crate::workloads;
 
-/// The five parts of the budget, in the vLLM paper's Figure 2 order: column, name, colour.
-const SPLIT: [(&str, &str, RGBColor); 5] = [
+/// The parts of the budget, in the vLLM paper's Figure 2 order (shared token states after
+/// the others'): column, name, colour.
+const SPLIT: [(&str, &str, RGBColor); 6] = [
     ("token_state_pct", "token states", RGBColor(44, 160, 44)),
+    ("shared_pct", "shared token states (once)", RGBColor(31, 119, 180)),
     ("reserved_pct", "reserved (future tokens)", RGBColor(255, 187, 120)),
     ("internal_pct", "internal fragmentation", RGBColor(214, 39, 40)),
     ("external_pct", "external fragmentation", RGBColor(148, 103, 189)),
     ("free_pct", "free", RGBColor(200, 200, 200)),
 ];
 
-/// A policy's legend name: `paged-16`, `reserve-max`.
+/// A run's legend name: `paged-16`, `reserve-max`, `paged-16 samples shared swap prompt 1024 (gpu)`.
 pub fn policy_label(t: &Table, r: &[String]) -> String {
-    named_policy(t.get(r, "policy"), t.get(r, "block_size"))
+    let col = |c: &str| if t.header.iter().any(|h| h == c) { t.get(r, c) } else { "" };
+    named_policy(
+        t.get(r, "policy"),
+        t.get(r, "block_size"),
+        [col("trace_kind"), col("sharing"), col("preemption"), col("prompt_tokens"), col("cost")],
+    )
 }
 
-fn named_policy(policy: &str, block_size: &str) -> String {
-    match block_size {
+/// `paged-16`, plus the swept trace, ` shared` (sharing on), ` swap` (swap preemption), ` prompt N`, and the
+/// cost profile in parentheses.
+fn named_policy(
+    policy: &str,
+    block_size: &str,
+    [trace, sharing, preemption, prompt, cost]: [&str; 5],
+) -> String {
+    let mut name = match block_size {
         "" => policy.to_string(),
         b => format!("{policy}-{b}"),
+    };
+    if !trace.is_empty() {
+        name += &format!(" {trace}");
     }
+    if sharing == "on" {
+        name += " shared";
+    }
+    if preemption == "swap" {
+        name += " swap";
+    }
+    if !prompt.is_empty() {
+        name += &format!(" prompt {prompt}");
+    }
+    if !cost.is_empty() {
+        name += &format!(" ({cost})");
+    }
+    name
 }
 
 /// The memory split as stacked bars per policy (one chart per model and budget), concurrency
@@ -86,6 +116,8 @@ pub fn section(dir: &Path, t: &Table, charts: &Path, written: &mut Vec<PathBuf>)
         }
     }
     md += &measured_throughput(t);
+    md += &super::sharing::section(t);
+    md += &super::preemption::section(t, charts, written)?;
     md += &super::papers::vllm_comparison(t);
     Ok(md)
 }
@@ -109,10 +141,13 @@ fn concurrency(
         col("policy")?,
         col("block_size")?,
     );
+    // Written before sharing and preemption existed, a series CSV lacks their columns.
+    let extra = ["trace_kind", "sharing", "preemption", "prompt_tokens", "cost"].map(col);
     let mut series: Vec<Series> = vec![];
     for r in rows.iter().filter(|r| r[m] == model && r[b] == budget) {
         let (Ok(x), Ok(y)) = (r[it].parse::<f64>(), r[run].parse::<f64>()) else { continue };
-        let label = named_policy(&r[p], &r[bs]);
+        let cell = |c: Option<usize>| c.map_or("", |c| r[c].as_str());
+        let label = named_policy(&r[p], &r[bs], extra.map(cell));
         let point = Point { x, y, expected: None };
         match series.iter_mut().find(|s| s.label == label) {
             Some(s) => s.points.push(point),
@@ -196,8 +231,13 @@ mod tests {
 
     #[test]
     fn policies_are_named_with_their_block_size() {
-        assert_eq!(named_policy("paged", "16"), "paged-16");
-        assert_eq!(named_policy("reserve-max", ""), "reserve-max");
+        assert_eq!(named_policy("paged", "16", ["", "", "", "", ""]), "paged-16");
+        let plain = ["", "off", "recompute", "", ""];
+        assert_eq!(named_policy("reserve-max", "", plain), "reserve-max");
+        assert_eq!(
+            named_policy("paged", "16", ["samples", "on", "swap", "1024", "gpu"]),
+            "paged-16 samples shared swap prompt 1024 (gpu)"
+        );
     }
 
     #[test]

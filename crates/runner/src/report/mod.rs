@@ -18,8 +18,10 @@ mod fragmentation;
 mod markdown;
 mod papers;
 mod peers;
+mod preemption;
 mod retrieval;
 mod rotation;
+mod sharing;
 mod table;
 
 use std::fmt::Write as _;

@@ -20,7 +20,9 @@ pub fn vllm_comparison(t: &Table) -> String {
     };
     let reserve = |r: &[String]| t.get(r, "policy").starts_with("reserve-");
     let paged = |r: &[String]| t.get(r, "policy") == "paged";
-    let token = |r: &[String]| t.num(r, "token_state_pct");
+    // Token states a block shares are token states too (counted once).
+    let token =
+        |r: &[String]| Some(t.num(r, "token_state_pct")? + t.num(r, "shared_pct").unwrap_or(0.0));
     let waste = |r: &[String]| Some(t.num(r, "internal_pct")? + t.num(r, "external_pct")?);
     if let Some((lo, hi)) = range(&reserve, &token) {
         let _ = writeln!(

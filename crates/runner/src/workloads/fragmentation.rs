@@ -9,17 +9,32 @@
 //! block_size = [8, 16, 32, 64]      # multiplied in for policy = "paged" only (default 16)
 //! budget_tokens = [2048, 4096]      # × the model's KV bytes per token (f32); or budget_bytes
 //!
+//! sharing = ["off", "on"]           # paged: requests of a prefix group share its blocks
+//! preemption = ["recompute", "swap"] # how a preempted request comes back
+//! swap_tokens = [16384]             # host pool for swapped blocks, in tokens of KV
+//! prompt_tokens = [256, 1024]       # every synthetic prompt this long (optional)
+//!
 //! [workload.fragmentation]
-//! trace = "chat"                    # chat | long-output | file:<path.csv>
+//! trace = "chat"                    # chat | long-output | system-prompt | samples | file:<path.csv>
 //! requests = 200
 //! seed = 0                          # default: the experiment's seed
 //! max_seq_len = 2048
+//! prefix_tokens = 256               # system-prompt: the shared prefix's length
+//! samples = 4                       # samples: requests per prompt
+//!
+//! [workload.fragmentation.cost]     # optional: a clock for latencies in seconds
+//! decode_step_ms = 5.0
+//! prefill_tok_per_s = 20000
+//! swap_gb_per_s = 25
+//! swap_block_us = 10
 //! ```
 //!
 //! One row per run in `fragmentation.csv`: the trace parameters, the budget, then the columns
 //! of `kvlab_serving::Summary` (percentages are means over busy iterations and sum to 100),
-//! the rejections by reason, recomputed tokens after preemption and the largest per-request
-//! internal waste. The per-iteration series (running, waiting, utilization) goes to
+//! the rejections by reason, what sharing and preemption moved (prefilled, recomputed,
+//! shared and copied-on-write tokens; swaps and bytes swapped), TTFT and TPOT percentiles
+//! (iterations; seconds with a cost model or `execute`) and the largest per-request internal
+//! waste. The per-iteration series (running, waiting, utilization) goes to
 //! `fragmentation_series.csv`, at most [`SERIES_POINTS`] evenly spaced iterations per run, so
 //! `runner report` can redraw concurrency over time from the CSVs alone.
 //!
@@ -41,7 +56,7 @@ use anyhow::{Context, Result, anyhow};
 use burn::prelude::Backend;
 use kvlab_model::Model;
 use kvlab_serving::execute::ModelExecutor;
-use kvlab_serving::{Policy, SimConfig, simulate, simulate_with};
+use kvlab_serving::{Percentiles, Policy, Preemption, SimConfig, simulate, simulate_with};
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +70,7 @@ use crate::sweep::Run;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Metrics {
+    /// The trace served: a synthetic kind, or `file:<path>`.
     pub trace: String,
     pub trace_requests: usize,
     /// The synthetic trace's seed (none for a trace file).
@@ -73,17 +89,41 @@ pub struct Metrics {
     pub mean_running: Fixed<4>,
     pub max_running: usize,
     pub token_state_pct: Fixed<4>,
+    pub shared_pct: Fixed<4>,
     pub reserved_pct: Fixed<4>,
     pub internal_pct: Fixed<4>,
     pub external_pct: Fixed<4>,
     pub free_pct: Fixed<4>,
     pub tokens_per_iteration: Fixed<4>,
+    pub kv_bytes_per_request: Fixed<1>,
+    pub kv_bytes_per_request_unshared: Fixed<1>,
+    pub sharing_saved_pct: Fixed<4>,
+    pub prefill_tokens: u64,
     pub recomputed_tokens: u64,
+    pub prefix_hit_tokens: u64,
+    pub cow_tokens: u64,
+    pub swap_outs: u64,
+    pub swap_ins: u64,
+    pub swap_bytes: u64,
+    pub elapsed_s: Option<Fixed<4>>,
+    pub ttft_iter_p50: Option<Fixed<2>>,
+    pub ttft_iter_p90: Option<Fixed<2>>,
+    pub ttft_iter_p99: Option<Fixed<2>>,
+    pub tpot_iter_p50: Option<Fixed<4>>,
+    pub tpot_iter_p90: Option<Fixed<4>>,
+    pub tpot_iter_p99: Option<Fixed<4>>,
+    pub ttft_s_p50: Option<Fixed<6>>,
+    pub ttft_s_p90: Option<Fixed<6>>,
+    pub ttft_s_p99: Option<Fixed<6>>,
+    pub tpot_s_p50: Option<Fixed<6>>,
+    pub tpot_s_p90: Option<Fixed<6>>,
+    pub tpot_s_p99: Option<Fixed<6>>,
     pub max_internal_tokens_per_request: usize,
     pub model_tokens: Option<u64>,
     pub model_decode_steps: Option<u64>,
     pub model_prefills: Option<u64>,
     pub model_wall_s: Option<Fixed<3>>,
+    pub model_swap_s: Option<Fixed<4>>,
     pub model_tok_per_s: Option<Fixed<1>>,
 }
 crate::metrics_row!(Metrics);
@@ -98,6 +138,11 @@ pub const SERIES_COLUMNS: &[&str] = &[
     "policy",
     "block_size",
     "kv_budget_bytes",
+    "trace_kind",
+    "sharing",
+    "preemption",
+    "swap_tokens",
+    "prompt_tokens",
     "iteration",
     "running",
     "waiting",
@@ -135,7 +180,11 @@ pub fn measure<B: Backend>(
     model: Option<&Model<B>>,
 ) -> Result<(Metrics, Vec<[String; 4]>)> {
     let p = e.file.workload.fragmentation.as_ref().context("no [workload.fragmentation]")?;
-    let requests = p.trace(e.seed()).map_err(anyhow::Error::msg)?;
+    let text = |k: &str| run.get(k).map(|v| v.to_string());
+    let trace = text("trace_kind");
+    let requests = p
+        .trace(e.seed(), trace.as_deref(), run.usize("prompt_tokens"))
+        .map_err(anyhow::Error::msg)?;
     let config = crate::model::config_of(run.model()).map_err(anyhow::Error::msg)?;
     let bytes_per_token = config.kv_bytes_per_token(4) as u64;
     let budget = match (run.usize("budget_tokens"), run.usize("budget_bytes")) {
@@ -144,8 +193,18 @@ pub fn measure<B: Backend>(
         (None, None) => anyhow::bail!("no budget_tokens or budget_bytes"),
     };
     let policy = policy(run)?;
-    let sim =
-        SimConfig { policy, budget_bytes: budget, bytes_per_token, max_seq_len: p.max_seq_len };
+    let preemption = match text("preemption") {
+        Some(name) => name.parse::<Preemption>().map_err(|e| anyhow!("{e}"))?,
+        None => Preemption::Recompute,
+    };
+    let swap_tokens = run.usize("swap_tokens").unwrap_or(0) as u64;
+    let sim = SimConfig {
+        sharing: text("sharing").as_deref() == Some("on"),
+        preemption,
+        swap_bytes: swap_tokens.checked_mul(bytes_per_token).context("swap_tokens overflows")?,
+        cost: p.cost_model(text("cost").as_deref()).map_err(anyhow::Error::msg)?,
+        ..SimConfig::new(policy, budget, bytes_per_token, p.max_seq_len)
+    };
     let (r, executed) = match model {
         None => (simulate(&sim, &requests).map_err(|err| anyhow!("{err}"))?, None),
         Some(model) => {
@@ -156,11 +215,18 @@ pub fn measure<B: Backend>(
         }
     };
     let s = &r.summary;
+    let (x, l) = (&r.traffic, &r.latency);
     let executed = executed.as_ref();
+    let pct = |p: Percentiles| [p.p50, p.p90, p.p99];
+    let [ttft_iter_p50, ttft_iter_p90, ttft_iter_p99] = pct(l.ttft_iter).map(|v| v.map(Fixed));
+    let [tpot_iter_p50, tpot_iter_p90, tpot_iter_p99] = pct(l.tpot_iter).map(|v| v.map(Fixed));
+    let [ttft_s_p50, ttft_s_p90, ttft_s_p99] = pct(l.ttft_s).map(|v| v.map(Fixed));
+    let [tpot_s_p50, tpot_s_p90, tpot_s_p99] = pct(l.tpot_s).map(|v| v.map(Fixed));
     let metrics = Metrics {
-        trace: p.trace.clone(),
+        trace: trace.clone().unwrap_or_else(|| p.trace.clone()),
         trace_requests: requests.len(),
-        trace_seed: (!p.trace.starts_with("file:")).then(|| p.seed.unwrap_or(e.seed())),
+        trace_seed: (trace.is_some() || !p.trace.starts_with("file:"))
+            .then(|| p.seed.unwrap_or(e.seed())),
         max_seq_len: p.max_seq_len,
         bytes_per_token,
         kv_budget_bytes: budget,
@@ -175,17 +241,41 @@ pub fn measure<B: Backend>(
         mean_running: Fixed(s.mean_running),
         max_running: s.max_running,
         token_state_pct: Fixed(s.token_state_pct),
+        shared_pct: Fixed(s.shared_pct),
         reserved_pct: Fixed(s.reserved_pct),
         internal_pct: Fixed(s.internal_pct),
         external_pct: Fixed(s.external_pct),
         free_pct: Fixed(s.free_pct),
         tokens_per_iteration: Fixed(s.tokens_per_iteration),
-        recomputed_tokens: r.recomputed_tokens,
+        kv_bytes_per_request: Fixed(s.kv_bytes_per_request),
+        kv_bytes_per_request_unshared: Fixed(s.kv_bytes_per_request_unshared),
+        sharing_saved_pct: Fixed(s.sharing_saved_pct),
+        prefill_tokens: x.prefill_tokens,
+        recomputed_tokens: x.recomputed_tokens,
+        prefix_hit_tokens: x.prefix_hit_tokens,
+        cow_tokens: x.cow_tokens,
+        swap_outs: x.swap_outs,
+        swap_ins: x.swap_ins,
+        swap_bytes: x.swap_bytes,
+        elapsed_s: x.elapsed_s.map(Fixed),
+        ttft_iter_p50,
+        ttft_iter_p90,
+        ttft_iter_p99,
+        tpot_iter_p50,
+        tpot_iter_p90,
+        tpot_iter_p99,
+        ttft_s_p50,
+        ttft_s_p90,
+        ttft_s_p99,
+        tpot_s_p50,
+        tpot_s_p90,
+        tpot_s_p99,
         max_internal_tokens_per_request: r.max_internal_tokens_per_request,
         model_tokens: executed.map(|x| x.tokens_produced),
         model_decode_steps: executed.map(|x| x.decode_steps),
         model_prefills: executed.map(|x| x.prefills),
         model_wall_s: executed.map(|x| Fixed(x.wall.as_secs_f64())),
+        model_swap_s: executed.map(|x| Fixed(x.swap_wall.as_secs_f64())),
         model_tok_per_s: executed.map(|x| Fixed(x.tokens_per_second())),
     };
     let n = r.series.len();
@@ -236,6 +326,11 @@ pub fn append_series(
             get("policy"),
             get("block_size"),
             kv_budget_bytes.to_string(),
+            get("trace_kind"),
+            get("sharing"),
+            get("preemption"),
+            get("swap_tokens"),
+            get("prompt_tokens"),
         ];
         row.extend(r.iter().cloned());
         sink.append(&row)?;
