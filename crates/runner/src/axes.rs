@@ -189,17 +189,23 @@ pub const AXES: &[Axis] = &[
         "requests of a prefix group share its blocks (serving, paged; default off)",
     ),
     axis(
-        "preemption",
-        Role::Workload,
-        ValueKind::OneOf(&["recompute", "swap"]),
-        "how a preempted request comes back (serving; default recompute)",
-    ),
-    axis("swap_tokens", Role::Workload, ValueKind::NonNegative, "host swap pool in tokens"),
-    axis(
         "prompt_tokens",
         Role::Workload,
         ValueKind::Positive,
         "every synthetic prompt this long (serving; default: the trace's lengths)",
+    ),
+    axis(
+        "evict",
+        Role::Workload,
+        ValueKind::OneOf(&["off", "window", "sink"]),
+        "keep-policy per request on the paged pool (serving; default off)",
+    ),
+    axis("keep_tokens", Role::Workload, ValueKind::Positive, "live tokens each request keeps"),
+    axis(
+        "compaction",
+        Role::Workload,
+        ValueKind::OneOf(&["off", "on"]),
+        "move survivors into stranded slots to free blocks (serving; default off)",
     ),
     axis(
         "cost",
@@ -207,6 +213,15 @@ pub const AXES: &[Axis] = &[
         ValueKind::Name,
         "cost profile, a table of workload.fragmentation.cost (serving)",
     ),
+    // Innermost: the two preemption modes of one case run back to back (executed runs are
+    // timed; neighbours see the same machine).
+    axis(
+        "preemption",
+        Role::Workload,
+        ValueKind::OneOf(&["recompute", "swap"]),
+        "how a preempted request comes back (serving; default recompute)",
+    ),
+    axis("swap_tokens", Role::Workload, ValueKind::NonNegative, "host swap pool in tokens"),
 ];
 
 pub fn axis_named(key: &str) -> Option<&'static Axis> {

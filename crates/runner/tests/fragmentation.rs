@@ -215,3 +215,49 @@ fn sharing_swap_and_cost_profiles_run_and_bad_keys_are_named() {
         text(&o)
     );
 }
+
+/// A keep-policy on the paged pool runs (stranded columns and series, the report's section),
+/// and the sweeps it cannot run are named by `validate`.
+#[test]
+fn keep_policies_on_the_pool_run_and_impossible_sweeps_are_named() {
+    let tmp = common::tempdir();
+    let f = tmp.path().join("frag.toml");
+    let exp = |sweep: &str, extra: &str| {
+        experiment("long-output", sweep, extra)
+            .replace("policy = [\"reserve-max\", \"reserve-exact\", \"paged\"]\n", "")
+    };
+    let sweep = "policy = [\"paged\"]\nbudget_tokens = [1024]\nevict = [\"window\", \"sink\"]\n\
+                 keep_tokens = [64]\ncompaction = [\"off\", \"on\"]";
+    std::fs::write(&f, exp(sweep, "requests = 20\nmax_seq_len = 2048")).unwrap();
+    let o = runner(&["frag.toml", "--out", "a", "-q"], tmp.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = tmp.path().join("a/frag");
+    let stranded = column(&dir.join("fragmentation.csv"), "stranded_pct");
+    assert!(stranded.iter().any(|v| v.parse::<f64>().unwrap() > 0.0), "{stranded:?}");
+    assert!(!column(&dir.join("fragmentation_series.csv"), "stranded_blocks").is_empty());
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("## Keep-policies on the paged pool"), "{report}");
+
+    for (sweep, named) in [
+        (
+            "policy = [\"reserve-exact\", \"paged\"]\nbudget_tokens = [1024]\nevict = [\"window\"]\nkeep_tokens = [64]",
+            "a keep-policy evicts from paged memory only",
+        ),
+        (
+            "policy = [\"paged\"]\nbudget_tokens = [1024]\nevict = [\"window\"]",
+            "needs sweep.keep_tokens",
+        ),
+        (
+            "policy = [\"paged\"]\nbudget_tokens = [1024]\nevict = [\"sink\"]\nkeep_tokens = [4]",
+            "sweep.keep_tokens = 4: a sink cache keeps more than its 4 sinks",
+        ),
+        (
+            "policy = [\"paged\"]\nbudget_tokens = [1024]\nevict = [\"window\"]\nkeep_tokens = [64]\nsharing = [\"on\"]",
+            "runs without sharing and with recompute preemption",
+        ),
+    ] {
+        std::fs::write(&f, exp(sweep, "requests = 20")).unwrap();
+        let o = runner(&["validate", "frag.toml"], tmp.path());
+        assert!(!o.status.success() && text(&o).contains(named), "{sweep}: {}", text(&o));
+    }
+}

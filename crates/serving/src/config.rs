@@ -31,6 +31,8 @@ pub struct SimConfig {
     pub swap_bytes: u64,
     /// Seconds per iteration, for latencies in seconds when nothing is executed.
     pub cost: Option<CostModel>,
+    /// A keep-policy per request on the paged pool (simulation only).
+    pub eviction: Option<Eviction>,
 }
 
 impl SimConfig {
@@ -50,8 +52,30 @@ impl SimConfig {
             preemption: Preemption::Recompute,
             swap_bytes: 0,
             cost: None,
+            eviction: None,
         }
     }
+}
+
+/// Each request keeps at most `keep_tokens` live tokens, chosen by `rule`, on the paged pool;
+/// its evicted slots free a block only when the whole block is evicted. With `compaction`,
+/// once a request's stranded slots add up to a block, the survivors of its last block move
+/// into them, freeing that block (the moved tokens are counted: their K/V are copied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Eviction {
+    pub rule: KeepRule,
+    pub keep_tokens: usize,
+    pub compaction: bool,
+}
+
+/// Which live token a request over its budget evicts: the keep-policies of the eviction
+/// issue that need no attention scores (the window and StreamingLLM's sinks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeepRule {
+    /// The oldest.
+    Window,
+    /// The oldest after the first `tokens` (the attention sinks, kept for good).
+    Sink { tokens: usize },
 }
 
 /// How a preempted request's KV comes back (vLLM's two modes).

@@ -11,7 +11,9 @@
 //! How the budget splits into its parts is defined in [`crate::metrics`];
 //! [`KvMemory::sample`] implements it.
 
-use kvlab_strategies::block_pool::{BlockCopy, BlockPool, PoolError, SeqId};
+mod sample;
+
+use kvlab_strategies::block_pool::{BlockCopy, BlockPool, Moved, PoolError, SeqId};
 
 use crate::{
     ServingError,
@@ -92,6 +94,11 @@ pub(crate) struct Snapshot {
     pub unshared_bytes: u64,
     /// Bytes of the host swap pool in use.
     pub swapped_bytes: u64,
+    /// Paged: live tokens of the running requests, blocks in use, and blocks a request holds
+    /// alone with at least one evicted slot.
+    pub live_tokens: usize,
+    pub blocks_held: usize,
+    pub stranded_blocks: usize,
 }
 
 #[derive(Debug)]
@@ -165,6 +172,11 @@ impl KvMemory {
 
     fn bytes(&self, tokens: usize) -> u64 {
         (tokens as u64).saturating_mul(self.bytes_per_token)
+    }
+
+    /// Tokens of one block (`paged`; 0 for the contiguous policies).
+    pub(crate) fn block_tokens(&self) -> usize {
+        self.policy.block_size().unwrap_or(0)
     }
 
     /// Bytes of one block (`paged`; 0 for the contiguous policies).
@@ -329,68 +341,48 @@ impl KvMemory {
         }
     }
 
-    /// Splits the budget into the parts of [`MemorySample`], given every running request
-    /// and the head of the waiting queue, and counts what sharing saved.
-    ///
-    /// Under `paged`, a block several requests hold is `shared` (once), and is always full:
-    /// a fork shares whole blocks plus a partly filled one that the new request copies before
-    /// its first write, which admission does at once. A request's own blocks split into its
-    /// token states, the slots it will still fill (reserved) and those it never will
-    /// (internal).
-    pub(crate) fn sample(
-        &self,
-        running: impl IntoIterator<Item = Holding>,
-        head: Option<&Request>,
-    ) -> Result<Snapshot, ServingError> {
-        let mut snap = Snapshot::default();
-        let s = &mut snap.parts;
-        for h in running {
-            let (held_tokens, shared_tokens) = match (&self.backing, h.lease) {
-                (Backing::Contiguous { .. }, Lease::Extent { bytes, .. }) => {
-                    (usize::try_from(bytes / self.bytes_per_token).unwrap_or(usize::MAX), 0)
-                }
-                (Backing::Paged { pool, .. }, Lease::Blocks(seq)) => {
-                    let table = pool.block_table(seq)?;
-                    let shared = table.iter().filter(|&&b| pool.refcount(b) > 1).count();
-                    (table.len() * pool.block_size(), shared * pool.block_size())
-                }
-                _ => return Err(ServingError::LeaseMismatch),
-            };
-            snap.unshared_bytes += self.bytes(held_tokens);
-            let own = held_tokens - shared_tokens;
-            let context = h.context.min(held_tokens).checked_sub(shared_tokens).ok_or(
-                ServingError::Internal("a shared block is not full in a request that holds it"),
-            )?;
-            let future = (h.total.saturating_sub(h.context)).min(own - context);
-            let internal = own - context - future;
-            s.token_state += self.bytes(context);
-            s.reserved += self.bytes(future);
-            s.internal += self.bytes(internal);
-            snap.max_internal_tokens = snap.max_internal_tokens.max(internal);
+    /// Evicts logical slot `index` of a paged request; whether a block was released.
+    pub(crate) fn evict(&mut self, lease: Lease, index: usize) -> Result<bool, ServingError> {
+        match (&mut self.backing, lease) {
+            (Backing::Paged { pool, .. }, Lease::Blocks(seq)) => Ok(pool.evict(seq, index)?),
+            _ => Err(ServingError::LeaseMismatch),
         }
-        match &self.backing {
-            Backing::Contiguous { alloc } => {
-                let free = alloc.free_bytes();
-                snap.held_bytes = alloc.used_bytes();
-                let need = head.map(|r| self.extent_bytes(r));
-                let fragmented = need.is_some_and(|n| n <= free && n > alloc.largest_hole());
-                if fragmented {
-                    s.external = free;
-                } else {
-                    s.free = free;
-                }
-            }
-            Backing::Paged { pool, host } => {
-                let block_bytes = self.bytes(pool.block_size());
-                s.shared = pool.shared_blocks() as u64 * block_bytes;
-                s.free = pool.free_blocks() as u64 * block_bytes;
-                s.external = self.budget - pool.n_blocks() as u64 * block_bytes;
-                snap.held_bytes = pool.used_blocks() as u64 * block_bytes;
-                snap.swapped_bytes =
-                    host.as_ref().map_or(0, |h| h.used_blocks() as u64) * block_bytes;
-            }
+    }
+
+    /// Compacts a paged request (see `BlockPool::compact`): the tokens moved, in order.
+    pub(crate) fn compact(&mut self, lease: Lease) -> Result<Vec<Moved>, ServingError> {
+        match (&mut self.backing, lease) {
+            (Backing::Paged { pool, .. }, Lease::Blocks(seq)) => Ok(pool.compact(seq)?),
+            _ => Err(ServingError::LeaseMismatch),
         }
-        Ok(snap)
+    }
+
+    /// Logical indices of a paged request's live tokens (for tests that evict at random).
+    #[cfg(test)]
+    pub(crate) fn live_indices(&self, lease: Lease) -> Result<Vec<usize>, ServingError> {
+        match (&self.backing, lease) {
+            (Backing::Paged { pool, .. }, Lease::Blocks(seq)) => Ok(pool.live_indices(seq)?),
+            _ => Err(ServingError::LeaseMismatch),
+        }
+    }
+
+    /// Evicted slots a paged request holds (in blocks it holds alone).
+    pub(crate) fn stranded(&self, lease: Lease) -> Result<usize, ServingError> {
+        match (&self.backing, lease) {
+            (Backing::Paged { pool, .. }, Lease::Blocks(seq)) => Ok(pool.stranded(seq)?),
+            _ => Err(ServingError::LeaseMismatch),
+        }
+    }
+
+    /// Slots a paged request has used (its next token's logical index) and how many of them
+    /// are live.
+    pub(crate) fn used_and_live(&self, lease: Lease) -> Result<(usize, usize), ServingError> {
+        match (&self.backing, lease) {
+            (Backing::Paged { pool, .. }, Lease::Blocks(seq)) => {
+                Ok((pool.len(seq)?, pool.live_len(seq)?))
+            }
+            _ => Err(ServingError::LeaseMismatch),
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 //!
 //! - **token state**: KV of tokens already computed (prompt + generated so far) that one
 //!   request holds;
+//! - **stranded**: slots whose tokens a keep-policy evicted, in blocks still held because
+//!   another slot of the block is live (paged memory frees whole blocks only);
 //! - **shared**: KV blocks several requests hold (a common prefix), counted once; what sharing
 //!   *saved* is not a part of the budget but the bytes the same requests would hold without
 //!   it, reported beside (`sharing_saved_pct`, the vLLM paper's "blocks saved by sharing over
@@ -46,12 +48,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::{ServingError, policy::Policy};
+use crate::{ServingError, memory::Snapshot, policy::Policy};
 
 /// The budget split at one iteration, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct MemorySample {
     pub token_state: u64,
+    pub stranded: u64,
     pub shared: u64,
     pub reserved: u64,
     pub internal: u64,
@@ -61,8 +64,16 @@ pub struct MemorySample {
 
 impl MemorySample {
     /// The parts in a fixed order (the order of [`Summary`]'s percentages).
-    pub fn parts(&self) -> [u64; 6] {
-        [self.token_state, self.shared, self.reserved, self.internal, self.external, self.free]
+    pub fn parts(&self) -> [u64; 7] {
+        [
+            self.token_state,
+            self.shared,
+            self.reserved,
+            self.internal,
+            self.external,
+            self.free,
+            self.stranded,
+        ]
     }
 
     /// The parts summed; equals the budget when the books balance.
@@ -82,6 +93,12 @@ pub struct IterationSample {
     pub waiting: usize,
     /// Token-state bytes (own and shared) / budget, in `[0, 1]`.
     pub utilization: f64,
+    /// Stranded bytes (evicted slots in held blocks) / budget, in `[0, 1]`.
+    pub stranded: f64,
+    /// Paged: live tokens, blocks in use, blocks holding an evicted slot (0 otherwise).
+    pub live_tokens: usize,
+    pub blocks_held: usize,
+    pub stranded_blocks: usize,
 }
 
 /// The flat per-run summary: one CSV row.
@@ -111,6 +128,8 @@ pub struct Summary {
     pub internal_pct: f64,
     pub external_pct: f64,
     pub free_pct: f64,
+    /// Evicted slots in held blocks, in percent of the budget (mean over busy iterations).
+    pub stranded_pct: f64,
     /// Tokens produced per busy iteration. Every running request produces exactly one token
     /// per iteration (prefill its first), so this equals `mean_running`: a throughput proxy in
     /// tokens per batch step.
@@ -127,7 +146,7 @@ pub struct Summary {
 /// Running totals, folded into a [`Summary`] at the end.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Accumulator {
-    sums: [u128; 6],
+    sums: [u128; 7],
     /// Per-request held and unshared bytes, summed over iterations.
     per_request: [f64; 2],
     /// Held and unshared bytes, summed over iterations.
@@ -144,15 +163,16 @@ impl Accumulator {
     pub(crate) fn record(
         &mut self,
         iteration: u64,
-        mem: &MemorySample,
-        held: [u64; 2],
+        snap: &Snapshot,
         running: usize,
         waiting: usize,
         budget: u64,
     ) {
+        let mem = &snap.parts;
         for (sum, part) in self.sums.iter_mut().zip(mem.parts()) {
             *sum += u128::from(part);
         }
+        let held = [snap.held_bytes, snap.unshared_bytes];
         for ((sum, per_request), bytes) in self.held.iter_mut().zip(&mut self.per_request).zip(held)
         {
             *sum += u128::from(bytes);
@@ -161,8 +181,16 @@ impl Accumulator {
         self.running_sum += running as u128;
         self.max_running = self.max_running.max(running);
         self.iterations += 1;
-        let utilization = (mem.token_state + mem.shared) as f64 / budget as f64;
-        self.series.push(IterationSample { iteration, running, waiting, utilization });
+        self.series.push(IterationSample {
+            iteration,
+            running,
+            waiting,
+            utilization: (mem.token_state + mem.shared) as f64 / budget as f64,
+            stranded: mem.stranded as f64 / budget as f64,
+            live_tokens: snap.live_tokens,
+            blocks_held: snap.blocks_held,
+            stranded_blocks: snap.stranded_blocks,
+        });
     }
 
     /// Busy iterations recorded so far.
@@ -192,6 +220,7 @@ impl Accumulator {
             internal_pct: pct(3),
             external_pct: pct(4),
             free_pct: pct(5),
+            stranded_pct: pct(6),
             tokens_per_iteration: counts.tokens_produced as f64 / n,
             kv_bytes_per_request: self.per_request[0] / n,
             kv_bytes_per_request_unshared: self.per_request[1] / n,
@@ -235,8 +264,14 @@ mod tests {
         let mut acc = Accumulator::default();
         let a = MemorySample { token_state: 50, reserved: 10, free: 40, ..Default::default() };
         let b = MemorySample { token_state: 60, shared: 40, ..Default::default() };
-        acc.record(0, &a, [60, 60], 2, 0, 100);
-        acc.record(1, &b, [100, 200], 4, 1, 100);
+        let snap = |parts, held_bytes, unshared_bytes| Snapshot {
+            parts,
+            held_bytes,
+            unshared_bytes,
+            ..Snapshot::default()
+        };
+        acc.record(0, &snap(a, 60, 60), 2, 0, 100);
+        acc.record(1, &snap(b, 100, 200), 4, 1, 100);
         let counts = RunCounts { tokens_produced: 6, ..RunCounts::default() };
         let s = acc.summary(Policy::ReserveExact, 100, counts);
         assert!((s.token_state_pct - 55.0).abs() < 1e-9 && s.shared_pct == 20.0);

@@ -39,11 +39,13 @@
 
 use std::collections::VecDeque;
 
+use kvlab_strategies::block_pool::Moved;
+
 use serde::Serialize;
 
 use crate::{
     ServingError,
-    config::{Preemption, SimConfig},
+    config::{Eviction, KeepRule, Preemption, SimConfig},
     latency::{Instant, Latency, LatencyBook},
     memory::{Donor, Growth, Holding, KvMemory, Lease, Swapped},
     metrics::{Accumulator, IterationSample, RunCounts, Summary},
@@ -78,6 +80,10 @@ pub struct Traffic {
     pub swap_bytes: u64,
     /// Seconds of the run: measured (executed) or modelled; `None` without a clock.
     pub elapsed_s: Option<f64>,
+    /// Tokens a keep-policy evicted, blocks that released, and tokens compaction moved.
+    pub evicted_tokens: u64,
+    pub blocks_reclaimed: u64,
+    pub compacted_tokens: u64,
 }
 
 /// Everything one run measured.
@@ -103,11 +109,13 @@ struct Waiting {
     swapped: Option<Swapped>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Running {
     req: Request,
     generated: usize,
     lease: Lease,
+    /// Under a keep-policy: the logical slots of its live tokens, oldest first.
+    ages: VecDeque<usize>,
 }
 
 impl Running {
@@ -150,6 +158,11 @@ fn serve(
     mut exec: Option<&mut dyn Executor>,
 ) -> Result<SimResult, ServingError> {
     if let Some(why) = config.cost.as_ref().and_then(|c| c.invalid()) {
+        return Err(ServingError::InvalidConfig(why));
+    }
+    if let Some(why) =
+        config.eviction.and_then(|ev| eviction_unsupported(config, &ev, exec.is_some()))
+    {
         return Err(ServingError::InvalidConfig(why));
     }
     let swap_bytes = match config.preemption {
@@ -233,6 +246,11 @@ fn serve(
                         work.copies.push(copy);
                     }
                     running[i].generated += 1;
+                    if let Some(ev) = &config.eviction {
+                        let (used, _) = memory.used_and_live(running[i].lease)?;
+                        running[i].ages.push_back(used - 1);
+                        keep(ev, &mut running[i], &mut memory, &mut traffic)?;
+                    }
                     i += 1;
                 }
                 Growth::NeedsMemory => {
@@ -302,7 +320,17 @@ fn serve(
                     row.slots = memory.slots(lease, context)?;
                     work.prefill.push(row);
                 }
-                running.push(Running { req: w.req, generated: w.generated + 1, lease });
+                let mut r = Running {
+                    req: w.req,
+                    generated: w.generated + 1,
+                    lease,
+                    ages: VecDeque::new(),
+                };
+                if let Some(ev) = &config.eviction {
+                    r.ages = (0..context).collect();
+                    keep(ev, &mut r, &mut memory, &mut traffic)?;
+                }
+                running.push(r);
             }
         }
         if running.is_empty() && !waiting.is_empty() {
@@ -323,14 +351,7 @@ fn serve(
         }
         max_internal = max_internal.max(snap.max_internal_tokens);
         counts.tokens_produced += running.len() as u64;
-        acc.record(
-            iteration,
-            &snap.parts,
-            [snap.held_bytes, snap.unshared_bytes],
-            running.len(),
-            waiting.len(),
-            config.budget_bytes,
-        );
+        acc.record(iteration, &snap, running.len(), waiting.len(), config.budget_bytes);
         traffic.prefill_tokens += prefill_now;
         traffic.swap_blocks += swap_blocks_now;
         traffic.swap_bytes += swap_blocks_now * block_bytes;
@@ -391,6 +412,57 @@ fn serve(
         latency: latency.summary(),
         max_internal_tokens_per_request: max_internal,
     })
+}
+
+/// Why a keep-policy cannot run with the rest of `config`, if it cannot.
+fn eviction_unsupported(config: &SimConfig, ev: &Eviction, executed: bool) -> Option<&'static str> {
+    let sinks = match ev.rule {
+        KeepRule::Sink { tokens } => tokens,
+        KeepRule::Window => 0,
+    };
+    if config.policy.block_size().is_none() {
+        Some("a keep-policy evicts from paged memory only (a reservation keeps its extent)")
+    } else if ev.keep_tokens <= sinks {
+        Some("a keep-policy needs keep_tokens above its sink tokens")
+    } else if config.sharing || config.preemption == Preemption::Swap {
+        Some("a keep-policy runs without sharing and with recompute preemption")
+    } else if executed {
+        Some("a keep-policy on the paged pool is simulated only (not executed)")
+    } else {
+        None
+    }
+}
+
+/// Evicts `r`'s tokens by `ev.rule` until it keeps `ev.keep_tokens`, then compacts when asked.
+fn keep(
+    ev: &Eviction,
+    r: &mut Running,
+    memory: &mut KvMemory,
+    traffic: &mut Traffic,
+) -> Result<(), ServingError> {
+    while r.ages.len() > ev.keep_tokens {
+        let at = match ev.rule {
+            KeepRule::Window => 0,
+            KeepRule::Sink { tokens } => tokens,
+        };
+        let victim = r.ages.remove(at).ok_or(ServingError::Internal("no token to evict"))?;
+        traffic.blocks_reclaimed += u64::from(memory.evict(r.lease, victim)?);
+        traffic.evicted_tokens += 1;
+    }
+    // Compact once a whole block's worth is stranded: then it frees a block the request will
+    // not need again at once (a window strands less than a block, and is never compacted).
+    if ev.compaction && memory.stranded(r.lease)? >= memory.block_tokens() {
+        let moves: Vec<Moved> = memory.compact(r.lease)?;
+        for m in &moves {
+            let at = r.ages.iter().position(|&k| k == m.from);
+            let slot = at.and_then(|i| r.ages.get_mut(i)).ok_or(ServingError::Internal(
+                "compaction moved a token the request does not hold",
+            ))?;
+            *slot = m.to;
+        }
+        traffic.compacted_tokens += moves.len() as u64;
+    }
+    Ok(())
 }
 
 /// The running request `req` can share its prefix with: the oldest one of its prefix group,

@@ -4,7 +4,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::{
-    CostModel, Policy, Preemption, Request, ServingError, SimConfig, TraceGen, simulate,
+    CostModel, Policy, Preemption, Request, ServingError, SimConfig, TraceGen,
+    config::{Eviction, KeepRule},
+    simulate,
     trace::LengthDist,
 };
 
@@ -253,19 +255,20 @@ fn swap_preemption_moves_blocks_instead_of_recomputing() {
 }
 
 /// Random traffic over the paged memory: admissions with and without a donor, growth,
-/// swap-out and swap-in, frees; after every operation the pools' books check (every block
-/// free exactly when unreferenced, counts equal holders), and the budget split sums to the
-/// budget. 100,000 operations.
+/// swap-out and swap-in, evictions and compactions, frees; after every operation the pools'
+/// books check (every block free exactly when unreferenced, counts equal holders, no wholly
+/// evicted block held), and the budget split sums to the budget. 100,000 operations.
 #[test]
 fn property_share_copy_swap_free_keep_the_books() {
     use crate::memory::{Donor, Growth, Holding, KvMemory, Lease};
     let mut rng = ChaCha8Rng::seed_from_u64(21);
     let (bs, budget, host) = (4usize, 4 * 64 + 3, 4 * 24);
     let mut m = KvMemory::new(Policy::Paged { block_size: bs }, budget, 1, 4096, host).unwrap();
-    // (lease, tokens held, tokens it will hold at the end, prefix group)
-    let mut live: Vec<(Lease, usize, usize, u64)> = Vec::new();
+    // (lease, tokens held, tokens it will hold at the end, prefix group, evicted from)
+    let mut live: Vec<(Lease, usize, usize, u64, bool)> = Vec::new();
     let mut out = Vec::new();
     let (mut forks, mut cows, mut swaps, mut full) = (0, 0, 0, 0);
+    let (mut evictions, mut reclaimed, mut compacted, mut stranded_seen) = (0, 0, 0, 0);
     for step in 0..100_000 {
         match rng.random_range(0..10) {
             0..=2 => {
@@ -274,14 +277,14 @@ fn property_share_copy_swap_free_keep_the_books() {
                 let total = context + rng.random_range(0..20);
                 let donor = live
                     .iter()
-                    .find(|l| l.3 == group && rng.random_bool(0.7))
+                    .find(|l| l.3 == group && !l.4 && rng.random_bool(0.7))
                     .map(|l| Donor { lease: l.0, tokens: l.1.min(context - 1).min(12) });
                 let r = Request::new(step, 0, context, total - context + 1);
                 match m.try_admit(&r, context, donor).unwrap() {
                     Some(a) => {
                         forks += usize::from(a.shared_tokens > 0);
                         cows += usize::from(a.copy.is_some());
-                        live.push((a.lease, context, total, group));
+                        live.push((a.lease, context, total, group, false));
                     }
                     None => full += 1,
                 }
@@ -308,8 +311,24 @@ fn property_share_copy_swap_free_keep_the_books() {
             7 if !out.is_empty() => {
                 let (sw, l) = out.swap_remove(rng.random_range(0..out.len()));
                 match m.swap_in(sw, l.1 + 1).unwrap() {
-                    Some(lease) => live.push((lease, l.1 + 1, l.2.max(l.1 + 1), l.3)),
+                    Some(lease) => live.push((lease, l.1 + 1, l.2.max(l.1 + 1), l.3, false)),
                     None => out.push((sw, l)),
+                }
+            }
+            8 if !live.is_empty() => {
+                // Evict a few live tokens of one request, then maybe compact it.
+                let i = rng.random_range(0..live.len());
+                let alive = m.live_indices(live[i].0).unwrap();
+                for _ in 0..rng.random_range(1..6).min(alive.len()) {
+                    let k = alive[rng.random_range(0..alive.len())];
+                    if let Ok(released) = m.evict(live[i].0, k) {
+                        evictions += 1;
+                        reclaimed += usize::from(released);
+                    }
+                }
+                live[i].4 = true;
+                if rng.random_bool(0.3) {
+                    compacted += m.compact(live[i].0).unwrap().len();
                 }
             }
             _ if !live.is_empty() => {
@@ -322,12 +341,17 @@ fn property_share_copy_swap_free_keep_the_books() {
         let snap = m.sample(held, None).unwrap();
         assert_eq!(snap.parts.total(), u128::from(budget), "step {step}: {:?}", snap.parts);
         assert!(snap.held_bytes <= snap.unshared_bytes);
+        stranded_seen += usize::from(snap.parts.stranded > 0);
         let host_used: usize = out.iter().map(|o| o.0.blocks).sum();
         assert_eq!(snap.swapped_bytes, (host_used * bs) as u64);
     }
     assert!(
         forks > 1000 && cows > 100 && swaps > 1000 && full > 1000,
         "{forks} {cows} {swaps} {full}"
+    );
+    assert!(
+        evictions > 10_000 && reclaimed > 100 && compacted > 100 && stranded_seen > 10_000,
+        "{evictions} {reclaimed} {compacted} {stranded_seen}"
     );
     for (lease, ..) in live {
         m.release(lease).unwrap();
@@ -339,4 +363,93 @@ fn property_share_copy_swap_free_keep_the_books() {
     m.check().unwrap();
     let snap = m.sample([], None).unwrap();
     assert_eq!((snap.parts.free, snap.swapped_bytes), (4 * 64, 0), "every count back to zero");
+}
+
+/// Each request keeps its newest `keep_tokens` (window) or those plus 4 sinks: no request holds
+/// more live tokens, a window strands less than a block per request (its evictions run front
+/// to back), sinks strand the rest of their first block, compaction moves tokens to give the
+/// stranded slots back, and the budget still balances every iteration.
+#[test]
+fn keep_policies_on_the_paged_pool_strand_and_compaction_reclaims() {
+    // All at once: memory, not arrivals, limits how many run.
+    let trace = TraceGen { arrival_rate: 0.0, ..TraceGen::long_output(120, 4) }.generate();
+    let paged = config(Policy::Paged { block_size: 16 }, 8192);
+    let run = |rule, compaction| {
+        let eviction = Some(Eviction { rule, keep_tokens: 256, compaction });
+        simulate(&SimConfig { eviction, ..paged }, &trace).unwrap()
+    };
+    let full = simulate(&paged, &trace).unwrap();
+    let window = run(KeepRule::Window, false);
+    let sink = run(KeepRule::Sink { tokens: 4 }, false);
+    let sink_compact = run(KeepRule::Sink { tokens: 4 }, true);
+    for r in [&window, &sink, &sink_compact] {
+        assert_eq!(r.summary.completed, 120);
+        assert!(r.series.iter().all(|p| p.live_tokens <= 256 * p.running), "over the budget");
+        assert!(r.traffic.evicted_tokens > 0);
+        assert!(
+            r.summary.mean_running > 2.0 * full.summary.mean_running,
+            "{} vs {}",
+            r.summary.mean_running,
+            full.summary.mean_running
+        );
+    }
+    // Without compaction, blocks come back only when wholly evicted; with it, by moving.
+    assert!(window.traffic.blocks_reclaimed > 0 && sink.traffic.blocks_reclaimed > 0);
+    // Window: at most one stranded block per request (the one it is emptying).
+    assert!(window.series.iter().all(|p| p.stranded_blocks <= p.running));
+    // Sinks keep 4 slots of their first block and strand its other 12 for good.
+    assert!(sink.summary.stranded_pct > window.summary.stranded_pct, "{:?}", sink.summary);
+    assert_eq!(window.traffic.compacted_tokens, 0);
+    assert!(sink_compact.traffic.compacted_tokens > 0);
+    assert!(sink_compact.summary.stranded_pct < sink.summary.stranded_pct);
+    let too_small =
+        Eviction { rule: KeepRule::Sink { tokens: 8 }, keep_tokens: 8, compaction: false };
+    let bad = SimConfig { eviction: Some(too_small), ..paged };
+    assert!(matches!(simulate(&bad, &trace), Err(ServingError::InvalidConfig(_))));
+    let window_only = Eviction { rule: KeepRule::Window, ..too_small };
+    let reserved = SimConfig { policy: Policy::ReserveExact, eviction: Some(window_only), ..paged };
+    assert!(matches!(simulate(&reserved, &trace), Err(ServingError::InvalidConfig(_))));
+}
+
+/// The budget identity — every byte a token state (own or shared), reserved, internal or
+/// external fragmentation, stranded or free — holds at every iteration (`simulate` fails
+/// otherwise) for every policy, with sharing, swap, and keep-policies with and without
+/// compaction; the means sum to 100%.
+#[test]
+fn the_budget_identity_holds_for_every_mode() {
+    let traces = [
+        TraceGen::system_prompt(150, 8, 200).generate(),
+        TraceGen::samples(150, 8, 3).generate(),
+        TraceGen::long_output(60, 8).generate(),
+    ];
+    let mut modes = vec![];
+    for policy in Policy::standard_set() {
+        modes.push(SimConfig::new(policy, 3 * 6000 + 7, 3, 2560));
+    }
+    for block_size in [1, 16, 64] {
+        let paged = SimConfig::new(Policy::Paged { block_size }, 3 * 6000 + 7, 3, 2560);
+        modes.push(SimConfig { sharing: true, ..paged });
+        modes.push(SimConfig { preemption: Preemption::Swap, swap_bytes: 3 * 4000, ..paged });
+        for rule in [KeepRule::Window, KeepRule::Sink { tokens: 4 }] {
+            for compaction in [false, true] {
+                let eviction = Some(Eviction { rule, keep_tokens: 100, compaction });
+                modes.push(SimConfig { eviction, ..paged });
+            }
+        }
+    }
+    for cfg in &modes {
+        for trace in &traces {
+            let r = simulate(cfg, trace).unwrap_or_else(|e| panic!("{cfg:?}: {e}"));
+            let s = &r.summary;
+            let sum = s.token_state_pct
+                + s.shared_pct
+                + s.reserved_pct
+                + s.internal_pct
+                + s.external_pct
+                + s.free_pct
+                + s.stranded_pct;
+            assert!((sum - 100.0).abs() < 1e-9, "{cfg:?}: {sum}");
+            assert_eq!(s.completed + s.rejected, s.requests);
+        }
+    }
 }

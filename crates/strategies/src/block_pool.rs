@@ -20,8 +20,17 @@
 //! go. A sequence that appends into a shared, partly filled last block first gets a private
 //! copy of it ([`BlockCopy`]: the caller copies those slots' K/V); full shared blocks are
 //! never written again, so they are never copied.
+//!
+//! A sequence may also lose tokens ([`BlockPool::evict`], for a cache that keeps only some):
+//! a block all of whose slots are evicted is released at once, and one that still holds a
+//! live token keeps its evicted slots *stranded* — held, but holding nothing — until
+//! [`BlockPool::compact`] moves the last block's survivors into them.
 
-use std::collections::BTreeMap;
+mod evict;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use evict::Moved;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -55,6 +64,10 @@ pub enum PoolError {
     TokenOutOfRange { seq: SeqId, index: usize, len: usize },
     #[error("cannot fork {tokens} tokens of sequence {seq:?}, which holds {len}")]
     ForkTooLong { seq: SeqId, tokens: usize, len: usize },
+    #[error("cannot fork {tokens} tokens of sequence {seq:?}: some of them were evicted")]
+    ForkOfEvicted { seq: SeqId, tokens: usize },
+    #[error("slot {index} of sequence {seq:?} was already evicted")]
+    Evicted { seq: SeqId, index: usize },
 }
 
 /// A copy-on-write a caller must carry out before writing: the first `tokens` slots of block
@@ -70,11 +83,14 @@ pub struct BlockCopy {
 /// One sequence's share of the pool.
 #[derive(Debug, Clone, Default)]
 struct Sequence {
-    /// Physical block ids in logical order.
+    /// Physical block ids in logical order; [`evict::HOLE`] where a wholly evicted block was
+    /// released (never the last entry).
     blocks: Vec<u32>,
-    /// Tokens stored; always `<= blocks.len() * block_size` and `> (blocks.len() - 1) *
-    /// block_size` when non-empty.
+    /// Slots used (live or evicted); always `<= blocks.len() * block_size` and `>
+    /// (blocks.len() - 1) * block_size` when non-empty.
     len: usize,
+    /// Evicted slots (logical indices below `len`), in held blocks and in holes.
+    dead: BTreeSet<usize>,
 }
 
 /// A fixed pool of `n_blocks` blocks of `block_size` token slots, shared by many sequences.
@@ -236,12 +252,15 @@ impl BlockPool {
         if tokens > s.len {
             return Err(PoolError::ForkTooLong { seq, tokens, len: s.len });
         }
+        if s.dead.range(..tokens).next().is_some() {
+            return Err(PoolError::ForkOfEvicted { seq, tokens });
+        }
         let blocks = s.blocks[..tokens.div_ceil(self.block_size)].to_vec();
         for &b in &blocks {
             self.refs[b as usize] += 1;
         }
         let id = self.add_sequence();
-        self.seqs.insert(id, Sequence { blocks, len: tokens });
+        self.seqs.insert(id, Sequence { blocks, len: tokens, dead: BTreeSet::new() });
         Ok(id)
     }
 
@@ -252,26 +271,33 @@ impl BlockPool {
     /// and the next allocation takes the freed blocks back in their old logical order.
     pub fn free_sequence(&mut self, seq: SeqId) -> Result<(), PoolError> {
         let s = self.seqs.remove(&seq).ok_or(PoolError::UnknownSequence(seq))?;
-        for b in s.blocks.into_iter().rev() {
-            self.refs[b as usize] -= 1;
-            if self.refs[b as usize] == 0 {
-                self.free.push(b);
-            }
+        for b in s.blocks.into_iter().rev().filter(|&b| b != evict::HOLE) {
+            self.release(b);
         }
         Ok(())
     }
 
-    /// Tokens stored for `seq`.
+    /// One holder lets go of `block`; the last one returns it to the free list.
+    fn release(&mut self, block: u32) {
+        self.refs[block as usize] -= 1;
+        if self.refs[block as usize] == 0 {
+            self.free.push(block);
+        }
+    }
+
+    /// Slots `seq` has used, evicted ones included (its next token's logical index).
     pub fn len(&self, seq: SeqId) -> Result<usize, PoolError> {
         Ok(self.get(seq)?.len)
     }
 
-    /// Token slots `seq` owns: its blocks times the block size.
+    /// Token slots `seq` holds: its held blocks (not released holes) times the block size.
     pub fn capacity(&self, seq: SeqId) -> Result<usize, PoolError> {
-        Ok(self.get(seq)?.blocks.len() * self.block_size)
+        let s = self.get(seq)?;
+        Ok(s.blocks.iter().filter(|&&b| b != evict::HOLE).count() * self.block_size)
     }
 
-    /// `seq`'s block table: physical block id per logical block, in order.
+    /// `seq`'s block table: physical block id per logical block, in order
+    /// ([`BlockPool::is_hole`] where a wholly evicted block was released).
     pub fn block_table(&self, seq: SeqId) -> Result<&[u32], PoolError> {
         Ok(&self.get(seq)?.blocks)
     }
@@ -282,6 +308,9 @@ impl BlockPool {
         if token_index >= s.len {
             return Err(PoolError::TokenOutOfRange { seq, index: token_index, len: s.len });
         }
+        if s.dead.contains(&token_index) {
+            return Err(PoolError::Evicted { seq, index: token_index });
+        }
         let block = s
             .blocks
             .get(token_index / self.block_size)
@@ -289,18 +318,21 @@ impl BlockPool {
         Ok(*block as usize * self.block_size + token_index % self.block_size)
     }
 
-    /// The physical slots of all of `seq`'s tokens in token order: the gather index that reads
+    /// The physical slots of `seq`'s live tokens in logical order: the gather index that reads
     /// the sequence back out of the pool tensor.
     ///
     /// # Shapes
-    /// `[len(seq)]`, each entry in `0..n_slots()`.
+    /// `[len(seq) - evicted]`, each entry in `0..n_slots()`.
     pub fn slots(&self, seq: SeqId) -> Result<Vec<usize>, PoolError> {
         let s = self.get(seq)?;
         let bs = self.block_size;
         Ok(s.blocks
             .iter()
-            .flat_map(|&b| (0..bs).map(move |o| b as usize * bs + o))
+            .flat_map(|&b| (0..bs).map(move |o| (b as usize).wrapping_mul(bs) + o))
             .take(s.len)
+            .enumerate()
+            .filter(|(k, _)| !s.dead.contains(k))
+            .map(|(_, slot)| slot)
             .collect())
     }
 
@@ -320,7 +352,8 @@ impl BlockPool {
             if s.blocks.len() != s.len.div_ceil(self.block_size) {
                 return Err(format!("{id:?}: {} blocks for {} tokens", s.blocks.len(), s.len));
             }
-            for &b in &s.blocks {
+            self.check_evicted(*id, s)?;
+            for &b in s.blocks.iter().filter(|&&b| b != evict::HOLE) {
                 held[b as usize] += 1;
             }
         }

@@ -108,6 +108,9 @@ pub struct FragmentationParams {
     /// `samples`: requests per prompt (default 4).
     #[serde(default)]
     pub samples: Option<usize>,
+    /// `sweep.evict = "sink"`: the first tokens each request keeps for good (default 4).
+    #[serde(default = "four")]
+    pub sinks: usize,
     /// Named cost profiles (`[workload.fragmentation.cost.<name>]`), the clock for latencies
     /// in seconds when nothing is executed; `sweep.cost` picks one per run (needed when there
     /// are several).

@@ -214,7 +214,7 @@ pub fn parse(
             err("workload.fragmentation.requests = 0: expected an integer ≥ 1".into());
         }
         // Every trace and prompt length the sweep names, and every cost profile.
-        let values = |key| -> Vec<Option<String>> {
+        let values = |key: &'static str| -> Vec<Option<String>> {
             let v = experiment.axes.get(key).unwrap_or_default();
             if v.is_empty() { vec![None] } else { v.iter().map(|x| Some(x.to_string())).collect() }
         };
@@ -240,6 +240,38 @@ pub fn parse(
         for cost in values("cost") {
             if let Err(why) = p.cost_model(cost.as_deref()) {
                 err(why);
+            }
+        }
+        // Keep-policies on the paged pool: simulated, paged only, on their own.
+        let evicts: Vec<String> =
+            values("evict").into_iter().flatten().filter(|v| v != "off").collect();
+        if let Some(rule) = evicts.first() {
+            let named =
+                |key: &'static str, bad: &str| values(key).iter().flatten().any(|v| v == bad);
+            let reserved = values("policy").iter().flatten().any(|v| v != "paged");
+            if reserved {
+                err(format!(
+                    "sweep.evict = {rule:?}: a keep-policy evicts from paged memory only; set \
+                     sweep.policy = [\"paged\"]"
+                ));
+            }
+            if named("sharing", "on") || named("preemption", "swap") {
+                err(format!(
+                    "sweep.evict = {rule:?}: runs without sharing and with recompute preemption"
+                ));
+            }
+            if p.execute {
+                err(format!("sweep.evict = {rule:?}: simulated only; remove execute = true"));
+            }
+            let keeps: Vec<usize> =
+                values("keep_tokens").iter().flatten().filter_map(|v| v.parse().ok()).collect();
+            match keeps.iter().min() {
+                None => err(format!("sweep.evict = {rule:?} needs sweep.keep_tokens")),
+                Some(&k) if evicts.iter().any(|e| e == "sink") && k <= p.sinks => err(format!(
+                    "sweep.keep_tokens = {k}: a sink cache keeps more than its {} sinks",
+                    p.sinks
+                )),
+                _ => {}
             }
         }
         for (name, params) in &p.cost {

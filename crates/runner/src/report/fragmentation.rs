@@ -28,41 +28,38 @@ const SPLIT: [(&str, &str, RGBColor); 6] = [
     ("free_pct", "free", RGBColor(200, 200, 200)),
 ];
 
-/// A run's legend name: `paged-16`, `reserve-max`, `paged-16 samples shared swap prompt 1024 (gpu)`.
+/// The serving axes a legend names, after the policy: column, and how its value reads
+/// (`None`: the default, left out).
+type Reading = fn(&str) -> Option<String>;
+const LABELLED: [(&str, Reading); 8] = [
+    ("trace_kind", |v| Some(v.to_string())),
+    ("sharing", |v| (v == "on").then(|| "shared".into())),
+    ("preemption", |v| (v == "swap").then(|| "swap".into())),
+    ("prompt_tokens", |v| Some(format!("prompt {v}"))),
+    ("evict", |v| (v != "off").then(|| v.to_string())),
+    ("keep_tokens", |v| Some(format!("keep {v}"))),
+    ("compaction", |v| (v == "on").then(|| "compacted".into())),
+    ("cost", |v| Some(format!("({v})"))),
+];
+
+/// A run's legend name: `paged-16`, `reserve-max`, `paged-16 samples shared`,
+/// `paged-16 sink keep 256 compacted`, `paged-16 swap prompt 1024 (gpu)`.
 pub fn policy_label(t: &Table, r: &[String]) -> String {
     let col = |c: &str| if t.header.iter().any(|h| h == c) { t.get(r, c) } else { "" };
-    named_policy(
-        t.get(r, "policy"),
-        t.get(r, "block_size"),
-        [col("trace_kind"), col("sharing"), col("preemption"), col("prompt_tokens"), col("cost")],
-    )
+    named_policy(t.get(r, "policy"), t.get(r, "block_size"), LABELLED.map(|(c, _)| col(c)))
 }
 
-/// `paged-16`, plus the swept trace, ` shared` (sharing on), ` swap` (swap preemption), ` prompt N`, and the
-/// cost profile in parentheses.
-fn named_policy(
-    policy: &str,
-    block_size: &str,
-    [trace, sharing, preemption, prompt, cost]: [&str; 5],
-) -> String {
+/// `paged-16` (or `reserve-max`), then each non-default value of [`LABELLED`], in its order.
+fn named_policy(policy: &str, block_size: &str, values: [&str; LABELLED.len()]) -> String {
     let mut name = match block_size {
         "" => policy.to_string(),
         b => format!("{policy}-{b}"),
     };
-    if !trace.is_empty() {
-        name += &format!(" {trace}");
-    }
-    if sharing == "on" {
-        name += " shared";
-    }
-    if preemption == "swap" {
-        name += " swap";
-    }
-    if !prompt.is_empty() {
-        name += &format!(" prompt {prompt}");
-    }
-    if !cost.is_empty() {
-        name += &format!(" ({cost})");
+    for ((_, read), value) in LABELLED.iter().zip(values) {
+        if let Some(piece) = (!value.is_empty()).then(|| read(value)).flatten() {
+            name += " ";
+            name += &piece;
+        }
     }
     name
 }
@@ -118,6 +115,9 @@ pub fn section(dir: &Path, t: &Table, charts: &Path, written: &mut Vec<PathBuf>)
     md += &measured_throughput(t);
     md += &super::sharing::section(t);
     md += &super::preemption::section(t, charts, written)?;
+    if let Some((header, series_rows)) = &series_csv {
+        md += &super::stranding::section(t, header, series_rows, charts, written)?;
+    }
     md += &super::papers::vllm_comparison(t);
     Ok(md)
 }
@@ -132,29 +132,8 @@ fn concurrency(
     tokens: &str,
     suffix: &str,
 ) -> Option<Chart> {
-    let col = |n: &str| header.iter().position(|c| c == n);
-    let (m, b, it, run, p, bs) = (
-        col("model")?,
-        col("kv_budget_bytes")?,
-        col("iteration")?,
-        col("running")?,
-        col("policy")?,
-        col("block_size")?,
-    );
-    // Written before sharing and preemption existed, a series CSV lacks their columns.
-    let extra = ["trace_kind", "sharing", "preemption", "prompt_tokens", "cost"].map(col);
-    let mut series: Vec<Series> = vec![];
-    for r in rows.iter().filter(|r| r[m] == model && r[b] == budget) {
-        let (Ok(x), Ok(y)) = (r[it].parse::<f64>(), r[run].parse::<f64>()) else { continue };
-        let cell = |c: Option<usize>| c.map_or("", |c| r[c].as_str());
-        let label = named_policy(&r[p], &r[bs], extra.map(cell));
-        let point = Point { x, y, expected: None };
-        match series.iter_mut().find(|s| s.label == label) {
-            Some(s) => s.points.push(point),
-            None => series.push(Series { label, points: vec![point] }),
-        }
-    }
-    (!series.is_empty()).then(|| Chart {
+    let series = traces(header, rows, model, budget, "running", 1.0, &|_| true)?;
+    Some(Chart {
         stem: format!("concurrency_{suffix}"),
         subject: format!("Requests running per iteration, {tokens}-token budget"),
         x: XAxis::measured("iteration", ""),
@@ -163,6 +142,50 @@ fn concurrency(
         levels: vec![],
         expected: None,
     })
+}
+
+/// Whether a series row is wanted, given a reader of its cells by column name.
+pub type RowFilter = dyn Fn(&dyn Fn(&str) -> String) -> bool;
+
+/// `column` × `scale` per iteration, a series per run label, from the side CSV's rows of one
+/// model and budget that `keep` accepts (given a cell reader). `None` when the CSV lacks a
+/// column or no row is left.
+pub fn traces(
+    header: &[String],
+    rows: &[Vec<String>],
+    model: &str,
+    budget: &str,
+    column: &str,
+    scale: f64,
+    keep: &RowFilter,
+) -> Option<Vec<Series>> {
+    let col = |n: &str| header.iter().position(|c| c == n);
+    let (m, b, it, y_col, p, bs) = (
+        col("model")?,
+        col("kv_budget_bytes")?,
+        col("iteration")?,
+        col(column)?,
+        col("policy")?,
+        col("block_size")?,
+    );
+    // A series CSV written before an axis existed lacks its column: read as empty.
+    let extra = LABELLED.map(|(c, _)| col(c));
+    let mut series: Vec<Series> = vec![];
+    for r in rows.iter().filter(|r| r[m] == model && r[b] == budget) {
+        let cell = |name: &str| col(name).map_or(String::new(), |c| r[c].clone());
+        if !keep(&cell) {
+            continue;
+        }
+        let (Ok(x), Ok(y)) = (r[it].parse::<f64>(), r[y_col].parse::<f64>()) else { continue };
+        let value = |c: Option<usize>| c.map_or("", |c| r[c].as_str());
+        let label = named_policy(&r[p], &r[bs], extra.map(value));
+        let point = Point { x, y: y * scale, expected: None };
+        match series.iter_mut().find(|s| s.label == label) {
+            Some(s) => s.points.push(point),
+            None => series.push(Series { label, points: vec![point] }),
+        }
+    }
+    (!series.is_empty()).then_some(series)
 }
 
 /// With `execute = true`: measured tok/s of each policy against `reserve-max` on the same
@@ -231,12 +254,16 @@ mod tests {
 
     #[test]
     fn policies_are_named_with_their_block_size() {
-        assert_eq!(named_policy("paged", "16", ["", "", "", "", ""]), "paged-16");
-        let plain = ["", "off", "recompute", "", ""];
+        assert_eq!(named_policy("paged", "16", [""; 8]), "paged-16");
+        let plain = ["", "off", "recompute", "", "off", "", "off", ""];
         assert_eq!(named_policy("reserve-max", "", plain), "reserve-max");
         assert_eq!(
-            named_policy("paged", "16", ["samples", "on", "swap", "1024", "gpu"]),
+            named_policy("paged", "16", ["samples", "on", "swap", "1024", "", "", "", "gpu"]),
             "paged-16 samples shared swap prompt 1024 (gpu)"
+        );
+        assert_eq!(
+            named_policy("paged", "16", ["", "", "", "", "sink", "256", "on", ""]),
+            "paged-16 sink keep 256 compacted"
         );
     }
 

@@ -22,6 +22,7 @@ mod preemption;
 mod retrieval;
 mod rotation;
 mod sharing;
+mod stranding;
 mod table;
 
 use std::fmt::Write as _;

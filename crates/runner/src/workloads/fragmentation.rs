@@ -13,6 +13,9 @@
 //! preemption = ["recompute", "swap"] # how a preempted request comes back
 //! swap_tokens = [16384]             # host pool for swapped blocks, in tokens of KV
 //! prompt_tokens = [256, 1024]       # every synthetic prompt this long (optional)
+//! evict = ["off", "window", "sink"]  # paged: each request keeps keep_tokens live tokens
+//! keep_tokens = [256]
+//! compaction = ["off", "on"]        # move survivors into stranded slots to free blocks
 //!
 //! [workload.fragmentation]
 //! trace = "chat"                    # chat | long-output | system-prompt | samples | file:<path.csv>
@@ -21,6 +24,7 @@
 //! max_seq_len = 2048
 //! prefix_tokens = 256               # system-prompt: the shared prefix's length
 //! samples = 4                       # samples: requests per prompt
+//! sinks = 4                         # evict = "sink": first tokens kept for good
 //!
 //! [workload.fragmentation.cost]     # optional: a clock for latencies in seconds
 //! decode_step_ms = 5.0
@@ -55,6 +59,7 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow};
 use burn::prelude::Backend;
 use kvlab_model::Model;
+use kvlab_serving::config::{Eviction, KeepRule};
 use kvlab_serving::execute::ModelExecutor;
 use kvlab_serving::{Percentiles, Policy, Preemption, SimConfig, simulate, simulate_with};
 
@@ -94,6 +99,7 @@ pub struct Metrics {
     pub internal_pct: Fixed<4>,
     pub external_pct: Fixed<4>,
     pub free_pct: Fixed<4>,
+    pub stranded_pct: Fixed<4>,
     pub tokens_per_iteration: Fixed<4>,
     pub kv_bytes_per_request: Fixed<1>,
     pub kv_bytes_per_request_unshared: Fixed<1>,
@@ -102,6 +108,9 @@ pub struct Metrics {
     pub recomputed_tokens: u64,
     pub prefix_hit_tokens: u64,
     pub cow_tokens: u64,
+    pub evicted_tokens: u64,
+    pub blocks_reclaimed: u64,
+    pub compacted_tokens: u64,
     pub swap_outs: u64,
     pub swap_ins: u64,
     pub swap_bytes: u64,
@@ -140,13 +149,20 @@ pub const SERIES_COLUMNS: &[&str] = &[
     "kv_budget_bytes",
     "trace_kind",
     "sharing",
+    "prompt_tokens",
+    "evict",
+    "keep_tokens",
+    "compaction",
     "preemption",
     "swap_tokens",
-    "prompt_tokens",
     "iteration",
     "running",
     "waiting",
     "utilization",
+    "stranded",
+    "live_tokens",
+    "blocks_held",
+    "stranded_blocks",
 ];
 
 /// Most series rows kept per run (evenly spaced iterations, the last always kept).
@@ -166,6 +182,19 @@ pub fn policy(run: &Run) -> Result<Policy> {
     }
 }
 
+/// The run's keep-policy on the paged pool (`evict`, `keep_tokens`, `compaction`).
+fn eviction(run: &Run, sinks: usize) -> Result<Option<Eviction>> {
+    let rule = match run.get("evict").map(|v| v.to_string()).as_deref() {
+        None | Some("off") => return Ok(None),
+        Some("window") => KeepRule::Window,
+        Some("sink") => KeepRule::Sink { tokens: sinks },
+        Some(other) => anyhow::bail!("evict = {other:?}: expected off, window or sink"),
+    };
+    let keep_tokens = run.usize("keep_tokens").context("evict needs sweep.keep_tokens")?;
+    let compaction = run.get("compaction").is_some_and(|v| v.to_string() == "on");
+    Ok(Some(Eviction { rule, keep_tokens, compaction }))
+}
+
 /// Whether the experiment runs its schedules through the model (`execute = true`).
 pub fn executes(e: &Experiment) -> bool {
     e.file.workload.fragmentation.as_ref().is_some_and(|p| p.execute)
@@ -178,7 +207,7 @@ pub fn measure<B: Backend>(
     e: &Experiment,
     run: &Run,
     model: Option<&Model<B>>,
-) -> Result<(Metrics, Vec<[String; 4]>)> {
+) -> Result<(Metrics, Vec<[String; 8]>)> {
     let p = e.file.workload.fragmentation.as_ref().context("no [workload.fragmentation]")?;
     let text = |k: &str| run.get(k).map(|v| v.to_string());
     let trace = text("trace_kind");
@@ -203,6 +232,7 @@ pub fn measure<B: Backend>(
         preemption,
         swap_bytes: swap_tokens.checked_mul(bytes_per_token).context("swap_tokens overflows")?,
         cost: p.cost_model(text("cost").as_deref()).map_err(anyhow::Error::msg)?,
+        eviction: eviction(run, p.sinks)?,
         ..SimConfig::new(policy, budget, bytes_per_token, p.max_seq_len)
     };
     let (r, executed) = match model {
@@ -246,6 +276,7 @@ pub fn measure<B: Backend>(
         internal_pct: Fixed(s.internal_pct),
         external_pct: Fixed(s.external_pct),
         free_pct: Fixed(s.free_pct),
+        stranded_pct: Fixed(s.stranded_pct),
         tokens_per_iteration: Fixed(s.tokens_per_iteration),
         kv_bytes_per_request: Fixed(s.kv_bytes_per_request),
         kv_bytes_per_request_unshared: Fixed(s.kv_bytes_per_request_unshared),
@@ -254,6 +285,9 @@ pub fn measure<B: Backend>(
         recomputed_tokens: x.recomputed_tokens,
         prefix_hit_tokens: x.prefix_hit_tokens,
         cow_tokens: x.cow_tokens,
+        evicted_tokens: x.evicted_tokens,
+        blocks_reclaimed: x.blocks_reclaimed,
+        compacted_tokens: x.compacted_tokens,
         swap_outs: x.swap_outs,
         swap_ins: x.swap_ins,
         swap_bytes: x.swap_bytes,
@@ -291,6 +325,10 @@ pub fn measure<B: Backend>(
                 x.running.to_string(),
                 x.waiting.to_string(),
                 format!("{:.4}", x.utilization),
+                format!("{:.4}", x.stranded),
+                x.live_tokens.to_string(),
+                x.blocks_held.to_string(),
+                x.stranded_blocks.to_string(),
             ]
         })
         .collect();
@@ -314,7 +352,7 @@ pub fn append_series(
     run: &Run,
     run_id: &str,
     kv_budget_bytes: u64,
-    rows: &[[String; 4]],
+    rows: &[[String; 8]],
 ) -> Result<()> {
     let mut sink = open_series(dir, true, &|_| true)?;
     let get = |k: &str| run.get(k).map(|v| v.to_string()).unwrap_or_default();
@@ -328,9 +366,12 @@ pub fn append_series(
             kv_budget_bytes.to_string(),
             get("trace_kind"),
             get("sharing"),
+            get("prompt_tokens"),
+            get("evict"),
+            get("keep_tokens"),
+            get("compaction"),
             get("preemption"),
             get("swap_tokens"),
-            get("prompt_tokens"),
         ];
         row.extend(r.iter().cloned());
         sink.append(&row)?;
