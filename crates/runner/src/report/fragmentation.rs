@@ -49,6 +49,17 @@ pub fn policy_label(t: &Table, r: &[String]) -> String {
     named_policy(t.get(r, "policy"), t.get(r, "block_size"), LABELLED.map(|(c, _)| col(c)))
 }
 
+/// A serving table row's first cells: `| model | trace | budget_tokens | run label |`.
+pub fn lead_cells(t: &Table, r: &[String]) -> String {
+    format!(
+        "| {} | {} | {} | {} |",
+        t.get(r, "model"),
+        t.get(r, "trace"),
+        t.get(r, "kv_budget_tokens"),
+        policy_label(t, r)
+    )
+}
+
 /// `paged-16` (or `reserve-max`), then each non-default value of [`LABELLED`], in its order.
 fn named_policy(policy: &str, block_size: &str, values: [&str; LABELLED.len()]) -> String {
     let mut name = match block_size {

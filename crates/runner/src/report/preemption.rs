@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::figure::{Chart, Point, Series, XAxis};
-use super::fragmentation::policy_label;
+use super::fragmentation::{lead_cells, policy_label};
 use super::table::Table;
 
 /// Below this relative difference, two measured (executed) runs are not told apart.
@@ -52,11 +52,8 @@ pub fn section(t: &Table, charts: &Path, written: &mut Vec<PathBuf>) -> Result<S
     for r in &t.rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
-            t.get(r, "model"),
-            t.get(r, "trace"),
-            t.get(r, "kv_budget_tokens"),
-            policy_label(t, r),
+            "{} {} | {} | {:.1} | {} | {} | {} | {} | {} |",
+            lead_cells(t, r),
             t.get(r, "preemptions"),
             t.get(r, "recomputed_tokens"),
             t.num(r, "swap_bytes").unwrap_or(0.0) / 1e6,

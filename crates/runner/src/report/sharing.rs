@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::fragmentation::policy_label;
+use super::fragmentation::lead_cells;
 use super::table::Table;
 
 /// The vLLM paper's sharing figures (Kwon et al., SOSP 2023, §6.3 and Figure 15), as we read
@@ -34,11 +34,8 @@ pub fn section(t: &Table) -> String {
     for r in &t.rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.1}% | {} | {} |",
-            t.get(r, "model"),
-            t.get(r, "trace"),
-            t.get(r, "kv_budget_tokens"),
-            policy_label(t, r),
+            "{} {} | {} | {} | {:.1}% | {} | {} |",
+            lead_cells(t, r),
             t.num(r, "mean_running").map_or(String::new(), |v| format!("{v:.2}")),
             kib(r, "kv_bytes_per_request"),
             kib(r, "kv_bytes_per_request_unshared"),

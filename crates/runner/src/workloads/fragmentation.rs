@@ -140,6 +140,8 @@ crate::metrics_row!(Metrics);
 /// The side CSV of per-iteration samples.
 pub const SERIES_FILE: &str = "fragmentation_series.csv";
 
+/// The series CSV's columns: the run's identity, the serving axes that name it in a legend
+/// ([`SERIES_AXES`]), then one iteration's sample.
 pub const SERIES_COLUMNS: &[&str] = &[
     "experiment",
     "run_id",
@@ -164,6 +166,9 @@ pub const SERIES_COLUMNS: &[&str] = &[
     "blocks_held",
     "stranded_blocks",
 ];
+
+/// The sweep axes a series row repeats (columns 7 to 14 of [`SERIES_COLUMNS`]).
+const SERIES_AXES: std::ops::Range<usize> = 6..14;
 
 /// Most series rows kept per run (evenly spaced iterations, the last always kept).
 pub const SERIES_POINTS: usize = 400;
@@ -364,15 +369,8 @@ pub fn append_series(
             get("policy"),
             get("block_size"),
             kv_budget_bytes.to_string(),
-            get("trace_kind"),
-            get("sharing"),
-            get("prompt_tokens"),
-            get("evict"),
-            get("keep_tokens"),
-            get("compaction"),
-            get("preemption"),
-            get("swap_tokens"),
         ];
+        row.extend(SERIES_COLUMNS[SERIES_AXES].iter().map(|k| get(k)));
         row.extend(r.iter().cloned());
         sink.append(&row)?;
     }
