@@ -326,13 +326,10 @@ impl BlockPool {
     pub fn slots(&self, seq: SeqId) -> Result<Vec<usize>, PoolError> {
         let s = self.get(seq)?;
         let bs = self.block_size;
-        Ok(s.blocks
-            .iter()
-            .flat_map(|&b| (0..bs).map(move |o| (b as usize).wrapping_mul(bs) + o))
-            .take(s.len)
-            .enumerate()
-            .filter(|(k, _)| !s.dead.contains(k))
-            .map(|(_, slot)| slot)
+        // A released block's slots are all evicted: the filter drops them before they are read.
+        Ok((0..s.len)
+            .filter(|k| !s.dead.contains(k))
+            .map(|k| s.blocks[k / bs] as usize * bs + k % bs)
             .collect())
     }
 
