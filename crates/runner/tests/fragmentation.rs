@@ -261,3 +261,37 @@ fn keep_policies_on_the_pool_run_and_impossible_sweeps_are_named() {
         assert!(!o.status.success() && text(&o).contains(named), "{sweep}: {}", text(&o));
     }
 }
+
+/// A machine without fonts cannot draw the report: the run still swaps its finished CSVs in,
+/// exits non-zero, and says how to draw the report later.
+#[test]
+fn a_report_that_cannot_be_drawn_keeps_the_rows() {
+    let tmp = common::tempdir();
+    let conf = tmp.path().join("fonts.conf");
+    let cache = tmp.path().join("fccache");
+    std::fs::write(
+        &conf,
+        format!(
+            "<?xml version=\"1.0\"?><fontconfig><cachedir>{}</cachedir></fontconfig>",
+            cache.display()
+        ),
+    )
+    .unwrap();
+    let f = tmp.path().join("frag.toml");
+    let extra = "requests = 10\nmax_seq_len = 512";
+    std::fs::write(&f, experiment("chat", "budget_tokens = [1024]", extra)).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["frag.toml", "--out", "a", "-q"])
+        .current_dir(tmp.path())
+        .env("FONTCONFIG_FILE", &conf)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("its CSVs are in") && text(&o).contains("runner report"),
+        "{}",
+        text(&o)
+    );
+    let rows = column(&tmp.path().join("a/frag/fragmentation.csv"), "policy");
+    assert_eq!(rows.len(), 4, "every run's row is in the results");
+}
