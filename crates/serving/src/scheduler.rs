@@ -356,11 +356,6 @@ fn serve(
         traffic.swap_blocks += swap_blocks_now;
         traffic.swap_bytes += swap_blocks_now * block_bytes;
 
-        let finished: Vec<u64> = running
-            .iter()
-            .filter(|r| r.generated >= r.req.output_tokens)
-            .map(|r| r.req.id)
-            .collect();
         let seconds = match exec.as_deref_mut() {
             Some(exec) => {
                 for r in &running[..decoders] {
@@ -369,7 +364,11 @@ fn serve(
                         ..RowWork::new(&r.req, Vec::new())
                     });
                 }
-                work.finished = finished.clone();
+                work.finished = running
+                    .iter()
+                    .filter(|r| r.generated >= r.req.output_tokens)
+                    .map(|r| r.req.id)
+                    .collect();
                 Some(exec.iteration(&work).map_err(ServingError::Execution)?)
             }
             None => config.cost.map(|c| {
