@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::csv_sink::{self, CsvSink};
 use crate::shard::{MANIFEST_FILE, Manifest, Plan};
-use crate::workloads::fragmentation::{SERIES_COLUMNS, SERIES_FILE};
+use crate::workloads::fragmentation::{SERIES_FILE, series_columns};
 use crate::workloads::walkthrough;
 
 /// The experiment directories (holding a shard manifest) named by `arg`: the directory
@@ -141,7 +141,7 @@ fn merge_experiment(shards: &[(PathBuf, Manifest)], dest: &Path) -> Result<()> {
         }
     }
     if !series_rows.is_empty() {
-        let header: Vec<String> = SERIES_COLUMNS.iter().map(|s| s.to_string()).collect();
+        let header: Vec<String> = series_columns().into_iter().map(String::from).collect();
         let mut sink = CsvSink::open(&staging.join(SERIES_FILE), &header, false)?;
         for row in &series_rows {
             sink.append(row)?;

@@ -30,6 +30,7 @@ pub fn classify(column: &str) -> ColumnClass {
     } else if column.ends_with("_ms")
         || column.starts_with("ms_")
         || column.ends_with("_s")
+        || column.contains("_s_p")
         || column.ends_with("_seconds")
         || column == "seconds"
     {
@@ -56,6 +57,9 @@ mod tests {
         assert_eq!(classify("tokens_per_iteration"), Exact);
         assert_eq!(classify("max_internal_tokens_per_request"), Exact);
         assert_eq!(classify("model_wall_s"), Timing { higher_is_better: false });
+        // Latency percentiles in seconds (measured when executed; a cost model's otherwise).
+        assert_eq!(classify("ttft_s_p99"), Timing { higher_is_better: false });
+        assert_eq!(classify("tpot_iter_p50"), Exact);
         assert_eq!(classify("prefill_ms"), Timing { higher_is_better: false });
         assert_eq!(classify("kv_allocated_bytes"), Exact);
         assert_eq!(classify("device_bytes_in_use"), Process);

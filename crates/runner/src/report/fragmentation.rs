@@ -19,11 +19,12 @@ use crate::workloads;
 
 /// The parts of the budget, in the vLLM paper's Figure 2 order (shared token states after
 /// the others'): column, name, colour.
-const SPLIT: [(&str, &str, RGBColor); 6] = [
+const SPLIT: [(&str, &str, RGBColor); 7] = [
     ("token_state_pct", "token states", RGBColor(44, 160, 44)),
     ("shared_pct", "shared token states (once)", RGBColor(31, 119, 180)),
     ("reserved_pct", "reserved (future tokens)", RGBColor(255, 187, 120)),
     ("internal_pct", "internal fragmentation", RGBColor(214, 39, 40)),
+    ("stranded_pct", "stranded (evicted slots in held blocks)", RGBColor(140, 86, 75)),
     ("external_pct", "external fragmentation", RGBColor(148, 103, 189)),
     ("free_pct", "free", RGBColor(200, 200, 200)),
 ];
@@ -196,7 +197,24 @@ pub fn traces(
             None => series.push(Series { label, points: vec![point] }),
         }
     }
-    (!series.is_empty()).then_some(series)
+    (!series.is_empty()).then(|| merge_identical(series))
+}
+
+/// Series with the same points drawn once, their labels joined with " = " (runs whose
+/// schedules coincide — the two preemption modes of one trace in iterations, a window with
+/// and without compaction — would otherwise hide each other and their legend entries).
+fn merge_identical(series: Vec<Series>) -> Vec<Series> {
+    let mut merged: Vec<Series> = vec![];
+    for s in series {
+        match merged.iter_mut().find(|m| m.points == s.points) {
+            Some(m) => {
+                m.label += " = ";
+                m.label += &s.label;
+            }
+            None => merged.push(s),
+        }
+    }
+    merged
 }
 
 /// With `execute = true`: measured tok/s of each policy against `reserve-max` on the same
@@ -262,6 +280,15 @@ fn measured_throughput(t: &Table) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identical_series_are_drawn_once() {
+        let p = |y| Point { x: 1.0, y, expected: None };
+        let s = |label: &str, y| Series { label: label.into(), points: vec![p(y)] };
+        let merged = merge_identical(vec![s("a", 1.0), s("b", 2.0), s("c", 1.0)]);
+        let labels: Vec<&str> = merged.iter().map(|m| m.label.as_str()).collect();
+        assert_eq!(labels, ["a = c", "b"]);
+    }
 
     #[test]
     fn policies_are_named_with_their_block_size() {

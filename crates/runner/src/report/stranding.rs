@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::figure::{Chart, Series, XAxis};
+use super::figure::{Chart, XAxis};
 use super::fragmentation::{policy_label, traces};
 use super::table::Table;
 
@@ -71,7 +71,6 @@ pub fn section(
         else {
             continue;
         };
-        let series = merge_identical(series);
         let chart = Chart {
             stem: format!("stranded_{tokens}"),
             subject: format!("Stranded KV per iteration, {tokens}-token budget ({model})"),
@@ -85,23 +84,6 @@ pub fn section(
         let _ = writeln!(md, "![{}](charts/{}.svg)\n", chart.title(), chart.stem);
     }
     Ok(md)
-}
-
-/// Series with the same points drawn once, their labels joined with " = " (a window never
-/// compacts, so its two runs coincide; lines drawn over each other would hide the legend's
-/// entries).
-fn merge_identical(series: Vec<Series>) -> Vec<Series> {
-    let mut merged: Vec<Series> = vec![];
-    for s in series {
-        match merged.iter_mut().find(|m| m.points == s.points) {
-            Some(m) => {
-                m.label += " = ";
-                m.label += &s.label;
-            }
-            None => merged.push(s),
-        }
-    }
-    merged
 }
 
 /// One line per case run with compaction off and on: the stranded share it removed, the
@@ -150,15 +132,6 @@ fn compaction_verdicts(t: &Table) -> String {
 mod tests {
     use super::*;
     use crate::sweep::Workload;
-
-    #[test]
-    fn identical_series_are_drawn_once() {
-        let p = |y| super::super::figure::Point { x: 1.0, y, expected: None };
-        let s = |label: &str, y| Series { label: label.into(), points: vec![p(y)] };
-        let merged = merge_identical(vec![s("a", 1.0), s("b", 2.0), s("c", 1.0)]);
-        let labels: Vec<&str> = merged.iter().map(|m| m.label.as_str()).collect();
-        assert_eq!(labels, ["a = c", "b"]);
-    }
 
     #[test]
     fn compaction_is_judged_against_the_same_case_without_it() {

@@ -69,6 +69,7 @@ use crate::csv_sink::CsvSink;
 use crate::experiment::Experiment;
 use crate::rows::Fixed;
 use crate::sweep::Run;
+use crate::workload::Workload;
 
 /// One serving simulation: the trace, the budget, what the scheduler did, where the budget's
 /// bytes went, and (with `execute`) what running the batches through the model measured.
@@ -140,35 +141,29 @@ crate::metrics_row!(Metrics);
 /// The side CSV of per-iteration samples.
 pub const SERIES_FILE: &str = "fragmentation_series.csv";
 
-/// The series CSV's columns: the run's identity, the serving axes that name it in a legend
-/// ([`SERIES_AXES`]), then one iteration's sample.
-pub const SERIES_COLUMNS: &[&str] = &[
-    "experiment",
-    "run_id",
-    "model",
-    "policy",
-    "block_size",
-    "kv_budget_bytes",
-    "trace_kind",
-    "sharing",
-    "prompt_tokens",
-    "evict",
-    "keep_tokens",
-    "compaction",
-    "preemption",
-    "swap_tokens",
-    "iteration",
-    "running",
-    "waiting",
-    "utilization",
-    "stranded",
-    "live_tokens",
-    "blocks_held",
-    "stranded_blocks",
-];
+/// The series CSV's columns: the run's identity, the serving axes that name a run in a legend
+/// (every axis of the workload but the policy and budget, which come first), then one
+/// iteration's sample.
+pub fn series_columns() -> Vec<&'static str> {
+    let identity = ["experiment", "run_id", "model", "policy", "block_size", "kv_budget_bytes"];
+    let sample = [
+        "iteration",
+        "running",
+        "waiting",
+        "utilization",
+        "stranded",
+        "live_tokens",
+        "blocks_held",
+        "stranded_blocks",
+    ];
+    identity.into_iter().chain(series_axes()).chain(sample).collect()
+}
 
-/// The sweep axes a series row repeats (columns 7 to 14 of [`SERIES_COLUMNS`]).
-const SERIES_AXES: std::ops::Range<usize> = 6..14;
+/// The sweep axes a series row repeats.
+fn series_axes() -> impl Iterator<Item = &'static str> {
+    let first = ["policy", "budget_tokens", "budget_bytes"];
+    Workload::Fragmentation.axes().iter().copied().filter(move |a| !first.contains(a))
+}
 
 /// Most series rows kept per run (evenly spaced iterations, the last always kept).
 pub const SERIES_POINTS: usize = 400;
@@ -342,7 +337,7 @@ pub fn measure<B: Backend>(
 
 /// Opens the series CSV (`resume` as for the run CSVs: existing rows need it).
 pub fn open_series(dir: &Path, resume: bool, finished: &dyn Fn(&str) -> bool) -> Result<CsvSink> {
-    let header: Vec<String> = SERIES_COLUMNS.iter().map(|s| s.to_string()).collect();
+    let header: Vec<String> = series_columns().into_iter().map(String::from).collect();
     let path = dir.join(SERIES_FILE);
     if resume {
         crate::csv_sink::retain_runs(&path, &header, finished)?;
@@ -370,7 +365,7 @@ pub fn append_series(
             get("block_size"),
             kv_budget_bytes.to_string(),
         ];
-        row.extend(SERIES_COLUMNS[SERIES_AXES].iter().map(|k| get(k)));
+        row.extend(series_axes().map(get));
         row.extend(r.iter().cloned());
         sink.append(&row)?;
     }
