@@ -156,8 +156,8 @@ fn verdicts(t: &Table, clocked: bool) -> String {
 }
 
 /// Swap's `column` over recompute's in the same case, against the swept prompt length, a
-/// series per policy and cost profile (below 1: swap is better); `None` unless at least two
-/// prompt lengths were run both ways.
+/// series per policy and cost profile (below 1: swap is better); cases with no preemption are
+/// left out. `None` unless at least two prompt lengths remain.
 fn ratio_by_prompt(t: &Table, stem: &str, column: &str, what: &str) -> Option<Chart> {
     let mut series: Vec<Series> = vec![];
     for swap in t.rows.iter().filter(|r| t.get(r, "preemption") == "swap") {
@@ -167,7 +167,9 @@ fn ratio_by_prompt(t: &Table, stem: &str, column: &str, what: &str) -> Option<Ch
         else {
             continue;
         };
-        if r <= 0.0 {
+        // Without a preemption both ran one schedule: a ratio would only show noise.
+        let preempted = |row: &[String]| t.num(row, "preemptions").unwrap_or(0.0) > 0.0;
+        if r <= 0.0 || !(preempted(swap) || preempted(rec)) {
             continue;
         }
         let mut label = format!("{}-{}", t.get(swap, "policy"), t.get(swap, "block_size"));
@@ -255,5 +257,15 @@ mod tests {
         let one_prompt =
             table(vec![row("recompute", "256", "10.0", "0.5"), row("swap", "256", "8.0", "0.4")]);
         assert!(ratio_by_prompt(&one_prompt, "s", "elapsed_s", "t").is_none());
+        // A case nothing preempted is the same schedule twice: not drawn.
+        let calm = |mode| {
+            let mut r = row(mode, "2048", "5.0", "0.1");
+            r[8] = "0".into();
+            r
+        };
+        let mut rows = t.rows.clone();
+        rows.extend([calm("recompute"), calm("swap")]);
+        let chart = ratio_by_prompt(&table(rows), "s", "elapsed_s", "time").unwrap();
+        assert_eq!(chart.series[0].points.len(), 2);
     }
 }
