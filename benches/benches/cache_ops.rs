@@ -96,7 +96,7 @@ fn read_slots(kind: StrategyKind, context: usize, newest: usize) -> Vec<usize> {
         StrategyKind::Static | StrategyKind::Paged | StrategyKind::Concat => (0..=newest).collect(),
         // The whole ring in slot order.
         StrategyKind::Window | StrategyKind::ShiftWindow => (0..context).collect(),
-        // Sinks, then the recent ring from its oldest token (`SinkCache::age_ordered`).
+        // Sinks, then the recent ring oldest first (as the `sink` policy reads them).
         StrategyKind::Sink => {
             let recent = context - SINK_TOKENS;
             let slot_of = |p: usize| SINK_TOKENS + (p - SINK_TOKENS) % recent;

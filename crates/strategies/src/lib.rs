@@ -1,8 +1,8 @@
 //! KV-cache strategies for kvlab: one strategy, one file, each implementing the model crate's
 //! [`kvlab_model::KvCache`] seam.
 //!
-//! Length and management strategies (static, window, shift-window, sink, paged) choose *which
-//! slot* holds which token; a [`store::SlotStore`] chooses *how* slots are encoded (f32, int8,
+//! Length and management strategies (static, paged, and the keep-policies of [`evict`]: window,
+//! shift-window, sink, H2O, TOVA, SnapKV, key-norm) choose *which slot* holds which token; a [`store::SlotStore`] chooses *how* slots are encoded (f32, int8,
 //! int4), so bits compose with any of them.
 
 pub mod block_pool;
@@ -18,21 +18,15 @@ pub mod paged;
 pub mod quant;
 pub mod rotation;
 pub mod rows;
-pub mod shift_window;
-pub mod sink;
 pub mod spec;
 pub mod static_cache;
 pub mod store;
-pub mod window;
 
 pub use concat::ConcatCache;
 pub use evict::EvictingCache;
 pub use layout::KvLayout;
 pub use none::NoCache;
 pub use paged::PagedCache;
-pub use shift_window::ShiftWindowCache;
-pub use sink::SinkCache;
 pub use spec::{SpecError, StrategyKind, StrategySpec};
 pub use static_cache::StaticCache;
 pub use store::{F32Store, SlotStore};
-pub use window::WindowCache;

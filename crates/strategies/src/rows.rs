@@ -64,14 +64,6 @@ impl<B: Backend> RowSlots<B> {
         KvView { k, v, mask: AttentionMask::CausalEnd }
     }
 
-    /// Moves slots `from..from + n` to `to..` in every row.
-    pub fn move_slots(&mut self, layer: usize, from: usize, to: usize, n: usize) {
-        for r in 0..self.batch {
-            let base = r * self.capacity;
-            self.store.move_slots(layer, base + from, base + to, n);
-        }
-    }
-
     /// Memory with `live` slots of every row in use.
     pub fn memory(&self, live: usize) -> StoreMemory {
         self.store.memory(live * self.batch)

@@ -10,16 +10,14 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::evict::policy::KeepPolicy;
-use crate::evict::{EvictingCache, H2o, KeyNorm, SnapKv, Tova};
+use crate::evict::{EvictingCache, H2o, KeyNorm, ShiftWindow, Sink, SnapKv, Tova, Window};
 use crate::heads::HeadReduction;
 use crate::key_order::{InterleavedKeys, KeyOrder};
 use crate::layout::KvLayout;
 use crate::quant::{QuantPreset, QuantStore, Scheme};
 use crate::rotation::{RotatedStore, Rotation};
 use crate::store::{F32Store, SlotStore};
-use crate::{
-    ConcatCache, NoCache, PagedCache, ShiftWindowCache, SinkCache, StaticCache, WindowCache,
-};
+use crate::{ConcatCache, NoCache, PagedCache, StaticCache};
 
 /// Every strategy kind, by its experiment name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -380,7 +378,6 @@ impl StrategySpec {
         self.validate()?;
         let layout = KvLayout::new(config, batch);
         let build = |e: kvlab_model::CacheError| SpecError::Build(e.to_string());
-        let window = self.cache_tokens.unwrap_or(0);
         Ok(match self.kind {
             StrategyKind::None => Box::new(NoCache::new(batch)),
             StrategyKind::Concat => Box::new(ConcatCache::<B>::new(layout)),
@@ -392,38 +389,16 @@ impl StrategySpec {
                 )
                 .map_err(build)?,
             ),
-            StrategyKind::Window => Box::new(
-                WindowCache::new(
-                    layout,
-                    window,
-                    self.store(layout, batch * window, window, device)?,
-                )
-                .map_err(build)?,
-            ),
-            StrategyKind::ShiftWindow => Box::new(
-                ShiftWindowCache::new(
-                    layout,
-                    window,
-                    self.store(layout, batch * window, window, device)?,
-                )
-                .map_err(build)?,
-            ),
-            StrategyKind::Sink => Box::new(
-                SinkCache::new(
-                    layout,
-                    window,
-                    self.sink_tokens.unwrap_or(0),
-                    self.store(layout, batch * window, window, device)?,
-                )
-                .map_err(build)?,
-            ),
             StrategyKind::Paged => {
                 let block = self.block_size.unwrap_or(0);
                 let blocks = PagedCache::<B>::blocks_for(batch, max_seq, block);
                 let store = self.store(layout, blocks * block, block, device)?;
                 Box::new(PagedCache::new(layout, blocks, block, store).map_err(build)?)
             }
-            StrategyKind::H2o
+            StrategyKind::Window
+            | StrategyKind::ShiftWindow
+            | StrategyKind::Sink
+            | StrategyKind::H2o
             | StrategyKind::Tova
             | StrategyKind::KeyNorm
             | StrategyKind::SnapKv
@@ -432,7 +407,7 @@ impl StrategySpec {
     }
 
     /// An [`EvictingCache`] with this spec's policy: per-head slots, so its store sees
-    /// `batch × kv_heads` rows of one head each.
+    /// `batch × kv_heads` rows of one head each — per-row slots for a positional policy.
     fn evicting<B: Backend>(
         &self,
         layout: KvLayout,
@@ -445,15 +420,21 @@ impl StrategySpec {
         let capacity = if self.kind.cuts_prompt() { max_seq.max(budget) } else { budget };
         let (w, k) = (self.snap_window(), self.snap_kernel());
         let policy: Box<dyn KeepPolicy> = match self.kind {
+            StrategyKind::Window => Box::new(Window),
+            StrategyKind::ShiftWindow => Box::new(ShiftWindow),
+            StrategyKind::Sink => Box::new(Sink::new(self.sink_tokens.unwrap_or(0))),
             StrategyKind::H2o => Box::new(H2o::new(self.h2o_recent(), regions, capacity)),
             StrategyKind::Tova => Box::new(Tova::new(layers, layout.batch)),
             StrategyKind::KeyNorm => Box::new(KeyNorm::new(regions, capacity)),
             StrategyKind::SnapKv => Box::new(SnapKv::uniform(layers, budget, w, k)),
             _ => Box::new(SnapKv::pyramid(layers, budget, w, k)),
         };
-        let per_head =
-            KvLayout { batch: layout.batch * layout.n_kv_heads, n_kv_heads: 1, ..layout };
-        let store = self.store(per_head, per_head.batch * capacity, capacity, device)?;
+        let slots = if policy.discipline().positional {
+            layout
+        } else {
+            KvLayout { batch: layout.batch * layout.n_kv_heads, n_kv_heads: 1, ..layout }
+        };
+        let store = self.store(slots, slots.batch * capacity, capacity, device)?;
         EvictingCache::new(layout, capacity, policy, store)
             .map_err(|e| SpecError::Build(e.to_string()))
     }

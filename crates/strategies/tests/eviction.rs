@@ -484,6 +484,13 @@ fn memory_is_the_store_plus_positions_plus_scores() {
         run(&model, cache.as_mut(), &prompts(b, 30), 1);
         assert_eq!(cache.memory().tokens, c, "{kind}: never more than the budget");
     }
+    // Over int8 codes (per-token groups of 32: a byte a value, an f32 scale and zero per group),
+    // live bytes are the kept tokens' codes, as the static cache counts them.
+    let int8 = StrategySpec { bits: Some(8), ..spec(StrategyKind::H2o, c) };
+    let mut cache = int8.build::<B>(&config, b, 64, &Default::default()).unwrap();
+    run(&model, cache.as_mut(), &p, 1);
+    let m = cache.memory();
+    assert_eq!((m.allocated_bytes, m.live_bytes), (per_token / 4 * c, per_token / 4 * 5), "int8");
     // SnapKV holds the whole sequence's slots (the prompt is prefilled whole), and keeps its
     // budget of the prompt once cut.
     let mut cache = snap(StrategyKind::SnapKv, 8, 2, 3)

@@ -6,7 +6,9 @@
 use kvlab_strategies::evict::policy::{KeepPolicy, Scope, Shown};
 use kvlab_strategies::evict::snapkv::pyramid_budgets;
 use kvlab_strategies::evict::table::SlotTable;
-use kvlab_strategies::evict::{H2o, KeyNorm, SnapKv, Tova, apply_cuts, place};
+use kvlab_strategies::evict::{
+    H2o, KeyNorm, ShiftWindow, Sink, SnapKv, Tova, Window, apply_cuts, place,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -23,6 +25,12 @@ fn shown(weights: &[f32], queries: usize) -> Shown {
         queries,
         keys: weights.len(),
     }
+}
+
+fn sorted(p: &[usize]) -> Vec<usize> {
+    let mut p = p.to_vec();
+    p.sort_unstable();
+    p
 }
 
 /// Positions held by region 0, in slot order.
@@ -150,6 +158,13 @@ enum Rule {
     },
     Tova,
     KeyNorm,
+    /// The last `cache_tokens`, kept in a ring (`roll: false`) or rolled.
+    Window {
+        roll: bool,
+    },
+    Sink {
+        sinks: usize,
+    },
     /// Per-layer budgets and the observation window.
     Snap {
         budgets: Vec<usize>,
@@ -164,14 +179,20 @@ fn random_policy(
 ) -> (Box<dyn KeepPolicy>, Rule) {
     let (layers, regions, cap) = (table.layers, table.regions(), table.capacity);
     let window = rng.random_range(1..budget);
-    match rng.random_range(0..5) {
+    match rng.random_range(0..8) {
         0 => {
             let recent = rng.random_range(0..budget);
             (Box::new(H2o::new(recent, regions, cap)), Rule::H2o { recent })
         }
         1 => (Box::new(Tova::new(layers, table.batch)), Rule::Tova),
         2 => (Box::new(KeyNorm::new(regions, cap)), Rule::KeyNorm),
-        3 => {
+        3 => (Box::new(Window), Rule::Window { roll: false }),
+        4 => (Box::new(ShiftWindow), Rule::Window { roll: true }),
+        5 => {
+            let sinks = rng.random_range(1..budget);
+            (Box::new(Sink::new(sinks)), Rule::Sink { sinks })
+        }
+        6 => {
             let budgets = vec![budget; layers];
             (Box::new(SnapKv::uniform(layers, budget, window, 3)), Rule::Snap { budgets, window })
         }
@@ -233,6 +254,10 @@ fn bookkeeping_holds_its_invariants_over_a_hundred_thousand_random_steps() {
                 .map(|r| table.live(r).iter().map(|&s| norms[r][s]).fold(f32::MIN, f32::max))
                 .collect();
             let placed = place(&mut table, policy.as_mut(), seen, t).unwrap();
+            if full && matches!(rule, Rule::Window { roll: true }) {
+                // A roll moves every slot's token one place toward the front.
+                written.iter_mut().for_each(|w| w.rotate_left(1));
+            }
             for (region, slots) in placed.iter().enumerate() {
                 for (i, &s) in slots.iter().enumerate() {
                     if full && matches!(rule, Rule::KeyNorm) {
@@ -298,6 +323,19 @@ fn bookkeeping_holds_its_invariants_over_a_hundred_thousand_random_steps() {
                         // One decision per layer: every head of a row holds the same slots.
                         let first = table.live(table.region(layer, row, 0));
                         assert_eq!(table.live(region), first);
+                    }
+                    Rule::Window { roll } => {
+                        let want: Vec<usize> = (seen - seen.min(cap)..seen).collect();
+                        assert_eq!(sorted(&held), want, "a window keeps the last {cap}");
+                        if roll {
+                            assert_eq!(held, want, "a rolled window is in slot order");
+                        }
+                    }
+                    Rule::Sink { sinks } => {
+                        let recent = seen - seen.min(cap - sinks.min(seen));
+                        let want: Vec<usize> =
+                            (0..sinks.min(seen)).chain(recent.max(sinks.min(seen))..seen).collect();
+                        assert_eq!(held, want, "sinks, then the newest, read oldest first");
                     }
                     _ => {}
                 }

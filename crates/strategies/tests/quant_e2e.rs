@@ -92,7 +92,8 @@ fn quant_static_cache_decode_stays_close_to_f32() {
 /// decoding past the window runs and stays finite.
 #[test]
 fn quant_wraps_any_window_strategy() {
-    use kvlab_strategies::{ShiftWindowCache, WindowCache};
+    use kvlab_strategies::EvictingCache;
+    use kvlab_strategies::evict::{ShiftWindow, Window};
     let device = Default::default();
     let config = ModelConfig::seed_toy();
     let model = Model::<B>::from_weights(&random_weights(&config, 0), &device).unwrap();
@@ -114,8 +115,14 @@ fn quant_wraps_any_window_strategy() {
     let prompts: Vec<Vec<u32>> =
         (0..BATCH).map(|r| (0..6u32).map(|i| i * 5 + r as u32).collect()).collect();
     let caches: Vec<(&str, Box<dyn KvCache<B>>)> = vec![
-        ("window", Box::new(WindowCache::new(layout, window, store()).unwrap())),
-        ("shift-window", Box::new(ShiftWindowCache::new(layout, window, store()).unwrap())),
+        (
+            "window",
+            Box::new(EvictingCache::new(layout, window, Box::new(Window), store()).unwrap()),
+        ),
+        (
+            "shift-window",
+            Box::new(EvictingCache::new(layout, window, Box::new(ShiftWindow), store()).unwrap()),
+        ),
     ];
     for (name, mut cache) in caches {
         let mut finite = true;

@@ -1,23 +1,29 @@
 //! An evicting cache: at most a budget of tokens per (layer, row, KV head), and a
-//! [`KeepPolicy`] that says which token leaves. H2O, TOVA, key-norm (one token leaves per new
-//! token once full) and SnapKV, PyramidKV (the prompt is cut once, after prefill) are policies of
-//! this one cache.
+//! [`KeepPolicy`] that says which token leaves. The bounded windows (window, sink, shift-window),
+//! H2O, TOVA, key-norm (one token leaves per new token once full) and SnapKV, PyramidKV (the
+//! prompt is cut once, after prefill) are policies of this one cache.
 //!
 //! Slots are per KV head — the store holds `[1, head_dim]` slots, `batch × kv_heads × capacity`
-//! of them per layer — because the papers choose per head. Every head of a layer keeps as many
-//! tokens, so attention reads one dense `[batch, kv_heads, kept, head_dim]` tensor. Keys are
-//! rotated at their original positions when written, as H2O, TOVA and SnapKV keep them.
+//! of them per layer — because the papers choose per head; a policy whose rule reads positions
+//! only has one region per row instead, its slots `[n_kv, head_dim]` ([`Discipline`]). Every
+//! head of a layer keeps as many tokens, so attention reads one dense
+//! `[batch, kv_heads, kept, head_dim]` tensor. Keys are rotated at their text positions when
+//! written, as H2O, TOVA and SnapKV keep them, unless the policy rotates them in the cache (sink).
 //!
 //! The slots of a step's new tokens are chosen in [`KvCache::reserve`], before any layer runs
 //! (the victim of a full region is picked from what the policy has seen so far), so a step that
 //! cannot get room fails before anything is written.
 
+pub mod discipline;
 pub mod h2o;
 pub mod key_norm;
 pub mod policy;
+pub mod shift_window;
+pub mod sink;
 pub mod snapkv;
 pub mod table;
 pub mod tova;
+pub mod window;
 
 use std::ops::Range;
 
@@ -25,14 +31,18 @@ use burn::prelude::*;
 use kvlab_model::{AttentionMask, CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
 
 use crate::layout::KvLayout;
-use crate::store::{SlotStore, runs};
+use crate::store::{SlotStore, from_slots, runs, to_slots};
+use discipline::{Discipline, Evict, Rope};
 use policy::{KeepPolicy, Scope, Shown};
 use table::SlotTable;
 
 pub use h2o::H2o;
 pub use key_norm::KeyNorm;
+pub use shift_window::ShiftWindow;
+pub use sink::Sink;
 pub use snapkv::SnapKv;
 pub use tova::Tova;
+pub use window::Window;
 
 /// Bytes of one slot → position entry (a u32 on a device).
 const POSITION_BYTES: usize = 4;
@@ -41,10 +51,13 @@ const POSITION_BYTES: usize = 4;
 pub struct EvictingCache<B: Backend> {
     layout: KvLayout,
     /// Per layer `batch × kv_heads × capacity` slots of `[1, head_dim]`: region `(row, head)`
-    /// owns slots `(row · kv_heads + head) · capacity ..` of it.
+    /// owns slots `(row · kv_heads + head) · capacity ..` of it. For a positional policy
+    /// `batch × capacity` slots of `[n_kv, head_dim]`, region `row` owning `row · capacity ..`.
     store: StoreBox<B>,
+    /// Regions per row: `kv_heads`, or 1 for a positional policy.
     table: SlotTable,
     policy: Box<dyn KeepPolicy>,
+    discipline: Discipline,
     /// Tokens seen per row (not all kept).
     seen: usize,
     /// Per region, the slots of this forward's new tokens, set by `reserve`.
@@ -65,7 +78,8 @@ impl<B: Backend> std::fmt::Debug for StoreBox<B> {
 impl<B: Backend> EvictingCache<B> {
     /// `capacity` slots per region: the budget for a policy of [`Scope::EveryStep`], the longest
     /// sequence for [`Scope::Prompt`] (the whole prompt is held until it is cut). `store` must
-    /// hold `layout.batch · layout.n_kv_heads · capacity` slots of `[1, head_dim]`.
+    /// hold `layout.batch · layout.n_kv_heads · capacity` slots of `[1, head_dim]`, or for a
+    /// positional policy `layout.batch · capacity` slots of `[n_kv_heads, head_dim]`.
     pub fn new(
         layout: KvLayout,
         capacity: usize,
@@ -75,13 +89,22 @@ impl<B: Backend> EvictingCache<B> {
         if capacity == 0 {
             return Err(CacheError::Invalid("evicting cache: capacity must be > 0".into()));
         }
-        let table = SlotTable::new(layout.n_layers, layout.batch, layout.n_kv_heads, capacity);
+        let discipline = policy.discipline();
+        if discipline.positional && policy.reads_key_norms() {
+            return Err(CacheError::Invalid(
+                "evicting cache: a positional policy has one region per row; key norms are per head"
+                    .into(),
+            ));
+        }
+        let region_heads = if discipline.positional { 1 } else { layout.n_kv_heads };
+        let table = SlotTable::new(layout.n_layers, layout.batch, region_heads, capacity);
         let regions = table.regions();
         Ok(Self {
             layout,
             store: StoreBox(store),
             table,
             policy,
+            discipline,
             seen: 0,
             pending: vec![Vec::new(); regions],
             reserved: None,
@@ -102,7 +125,7 @@ impl<B: Backend> EvictingCache<B> {
 
     /// The store slot of `slot` in region `(row, head)` (regions of every layer share offsets).
     fn store_slot(&self, row: usize, head: usize, slot: usize) -> usize {
-        (row * self.layout.n_kv_heads + head) * self.capacity() + slot
+        (row * self.table.heads + head) * self.capacity() + slot
     }
 
     /// Every region's slots for `t` new tokens (see [`place`]).
@@ -135,8 +158,9 @@ impl<B: Backend> EvictingCache<B> {
 
 /// Chooses, in every region, the slots of `t` new tokens arriving after `seen`, and records them
 /// in `table`: while a region fills (and always under a [`Scope::Prompt`] policy) token `q` takes
-/// slot `q`; a full region's one new token replaces the policy's victim. Returns the slots per
-/// region. Fails, changing nothing, when the step does not fit.
+/// slot `q`; a full region's one new token replaces the policy's victim, or under [`Evict::Roll`]
+/// enters the last slot as the others move up. Returns the slots per region. Fails, changing
+/// nothing, when the step does not fit.
 pub fn place(
     table: &mut SlotTable,
     policy: &mut dyn KeepPolicy,
@@ -159,11 +183,19 @@ pub fn place(
         }
         Scope::Prompt => false,
     };
+    let discipline = policy.discipline();
     let mut placed = Vec::with_capacity(table.regions());
     for region in 0..table.regions() {
-        let slots: Vec<usize> = if full {
+        let slots: Vec<usize> = if full && discipline.evict == Evict::Roll {
+            table.roll(region, seen);
+            vec![cap - 1]
+        } else if full {
             let victim = policy.victim(region, table, seen);
             table.replace(region, victim, seen);
+            if discipline.rope == Rope::InCache {
+                // Read oldest first: in-cache positions are ranks in age order.
+                table.move_to_back(region, victim);
+            }
             vec![victim]
         } else {
             (seen..seen + t).inspect(|&q| table.append(region, q, q)).collect()
@@ -199,8 +231,13 @@ impl<B: Backend> KvCache<B> for EvictingCache<B> {
         }
     }
 
+    /// The text position; under in-cache positions, the last in-cache slot once full.
     fn query_start(&self) -> Vec<usize> {
-        vec![self.seen; self.layout.batch]
+        let p = match self.discipline.rope {
+            Rope::Text => self.seen,
+            Rope::InCache => self.seen.min(self.capacity() - 1),
+        };
+        vec![p; self.layout.batch]
     }
 
     fn reserve(&mut self, new_tokens: usize) -> Result<(), CacheError> {
@@ -243,16 +280,32 @@ impl<B: Backend> KvCache<B> for EvictingCache<B> {
         if self.policy.reads_key_norms() {
             self.report_key_norms(layer, &k);
         }
-        let k = rope.apply(k, &[self.seen]);
-        let mut slots = Vec::with_capacity(b * h * t);
+        let k = match self.discipline.rope {
+            Rope::Text => rope.apply(k, &[self.seen]),
+            Rope::InCache => k,
+        };
+        let (cap, regions) = (self.capacity(), self.table.heads);
+        if self.discipline.evict == Evict::Roll && self.seen + t > cap {
+            // The table has rolled: every region's slots 1.. move one place toward the front.
+            for row in 0..b {
+                for g in 0..regions {
+                    let base = self.store_slot(row, g, 0);
+                    self.store.0.move_slots(layer, base + 1, base, cap - 1);
+                }
+            }
+        }
+        let mut slots = Vec::with_capacity(b * regions * t);
         for row in 0..b {
-            for g in 0..h {
+            for g in 0..regions {
                 let region = self.table.region(layer, row, g);
                 slots.extend(self.pending[region].iter().map(|&s| self.store_slot(row, g, s)));
             }
         }
-        // [b, h, t, d] -> [b · h · t, 1, d]: region-major, as `slots` lists them.
-        let flat = |x: Tensor<B, 4>| x.reshape([b * h * t, 1, d]);
+        // Region-major, as `slots` lists them: [b, h, t, d] -> [b · h · t, 1, d] per head, or
+        // [b · t, h, d] per row.
+        let flat = |x: Tensor<B, 4>| {
+            if regions == 1 { to_slots(x) } else { x.reshape([b * h * t, 1, d]) }
+        };
         self.store.0.write(layer, &slots, flat(k), flat(v));
         Ok(())
     }
@@ -261,13 +314,13 @@ impl<B: Backend> KvCache<B> for EvictingCache<B> {
         &self,
         layer: usize,
         _new_tokens: usize,
-        _rope: &RotaryEncoding<B>,
+        rope: &RotaryEncoding<B>,
     ) -> Result<KvView<B>, CacheError> {
         let (b, h, d) = (self.layout.batch, self.layout.n_kv_heads, self.layout.head_dim);
-        let kept = self.table.kept(layer);
+        let (kept, regions) = (self.table.kept(layer), self.table.heads);
         let mut ranges = Vec::new();
         for row in 0..b {
-            for g in 0..h {
+            for g in 0..regions {
                 let region = self.table.region(layer, row, g);
                 let base = self.store_slot(row, g, 0);
                 ranges.extend(
@@ -278,10 +331,18 @@ impl<B: Backend> KvCache<B> for EvictingCache<B> {
             }
         }
         let (k, v) = self.store.0.read_ranges(layer, &ranges);
-        // [b · h · kept, 1, d] -> [b, h, kept, d]. New tokens are last in every live list (or
-        // alone, once full), in position order: the causal mask of the last `t` keys holds.
-        let shape = |x: Tensor<B, 3>| x.reshape([b, h, kept, d]);
-        Ok(KvView { k: shape(k), v: shape(v), mask: AttentionMask::CausalEnd })
+        // [b · h · kept, 1, d] per head, or [b · kept, h, d] per row -> [b, h, kept, d]. New
+        // tokens are last in every live list (or alone, once full), in position order: the
+        // causal mask of the last `t` keys holds.
+        let shape = |x: Tensor<B, 3>| {
+            if regions == 1 { from_slots(x, b) } else { x.reshape([b, h, kept, d]) }
+        };
+        let k = match self.discipline.rope {
+            Rope::Text => shape(k),
+            // Live lists are oldest first: rank `i` is in-cache position `i`.
+            Rope::InCache => rope.apply(shape(k), &[0]),
+        };
+        Ok(KvView { k, v: shape(v), mask: AttentionMask::CausalEnd })
     }
 
     fn commit(&mut self, new_tokens: usize) {
@@ -298,13 +359,21 @@ impl<B: Backend> KvCache<B> for EvictingCache<B> {
     }
 
     /// Allocated: every slot of the store. Live: the kept slots of every layer. Metadata: the
-    /// store's (scales), the slot → position table (a u32 per slot) and the policy's scores.
+    /// store's (scales), the slot → position table (a u32 per slot; none for a positional
+    /// policy, whose slots follow from positions) and the policy's scores.
     fn memory(&self) -> KvMemory {
         let layers = self.layout.n_layers;
-        let whole = self.store.0.memory(self.table.live_total());
-        // The store counts a slot over all layers; the table counts it per layer.
-        let live_bytes = whole.live_bytes / layers;
-        let table_bytes = self.table.regions() * self.capacity() * POSITION_BYTES;
+        // The store counts a slot over all layers and adds what is live whatever is kept
+        // (int staging, the f32 residual); the table counts slots per layer, and layers may
+        // keep different counts (PyramidKV): the per-slot bytes times the mean over layers.
+        let whole = self.store.0.memory(0);
+        let per_slot = self.store.0.memory(1).live_bytes - whole.live_bytes;
+        let live_bytes = whole.live_bytes + per_slot * self.table.live_total() / layers;
+        let table_bytes = if self.discipline.positional {
+            0
+        } else {
+            self.table.regions() * self.capacity() * POSITION_BYTES
+        };
         KvMemory {
             allocated_bytes: whole.allocated_bytes,
             live_bytes,

@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 
+use super::discipline::Discipline;
 use super::table::SlotTable;
 
 /// When a policy decides.
@@ -22,6 +23,11 @@ pub enum Scope {
 pub trait KeepPolicy: Send + std::fmt::Debug {
     fn scope(&self) -> Scope {
         Scope::EveryStep
+    }
+
+    /// How the cache lays out, rotates and evicts this policy's slots.
+    fn discipline(&self) -> Discipline {
+        Discipline::default()
     }
 
     /// Whether the forward that carries `new_tokens` tokens after `seen` must show attention.

@@ -96,6 +96,28 @@ impl SlotTable {
         self.pos[region * self.capacity + slot] = p;
     }
 
+    /// Slot `slot` is read last (it has just taken the newest token).
+    pub fn move_to_back(&mut self, region: usize, slot: usize) {
+        let live = &mut self.live[region];
+        if let Some(i) = live.iter().position(|&s| s == slot) {
+            live.remove(i);
+            live.push(slot);
+        }
+    }
+
+    /// The full `region`'s oldest token leaves by every later slot moving one place toward the
+    /// front, and token `p` enters the last slot. A rolled region's live slots are always
+    /// `0..n` in order, so the oldest is slot 0.
+    pub fn roll(&mut self, region: usize, p: usize) {
+        let (base, n) = (region * self.capacity, self.live[region].len());
+        debug_assert!(
+            self.live[region].iter().enumerate().all(|(i, &s)| i == s),
+            "rolled in order"
+        );
+        self.pos.copy_within(base + 1..base + n, base);
+        self.pos[base + n - 1] = p;
+    }
+
     /// Keeps exactly `keep` (live slots of `region`, in the order given); the others empty.
     pub fn retain(&mut self, region: usize, keep: Vec<usize>) {
         let base = region * self.capacity;
@@ -178,5 +200,20 @@ mod tests {
         t.check().unwrap();
         assert_eq!(t.live(0), [3, 2]);
         assert_eq!((t.pos(0, 0), t.pos(0, 2)), (EMPTY, 4));
+    }
+
+    #[test]
+    fn roll_and_move_to_back_keep_the_invariants() {
+        let mut t = SlotTable::new(1, 1, 1, 3);
+        for p in 0..3 {
+            t.append(0, p, p);
+        }
+        t.roll(0, 3);
+        t.check().unwrap();
+        assert_eq!((0..3).map(|s| t.pos(0, s)).collect::<Vec<_>>(), [1, 2, 3]);
+        t.replace(0, 0, 4);
+        t.move_to_back(0, 0);
+        t.check().unwrap();
+        assert_eq!(t.live(0), [1, 2, 0]);
     }
 }
