@@ -9,6 +9,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use crate::cache::{AttentionMask, CacheError, KvCache};
+use crate::fused_attention::{self, Visible};
 use crate::linear::SplitLinear;
 use crate::rope::RotaryEncoding;
 
@@ -30,6 +31,10 @@ pub struct Attention<B: Backend> {
     /// tokens sees to N / bucket (on wgpu: 56 kernels compiled for a 512-step decode instead
     /// of 76, `results/wgpu/README.md`). See [`bucketed`].
     pub key_bucket: usize,
+    /// Attention in one pass where the backend allows it ([`fused_attention`]), instead of the
+    /// dense ops over a `[queries, keys]` score tensor. Off by default: the dense path is the
+    /// reference (the two agree to float rounding, not bit for bit).
+    pub fused: bool,
 }
 
 /// The key count attention runs on: `s` rounded up to a multiple of `bucket` (0: `s`).
@@ -74,6 +79,22 @@ impl<B: Backend> Attention<B> {
 
         let q = rope.apply(q, starts);
         let view = cache.update(layer, k, v, rope)?;
+        if self.fused && !cache.observes_attention(layer) {
+            let visible = match &view.mask {
+                AttentionMask::CausalEnd => Some(Visible::CausalEnd),
+                AttentionMask::Hidden(hidden) => {
+                    hidden.clone().into_data().to_vec::<bool>().ok().map(Visible::Hidden)
+                }
+            };
+            // Query heads folded as below: [b, h, t, d] -> [b, kvh, n_rep * t, d].
+            let folded = q.clone().reshape([b, kvh, n_rep * t, d]);
+            if let Some(out) =
+                visible.and_then(|vis| fused_attention::attend(&folded, &view.k, &view.v, t, vis))
+            {
+                let out = out.reshape([b, h, t, d]).swap_dims(1, 2).reshape([b, t, h * d]);
+                return Ok(self.wo.forward(out));
+            }
+        }
         let s = view.k.dims()[2];
         // Keys and values padded with zero rows to the bucket; the mask hides the padding, so
         // its scores are HIDDEN, its probabilities exactly 0 and its values add nothing.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod corpus;
 pub mod divergence;
 pub mod fork_join;
+pub mod fused_attention;
 pub mod generate;
 pub mod gguf;
 pub mod init;

@@ -57,6 +57,7 @@ impl<B: Backend> Model<B> {
                     n_kv_heads: c.n_kv_heads,
                     head_dim: c.head_dim,
                     key_bucket: 0,
+                    fused: false,
                 },
                 mlp_norm: rms_norm(&l.mlp_norm, c.rms_eps, device),
                 mlp: SwiGlu {
@@ -82,6 +83,17 @@ impl<B: Backend> Model<B> {
         for layer in &mut self.layers {
             layer.attn.key_bucket = bucket;
         }
+    }
+
+    /// Attention in one pass where the backend allows it (see [`crate::fused_attention`]).
+    pub fn set_fused_attention(&mut self, fused: bool) {
+        for layer in &mut self.layers {
+            layer.attn.fused = fused;
+        }
+    }
+
+    pub fn fused_attention(&self) -> bool {
+        self.layers.first().is_some_and(|l| l.attn.fused)
     }
 
     pub fn key_bucket(&self) -> usize {

@@ -206,6 +206,16 @@ pub struct GenerateArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Attention's implementation: `dense` (burn ops over a score tensor, the reference) or
+    /// `fused` (one pass per block of query rows, on flex; other backends fall back to dense).
+    #[arg(long, value_enum, default_value_t = AttentionImpl::Dense)]
+    pub attention: AttentionImpl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttentionImpl {
+    Dense,
+    Fused,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -48,6 +48,8 @@ pub fn parse_ids(text: &str) -> Result<Vec<u32>> {
 pub struct GenerateReport {
     pub engine: &'static str,
     pub backend: String,
+    /// `fused` or `dense` (see `runner generate --attention`).
+    pub attention: &'static str,
     pub batch: usize,
     pub prompt_tokens: usize,
     pub new_tokens: usize,
@@ -79,6 +81,7 @@ pub fn timed_generate<B: Backend>(
     let mut report = GenerateReport {
         engine: "kvlab",
         backend,
+        attention: if model.fused_attention() { "fused" } else { "dense" },
         batch,
         prompt_tokens: prompt.len(),
         new_tokens,
@@ -187,7 +190,9 @@ pub fn generate_command(args: &GenerateArgs, g: &Global) -> Result<()> {
     let report = crate::with_backend!(
         backend,
         |B, device| {
-            let model = crate::model::upload::<B>(&weights, &device).map_err(anyhow::Error::msg)?;
+            let mut model =
+                crate::model::upload::<B>(&weights, &device).map_err(anyhow::Error::msg)?;
+            model.set_fused_attention(args.attention == crate::cli::AttentionImpl::Fused);
             timed_generate(
                 &model,
                 &prompt,

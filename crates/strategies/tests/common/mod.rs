@@ -50,6 +50,7 @@ pub fn assert_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
 
 /// A reference cache's history of one layer, `[batch, n_kv, seen, head_dim]` keys and values,
 /// grown by this step's `[batch, n_kv, t, head_dim]`.
+#[allow(dead_code)] // each test binary compiles its own copy; not every one keeps a history
 pub fn append(
     history: &mut Option<(Tensor<B, 4>, Tensor<B, 4>)>,
     k: Tensor<B, 4>,
