@@ -3,7 +3,9 @@
 
 SmolLM2-135M-Instruct is loaded from the same Q4_1 GGUF file kvlab uses; the gguf package
 dequantizes every tensor to float32 and the model runs in float32 on the CPU with eager
-attention and a DynamicCache. Decoding is greedy and written out by hand (no `generate()`):
+attention (`--attn eager`, the default here) or PyTorch's scaled_dot_product_attention
+(`--attn sdpa`, transformers' own default) and a DynamicCache. Decoding is greedy and written
+out by hand (no `generate()`):
 
 * prefill: one forward over the prompt (B identical rows), argmax of the last position;
 * decode: N-1 single-token forwards with `past_key_values`, argmax each step.
@@ -63,6 +65,8 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="accepted for CLI parity; output is always JSON")
     ap.add_argument("--gguf", default=None, help=f"path to {GGUF_NAME} (default: kvlab's cache)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    ap.add_argument("--attn", choices=("eager", "sdpa"), default="eager",
+                    help="attn_implementation: eager (default) or sdpa (transformers' default)")
     args = ap.parse_args()
     if args.new_tokens < 2 or args.batch < 1 or args.repeat < 1 or args.warmup < 0:
         sys.exit("hf_decode: need --new-tokens >= 2, --batch >= 1, --repeat >= 1, --warmup >= 0")
@@ -89,14 +93,17 @@ def main() -> None:
         os.path.dirname(os.path.abspath(gguf_path)),
         gguf_file=os.path.basename(gguf_path),
         dtype=torch.float32,
-        attn_implementation="eager",
+        attn_implementation=args.attn,
     )
     model.eval()
     model.to(torch.float32)
     for name, p in model.named_parameters():
         assert p.dtype == torch.float32, (name, p.dtype)
     n_params = sum(p.numel() for p in model.parameters())  # tied embedding counted once
-    log(f"loaded {gguf_path} in {time.perf_counter() - t0:.1f}s ({n_params:,} parameters)")
+    attn_used = getattr(model.config, "_attn_implementation", args.attn)
+    if attn_used != args.attn:
+        sys.exit(f"hf_decode: asked for attn_implementation={args.attn!r}, model uses {attn_used!r}")
+    log(f"loaded {gguf_path} ({attn_used} attention) in {time.perf_counter() - t0:.1f}s ({n_params:,} parameters)")
 
     input_ids = torch.tensor([prompt] * args.batch, dtype=torch.long)
 
@@ -133,8 +140,8 @@ def main() -> None:
             log(f"repeat {i + 1}/{args.repeat}: prefill {pf:.3f}s, decode {dc:.3f}s, {rates[-1]:.2f} tok/s")
 
     result = {
-        "engine": "hf-transformers",
-        "backend": "torch-cpu-eager",
+        "engine": f"hf-transformers-{args.attn}",
+        "backend": f"torch-cpu-{args.attn}",
         "batch": args.batch,
         "prompt_tokens": len(prompt),
         "new_tokens": args.new_tokens,
@@ -145,7 +152,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "parameters": n_params,
         "cache": "DynamicCache",
-        "attn_implementation": "eager",
+        "attn_implementation": attn_used,
         "dtype": "float32",
         "versions": {
             "python": platform.python_version(),

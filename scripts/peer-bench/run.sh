@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Peer benchmark: kvlab vs Hugging Face transformers decode speed + memory-bandwidth roofline.
+# Peer benchmark: kvlab vs Hugging Face transformers (eager and sdpa attention) and llama.cpp,
+# prefill and decode speed + memory-bandwidth roofline.
 #
 #   scripts/peer-bench/run.sh [--venv DIR] [--release] [run.py options...]
 #
@@ -36,6 +37,8 @@ if [[ -z "$VENV" ]]; then
     echo "[peer-bench] creating a throwaway venv in $VENV" >&2
     "$PYTHON_BIN" -m venv "$VENV"
     "$VENV/bin/pip" install --quiet -r "$HERE/requirements.txt"
+    "$VENV/bin/pip" install --quiet -r "$HERE/requirements-llama.txt" \
+        || echo "[peer-bench] llama-cpp-python did not build: running without the llama.cpp engine" >&2
 fi
 [[ -x "$VENV/bin/python" ]] || { echo "[peer-bench] $VENV/bin/python not found" >&2; exit 2; }
 
