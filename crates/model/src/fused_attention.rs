@@ -24,8 +24,9 @@ use burn_flex::{Flex, FlexTensor};
 
 use crate::fork_join::ForkJoin;
 
-/// Query rows per work unit: each key and value row is read once per unit.
-const ROWS: usize = 8;
+/// Query rows per work unit: each key and value row is read (and the keys transposed) once
+/// per unit.
+const ROWS: usize = 32;
 
 /// Which keys a query row sees.
 #[derive(Debug, Clone)]
@@ -66,6 +67,7 @@ impl Strided {
     }
 
     /// The contiguous last-axis row `[a, b, c, ..d]`.
+    #[inline(always)]
     fn row<'a>(&self, data: &'a [f32], a: usize, b: usize, c: usize, d: usize) -> &'a [f32] {
         let at = self.offset + a * self.strides[0] + b * self.strides[1] + c * self.strides[2];
         &data[at..at + d]
@@ -103,7 +105,11 @@ pub fn attend<B: Backend>(
             let (bg, block) = (u / blocks, u % blocks);
             let first = block * ROWS;
             let rows = first..(first + ROWS).min(shape.rows);
-            let part = attend_block(&shape, &qs, &ks, &vs, &visible, scale, bg, rows);
+            // The block's loops compiled for the widest SIMD the CPU has (the workspace builds
+            // for baseline x86-64, whose SSE2 would run them 4 lanes wide without FMA).
+            let block =
+                Block { shape: &shape, q: &qs, k: &ks, v: &vs, visible: &visible, scale, bg, rows };
+            let part = pulp::Arch::new().dispatch(block);
             let _ = results[u].set(part);
         }),
     );
@@ -125,53 +131,84 @@ struct Shape {
     d: usize,
 }
 
-/// Output rows `rows` of (row, KV head) pair `bg = bi · kvh + g`: `[rows.len() · d]`.
-#[allow(clippy::too_many_arguments)]
-fn attend_block(
-    shape: &Shape,
-    q: &Strided,
-    k: &Strided,
-    v: &Strided,
-    visible: &Visible,
+/// One work unit: output rows `rows` of (row, KV head) pair `bg = bi · kvh + g`.
+struct Block<'a> {
+    shape: &'a Shape,
+    q: &'a Strided,
+    k: &'a Strided,
+    v: &'a Strided,
+    visible: &'a Visible,
     scale: f32,
     bg: usize,
     rows: std::ops::Range<usize>,
-) -> Vec<f32> {
+}
+
+impl pulp::WithSimd for Block<'_> {
+    /// `[rows.len() · d]`
+    type Output = Vec<f32>;
+
+    /// Inlined, with the loops below, into pulp's function for the CPU's SIMD level, so they
+    /// are compiled for it.
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Vec<f32> {
+        attend_block(self)
+    }
+}
+
+#[inline(always)]
+fn attend_block(block: Block) -> Vec<f32> {
+    let Block { shape, q, k, v, visible, scale, bg, rows } = block;
     let Shape { kvh, t, s, d, .. } = *shape;
     let (bi, g) = (bg / kvh, bg % kvh);
     debug_assert!(bi < shape.b);
     let (qd, kd, vd) =
         (q.tensor.storage::<f32>(), k.tensor.storage::<f32>(), v.tensor.storage::<f32>());
     let n = rows.len();
-    // Per row of the block: may it see key j?
-    let sees = |r: usize, j: usize| {
-        let i = r % t;
-        match visible {
-            Visible::CausalEnd => j + t <= s + i,
-            Visible::Hidden(hidden) => !hidden[(bi * t + i) * s + j],
-        }
+    // Per row of the block: which of the keys `0..end` it sees, as a mask (`None`: all).
+    let end_of = |r: usize| s - t + r % t + 1;
+    let hidden_of = |r: usize| match visible {
+        Visible::CausalEnd => None,
+        Visible::Hidden(hidden) => Some(&hidden[(bi * t + r % t) * s..(bi * t + r % t + 1) * s]),
     };
     // The last key any row of the block may see, plus one.
     let end = match visible {
-        Visible::CausalEnd => rows.clone().map(|r| s - t + r % t + 1).max().unwrap_or(0),
+        Visible::CausalEnd => rows.clone().map(end_of).max().unwrap_or(0),
         Visible::Hidden(_) => s,
     };
+    // [d, end]: the keys transposed, so a row's scores are `d` axpys along the keys. (A dot
+    // product per key would end in a horizontal sum across the vector lanes, which costs more
+    // than the 64-wide product itself.)
+    let mut kt = vec![0.0f32; d * end];
+    for j in 0..end {
+        for (e, &x) in k.row(kd, bi, g, j, d).iter().enumerate() {
+            kt[e * end + j] = x;
+        }
+    }
     // [n, end]: scores, then probabilities (0 where hidden).
     let mut p = vec![0.0f32; n * end];
-    let mut seen_any = vec![false; n];
-    for j in 0..end {
-        let key = k.row(kd, bi, g, j, d);
-        for (x, r) in rows.clone().enumerate() {
-            if sees(r, j) {
-                p[x * end + j] = dot(q.row(qd, bi, g, r, d), key) * scale;
-                seen_any[x] = true;
-            }
+    for (x, r) in rows.clone().enumerate() {
+        let scores = &mut p[x * end..(x + 1) * end];
+        for (e, &qe) in q.row(qd, bi, g, r, d).iter().enumerate() {
+            axpy(qe, &kt[e * end..(e + 1) * end], scores);
         }
+        scores.iter_mut().for_each(|x| *x *= scale);
     }
     let mut out = vec![0.0f32; n * d];
     for (x, r) in rows.clone().enumerate() {
         let row = &mut p[x * end..(x + 1) * end];
-        if !seen_any[x] {
+        // Hidden keys get -inf (exp gives exactly 0); causal rows stop at their own end.
+        let visible_end = match hidden_of(r) {
+            None => end_of(r),
+            Some(hidden) => {
+                row.iter_mut().zip(hidden).filter(|(_, h)| **h).for_each(|(e, _)| {
+                    *e = f32::NEG_INFINITY;
+                });
+                end
+            }
+        };
+        row[visible_end..].fill(f32::NEG_INFINITY);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
             // Every key hidden: the dense path's scores are all the mask bias, so its softmax
             // is uniform over all `s` keys. Same here.
             let w = 1.0 / s as f32;
@@ -181,10 +218,9 @@ fn attend_block(
             }
             continue;
         }
-        let max = (0..end).filter(|&j| sees(r, j)).map(|j| row[j]).fold(f32::MIN, f32::max);
         let mut sum = 0.0f32;
-        for (j, e) in row.iter_mut().enumerate() {
-            *e = if sees(r, j) { (*e - max).exp() } else { 0.0 };
+        for e in row.iter_mut() {
+            *e = (*e - max).exp();
             sum += *e;
         }
         row.iter_mut().for_each(|e| *e /= sum);
@@ -201,20 +237,8 @@ fn attend_block(
     out
 }
 
-/// `a · b`, eight partial sums so the compiler keeps them in vector registers.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// `out += w · x`.
+#[inline(always)]
 fn axpy(w: f32, x: &[f32], out: &mut [f32]) {
     out.iter_mut().zip(x).for_each(|(o, &x)| *o += w * x);
 }
