@@ -23,32 +23,11 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import time
 import warnings
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def default_gguf_path() -> str:
-    """kvlab's cache lookup: $KVLAB_CACHE_DIR, else $XDG_CACHE_HOME/kvlab, else ~/.cache/kvlab."""
-    if os.environ.get("KVLAB_CACHE_DIR"):
-        base = os.environ["KVLAB_CACHE_DIR"]
-    elif os.environ.get("XDG_CACHE_HOME"):
-        base = os.path.join(os.environ["XDG_CACHE_HOME"], "kvlab")
-    else:
-        base = os.path.join(os.path.expanduser("~"), ".cache", "kvlab")
-    return os.path.join(base, "models", GGUF_NAME)
-
-
-def read_ids(path: str) -> list[int]:
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    ids = [int(tok) for tok in re.split(r"[\s,]+", text) if tok]
-    if not ids:
-        sys.exit(f"hf_decode: {path}: no token ids")
-    return ids
+from peer_common import GGUF_NAME, default_gguf_path, read_ids
 
 
 def log(msg: str) -> None:
@@ -87,7 +66,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     transformers.logging.set_verbosity_error()
 
-    prompt = read_ids(args.ids_file)
+    prompt = read_ids(args.ids_file, "hf_decode")
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(
         os.path.dirname(os.path.abspath(gguf_path)),

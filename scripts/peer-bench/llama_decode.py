@@ -40,30 +40,9 @@ import re
 import sys
 import time
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from peer_common import GGUF_NAME, default_gguf_path, kvlab_cache_dir, read_ids
+
 CTX_ALIGN = 256  # llama.cpp pads n_ctx to a multiple of 256 anyway
-
-
-def kvlab_cache_dir() -> str:
-    """kvlab's cache dir: $KVLAB_CACHE_DIR, else $XDG_CACHE_HOME/kvlab, else ~/.cache/kvlab."""
-    if os.environ.get("KVLAB_CACHE_DIR"):
-        return os.environ["KVLAB_CACHE_DIR"]
-    if os.environ.get("XDG_CACHE_HOME"):
-        return os.path.join(os.environ["XDG_CACHE_HOME"], "kvlab")
-    return os.path.join(os.path.expanduser("~"), ".cache", "kvlab")
-
-
-def default_gguf_path() -> str:
-    return os.path.join(kvlab_cache_dir(), "models", GGUF_NAME)
-
-
-def read_ids(path: str) -> list[int]:
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    ids = [int(tok) for tok in re.split(r"[\s,]+", text) if tok]
-    if not ids:
-        sys.exit(f"llama_decode: {path}: no token ids")
-    return ids
 
 
 def log(msg: str) -> None:
@@ -271,7 +250,7 @@ def main() -> None:
         sys.stdout.write("\n")
         return
 
-    prompt = read_ids(args.ids_file)
+    prompt = read_ids(args.ids_file, "llama_decode")
     B, P, N = args.batch, len(prompt), args.new_tokens
 
     t0 = time.perf_counter()

@@ -35,7 +35,6 @@ import json
 import math
 import os
 import platform
-import re
 import shlex
 import shutil
 import statistics
@@ -47,7 +46,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 FIXTURE = os.path.join(ROOT, "crates", "model", "tests", "fixtures", "smollm2_reference.json")
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from peer_common import GGUF_NAME, default_gguf_path
+
 EXPECTED_PARAMS = 134_515_008  # SmolLM2-135M, tied embeddings counted once
 PROMPT_TOKENS = 128
 
@@ -89,16 +89,6 @@ CSV_COLUMNS = [
 
 def log(msg: str) -> None:
     print(f"[peer-bench] {msg}", file=sys.stderr, flush=True)
-
-
-def default_gguf_path() -> str:
-    if os.environ.get("KVLAB_CACHE_DIR"):
-        base = os.environ["KVLAB_CACHE_DIR"]
-    elif os.environ.get("XDG_CACHE_HOME"):
-        base = os.path.join(os.environ["XDG_CACHE_HOME"], "kvlab")
-    else:
-        base = os.path.join(os.path.expanduser("~"), ".cache", "kvlab")
-    return os.path.join(base, "models", GGUF_NAME)
 
 
 def cpu_model() -> str:
