@@ -99,17 +99,18 @@ pub fn attend<B: Backend>(
     let scale = (1.0 / (d as f64).sqrt()) as f32;
     let out: Arc<Vec<OnceLock<Vec<f32>>>> = Arc::new((0..units).map(|_| OnceLock::new()).collect());
     let (results, visible) = (Arc::clone(&out), Arc::new(visible));
+    // The block's loops compiled for the widest SIMD the CPU has (the workspace builds for
+    // baseline x86-64, whose SSE2 would run them 4 lanes wide).
+    let arch = pulp::Arch::new();
     ForkJoin::global().run(
         units,
         Arc::new(move |u| {
             let (bg, block) = (u / blocks, u % blocks);
             let first = block * ROWS;
             let rows = first..(first + ROWS).min(shape.rows);
-            // The block's loops compiled for the widest SIMD the CPU has (the workspace builds
-            // for baseline x86-64, whose SSE2 would run them 4 lanes wide without FMA).
             let block =
                 Block { shape: &shape, q: &qs, k: &ks, v: &vs, visible: &visible, scale, bg, rows };
-            let part = pulp::Arch::new().dispatch(block);
+            let part = arch.dispatch(block);
             let _ = results[u].set(part);
         }),
     );
