@@ -27,7 +27,7 @@ import sys
 import time
 import warnings
 
-from peer_common import GGUF_NAME, default_gguf_path, read_ids
+from peer_common import GGUF_NAME, default_gguf_path, read_ids, timed_repeats
 
 
 def log(msg: str) -> None:
@@ -102,21 +102,10 @@ def main() -> None:
         tokens = torch.cat(steps, dim=1).tolist()
         return tokens, t_prefill - t_start, t_end - t_prefill
 
-    prefill_s, decode_s, rates = [], [], []
-    tokens = None
     with torch.inference_mode():
-        for i in range(args.warmup):
-            generate_once()
-            log(f"warmup {i + 1}/{args.warmup} done")
-        for i in range(args.repeat):
-            toks, pf, dc = generate_once()
-            if tokens is not None and toks != tokens:
-                log(f"warning: repeat {i} generated different tokens than repeat {i - 1}")
-            tokens = toks  # like kvlab: the rows of the last repeat
-            prefill_s.append(pf)
-            decode_s.append(dc)
-            rates.append(args.batch * (args.new_tokens - 1) / dc)
-            log(f"repeat {i + 1}/{args.repeat}: prefill {pf:.3f}s, decode {dc:.3f}s, {rates[-1]:.2f} tok/s")
+        tokens, prefill_s, decode_s, rates = timed_repeats(
+            generate_once, args.warmup, args.repeat, args.batch, args.new_tokens, log
+        )
 
     result = {
         "engine": f"hf-transformers-{args.attn}",

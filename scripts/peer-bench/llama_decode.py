@@ -40,7 +40,7 @@ import re
 import sys
 import time
 
-from peer_common import GGUF_NAME, default_gguf_path, kvlab_cache_dir, read_ids
+from peer_common import GGUF_NAME, default_gguf_path, kvlab_cache_dir, read_ids, timed_repeats
 
 CTX_ALIGN = 256  # llama.cpp pads n_ctx to a multiple of 256 anyway
 
@@ -345,20 +345,7 @@ def main() -> None:
         tokens = [[steps[k][r] for k in range(N)] for r in range(B)]
         return tokens, t_prefill - t_start, t_end - t_prefill
 
-    prefill_s, decode_s, rates = [], [], []
-    tokens = None
-    for i in range(args.warmup):
-        generate_once()
-        log(f"warmup {i + 1}/{args.warmup} done")
-    for i in range(args.repeat):
-        toks, pf, dc = generate_once()
-        if tokens is not None and toks != tokens:
-            log(f"warning: repeat {i} generated different tokens than repeat {i - 1}")
-        tokens = toks  # like kvlab: the rows of the last repeat
-        prefill_s.append(pf)
-        decode_s.append(dc)
-        rates.append(B * (N - 1) / dc)
-        log(f"repeat {i + 1}/{args.repeat}: prefill {pf:.3f}s, decode {dc:.3f}s, {rates[-1]:.2f} tok/s")
+    tokens, prefill_s, decode_s, rates = timed_repeats(generate_once, args.warmup, args.repeat, B, N, log)
 
     result = {
         "engine": "llama.cpp",
