@@ -138,7 +138,7 @@ impl KvCache<B> for Recording {
 /// # Shapes
 /// - q: `[b, kvh, n_rep · t, d]`; k, v: `[b, kvh, s, d]`; hidden: `[b, t, s]`
 fn dense(q: Tensor<B, 4>, view: &KvView<B>, t: usize) -> Tensor<B, 4> {
-    let [b, kvh, rows, d] = q.dims();
+    let [b, _, rows, d] = q.dims();
     let s = view.k.dims()[2];
     let n_rep = rows / t;
     let hidden: Vec<bool> = match &view.mask {
@@ -158,7 +158,6 @@ fn dense(q: Tensor<B, 4>, view: &KvView<B>, t: usize) -> Tensor<B, 4> {
         .collect();
     let bias = Tensor::<B, 4>::from_data(TensorData::new(bias, [b, 1, n_rep * t, s]), &q.device());
     let scores = q.matmul(view.k.clone().swap_dims(2, 3)).div_scalar((d as f32).sqrt()) + bias;
-    let _ = kvh;
     softmax(scores, 3).matmul(view.v.clone())
 }
 
