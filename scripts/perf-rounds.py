@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Sweep parameters that identify a run (the throughput CSV's columns before the measurements).
 PARAMS = ["model", "strategy", "cache_tokens", "sink_tokens", "block_size", "bits", "group_size",
-          "quant_axis", "scheme", "residual", "kv_heads", "head_reduction", "batch", "context"]
+          "quant_axis", "scheme", "residual", "kv_heads", "head_reduction", "batch", "attention", "context"]
 TIME = "ms_per_token_p50"
 
 
@@ -106,7 +106,8 @@ def main() -> None:
         row["ratio"] = f"{float(row[TIME]) / b:.4f}"
 
     shown = [k for k in PARAMS if len({row.get(k, '') for row in rows}) > 1]
-    columns = ["round", *PARAMS, "decode_tok_per_s", TIME, "ms_per_token_p90", "ratio"]
+    columns = ["round", *PARAMS, "prefill_tok_per_s", "decode_tok_per_s", TIME, "ms_per_token_p90",
+               "ratio"]
     with open(os.path.join(dest, "rounds.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
@@ -126,13 +127,14 @@ def main() -> None:
         f"time over the baseline run's ({base_label}{same}) in the same round. Medians over rounds; "
         f"every row is in `rounds.csv`.",
         "",
-        f"| run | median ms/token (p50) | median ratio | min ratio | max ratio |",
-        "|---|---:|---:|---:|---:|",
+        f"| run | median prefill tok/s | median ms/token (p50) | median ratio | min ratio | max ratio |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for runs in configs.values():
         ratios = [float(r["ratio"]) for r in runs]
         times = [float(r[TIME]) for r in runs]
-        lines.append(f"| {label(runs[0], shown)} | {statistics.median(times):.3f} | "
+        prefill = statistics.median(float(r["prefill_tok_per_s"]) for r in runs)
+        lines.append(f"| {label(runs[0], shown)} | {prefill:.1f} | {statistics.median(times):.3f} | "
                      f"{statistics.median(ratios):.3f}x | {min(ratios):.3f}x | {max(ratios):.3f}x |")
     with open(os.path.join(dest, "rounds.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

@@ -89,18 +89,20 @@ impl<B: Backend> Attention<B> {
             // Query heads folded as below: [b, h, t, d] -> [b, kvh, n_rep * t, d].
             let folded = q.clone().reshape([b, kvh, n_rep * t, d]);
             if let Some(out) =
-                visible.and_then(|vis| fused_attention::attend(&folded, &view.k, &view.v, t, vis))
+                visible.and_then(|vis| fused_attention::attend(&folded, &view.kv, t, vis))
             {
                 let out = out.reshape([b, h, t, d]).swap_dims(1, 2).reshape([b, t, h * d]);
                 return Ok(self.wo.forward(out));
             }
         }
-        let s = view.k.dims()[2];
+        // [b, kvh, s, d] each: runs a cache handed are copied here, on this path only.
+        let (k, v) = view.to_dense();
+        let s = k.dims()[2];
         // Keys and values padded with zero rows to the bucket; the mask hides the padding, so
         // its scores are HIDDEN, its probabilities exactly 0 and its values add nothing.
         let s_pad = bucketed(s, self.key_bucket);
         // [b, kvh, s_pad, d] each
-        let (keys, values) = (pad_keys(view.k, s_pad), pad_keys(view.v, s_pad));
+        let (keys, values) = (pad_keys(k, s_pad), pad_keys(v, s_pad));
 
         // Query heads h = g * n_rep + r share KV head g: [b, h, t, d] -> [b, kvh, n_rep * t, d]
         let q = q.reshape([b, kvh, n_rep * t, d]);

@@ -11,16 +11,54 @@ use std::ops::Range;
 use burn::prelude::*;
 use thiserror::Error;
 
+use crate::kv_runs::KvRuns;
 use crate::rope::RotaryEncoding;
 
 /// What attention reads back for one layer.
 #[derive(Debug, Clone)]
 pub struct KvView<B: Backend> {
-    /// Keys, already rotated at the positions the cache assigns: `[batch, n_kv, keys, head_dim]`.
-    pub k: Tensor<B, 4>,
-    /// `[batch, n_kv, keys, head_dim]`
-    pub v: Tensor<B, 4>,
+    pub kv: KvData<B>,
     pub mask: AttentionMask<B>,
+}
+
+/// Keys (already rotated at the positions the cache assigns) and values.
+#[derive(Debug, Clone)]
+pub enum KvData<B: Backend> {
+    /// `[batch, n_kv, keys, head_dim]` each.
+    Dense { k: Tensor<B, 4>, v: Tensor<B, 4> },
+    /// Where the cache keeps them, uncopied ([`KvRuns`]).
+    Runs(KvRuns<B>),
+}
+
+impl<B: Backend> KvView<B> {
+    /// A view of dense keys and values, `[batch, n_kv, keys, head_dim]` each.
+    pub fn dense(k: Tensor<B, 4>, v: Tensor<B, 4>, mask: AttentionMask<B>) -> Self {
+        Self { kv: KvData::Dense { k, v }, mask }
+    }
+
+    /// Keys attention reads (the longest row's, for a ragged batch).
+    pub fn keys(&self) -> usize {
+        match &self.kv {
+            KvData::Dense { k, .. } => k.dims()[2],
+            KvData::Runs(runs) => runs.keys(),
+        }
+    }
+
+    pub fn device(&self) -> B::Device {
+        match &self.kv {
+            KvData::Dense { k, .. } => k.device(),
+            KvData::Runs(runs) => runs.device(),
+        }
+    }
+
+    /// Keys and values as dense tensors, `[batch, n_kv, keys, head_dim]` each (built from the
+    /// runs where the cache handed runs).
+    pub fn to_dense(&self) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        match &self.kv {
+            KvData::Dense { k, v } => (k.clone(), v.clone()),
+            KvData::Runs(runs) => runs.to_dense(),
+        }
+    }
 }
 
 /// Which keys each new query may attend to.

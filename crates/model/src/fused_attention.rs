@@ -22,7 +22,9 @@ use burn::prelude::*;
 use burn::tensor::{DType, TensorPrimitive};
 use burn_flex::{Flex, FlexTensor};
 
+use crate::cache::KvData;
 use crate::fork_join::ForkJoin;
+use crate::kv_runs::{KvRuns, SlotRun};
 
 /// Query rows per work unit: each key and value row is read (and the keys transposed) once
 /// per unit.
@@ -37,40 +39,79 @@ pub enum Visible {
     Hidden(Vec<bool>),
 }
 
-/// A 4-D f32 flex tensor read in place: element `[a, b, c, e]` is at
-/// `offset + a·s0 + b·s1 + c·s2 + e`.
-#[derive(Clone)]
-struct Strided {
-    tensor: FlexTensor,
-    offset: usize,
-    strides: [usize; 3],
+/// An f32 flex tensor's buffer and layout: `None` unless `p` is an f32 flex tensor of `RANK`
+/// dims with a contiguous last axis and non-negative strides.
+fn flex_f32<const RANK: usize>(p: &dyn Any) -> Option<(FlexTensor, usize, [usize; RANK])> {
+    let tensor = match p.downcast_ref::<TensorPrimitive<Flex>>()? {
+        TensorPrimitive::Float(t) => t.clone(),
+        TensorPrimitive::QFloat(_) => return None,
+    };
+    if tensor.dtype() != DType::F32 {
+        return None;
+    }
+    let layout = tensor.layout();
+    let s = layout.strides();
+    if s.len() != RANK || s[RANK - 1] != 1 || s.iter().any(|&x| x < 0) {
+        return None;
+    }
+    let offset = layout.start_offset();
+    let strides = std::array::from_fn(|i| s[i] as usize);
+    Some((tensor, offset, strides))
 }
 
-impl Strided {
-    /// `None` unless `p` is an f32 flex tensor of 4 dims with a contiguous last axis and
-    /// non-negative strides.
-    fn new(p: &dyn Any) -> Option<Self> {
-        let tensor = match p.downcast_ref::<TensorPrimitive<Flex>>()? {
-            TensorPrimitive::Float(t) => t.clone(),
-            TensorPrimitive::QFloat(_) => return None,
-        };
-        if tensor.dtype() != DType::F32 {
-            return None;
-        }
-        let layout = tensor.layout();
-        let s = layout.strides();
-        if s.len() != 4 || s[3] != 1 || s.iter().any(|&x| x < 0) {
-            return None;
-        }
-        let offset = layout.start_offset();
-        Some(Self { offset, strides: [s[0] as usize, s[1] as usize, s[2] as usize], tensor })
+/// Queries, keys or values read in place: head `g` of key (or query row) `j` of batch row `bi`
+/// is the `d` contiguous floats at `at[bi][j].1 + g · head_stride[at[bi][j].0]` of buffer
+/// `at[bi][j].0`. One table serves a dense `[b, h, s, d]` tensor (one buffer) and a cache's
+/// runs (a buffer per run), so the kernel below never knows which it reads.
+struct Rows {
+    bufs: Vec<FlexTensor>,
+    head_stride: Vec<usize>,
+    /// `[batch][keys]`: (buffer, element offset of head 0). Rows of a ragged batch differ in
+    /// length.
+    at: Vec<Vec<(usize, usize)>>,
+}
+
+impl Rows {
+    /// `x`: `[b, h, s, d]`, any strides with a contiguous last axis.
+    fn dense<B: Backend>(x: &Tensor<B, 4>) -> Option<Self> {
+        let [b, _, s, _] = x.dims();
+        let (tensor, offset, [sb, sh, ss, _]) = flex_f32::<4>(&x.clone().into_primitive())?;
+        let at = (0..b).map(|bi| (0..s).map(|j| (0, offset + bi * sb + j * ss)).collect());
+        Some(Self { bufs: vec![tensor], head_stride: vec![sh], at: at.collect() })
     }
 
-    /// The contiguous last-axis row `[a, b, c, ..d]`.
+    /// One side of a cache's runs (`side` picks keys or values): `[slots, n_kv, d]` buffers.
+    fn runs<B: Backend>(
+        runs: &KvRuns<B>,
+        side: impl Fn(&SlotRun<B>) -> &Tensor<B, 3>,
+    ) -> Option<Self> {
+        let (mut bufs, mut head_stride, mut at) = (Vec::new(), Vec::new(), Vec::new());
+        for row in &runs.rows {
+            let mut keys = Vec::with_capacity(row.iter().map(|r| r.len).sum());
+            for run in row {
+                let (tensor, offset, [ss, sh, _]) =
+                    flex_f32::<3>(&side(run).clone().into_primitive())?;
+                let buf = bufs.len();
+                bufs.push(tensor);
+                head_stride.push(sh);
+                keys.extend((run.start..run.start + run.len).map(|j| (buf, offset + j * ss)));
+            }
+            at.push(keys);
+        }
+        Some(Self { bufs, head_stride, at })
+    }
+
+    /// Every buffer's storage, indexed as `at` indexes buffers.
+    fn data(&self) -> Vec<&[f32]> {
+        self.bufs.iter().map(|t| t.storage::<f32>()).collect()
+    }
+
+    /// The `d` floats of head `g` of key `j` of batch row `bi`.
     #[inline(always)]
-    fn row<'a>(&self, data: &'a [f32], a: usize, b: usize, c: usize, d: usize) -> &'a [f32] {
-        let at = self.offset + a * self.strides[0] + b * self.strides[1] + c * self.strides[2];
-        &data[at..at + d]
+    fn row<'a>(&self, data: &[&'a [f32]], bi: usize, g: usize, j: usize, d: usize) -> &'a [f32] {
+        let (buf, at) = self.at[bi][j];
+        let at = at + g * self.head_stride[buf];
+        &data[buf][at..at + d]
     }
 }
 
@@ -79,20 +120,26 @@ impl Strided {
 /// # Shapes
 /// - q: `[b, kv_heads, n_rep · t, d]`: query head `g · n_rep + r`'s token `i` is row `r · t + i`
 ///   of group `g` (as the dense path folds it)
-/// - k, v: `[b, kv_heads, s, d]`
+/// - kv: `[b, kv_heads, s, d]` each, dense or as runs (rows of runs may be shorter than `s`
+///   where `visible` hides the rest)
 /// - output: `[b, kv_heads, n_rep · t, d]`
 pub fn attend<B: Backend>(
     q: &Tensor<B, 4>,
-    k: &Tensor<B, 4>,
-    v: &Tensor<B, 4>,
+    kv: &KvData<B>,
     t: usize,
     visible: Visible,
 ) -> Option<Tensor<B, 4>> {
     let [b, kvh, rows, d] = q.dims();
-    let s = k.dims()[2];
-    let (qp, kp, vp) =
-        (q.clone().into_primitive(), k.clone().into_primitive(), v.clone().into_primitive());
-    let (qs, ks, vs) = (Strided::new(&qp)?, Strided::new(&kp)?, Strided::new(&vp)?);
+    let (ks, vs, s) = match kv {
+        KvData::Dense { k, v } => (Rows::dense(k)?, Rows::dense(v)?, k.dims()[2]),
+        KvData::Runs(runs) => {
+            if runs.rows.len() != b || runs.n_kv != kvh || runs.head_dim != d {
+                return None;
+            }
+            (Rows::runs(runs, |r| &r.k)?, Rows::runs(runs, |r| &r.v)?, runs.keys())
+        }
+    };
+    let qs = Rows::dense(q)?;
     let blocks = rows.div_ceil(ROWS);
     let units = b * kvh * blocks;
     let shape = Shape { b, kvh, rows, t, s, d };
@@ -135,9 +182,9 @@ struct Shape {
 /// One work unit: output rows `rows` of (row, KV head) pair `bg = bi · kvh + g`.
 struct Block<'a> {
     shape: &'a Shape,
-    q: &'a Strided,
-    k: &'a Strided,
-    v: &'a Strided,
+    q: &'a Rows,
+    k: &'a Rows,
+    v: &'a Rows,
     visible: &'a Visible,
     scale: f32,
     bg: usize,
@@ -162,8 +209,10 @@ fn attend_block(block: Block) -> Vec<f32> {
     let Shape { kvh, t, s, d, .. } = *shape;
     let (bi, g) = (bg / kvh, bg % kvh);
     debug_assert!(bi < shape.b);
-    let (qd, kd, vd) =
-        (q.tensor.storage::<f32>(), k.tensor.storage::<f32>(), v.tensor.storage::<f32>());
+    let (qd, kd, vd) = (q.data(), k.data(), v.data());
+    // Keys this batch row holds: `s` but in a ragged batch's shorter rows, whose missing keys
+    // the mask hides.
+    let held = k.at[bi].len();
     let n = rows.len();
     // Per row of the block: which of the keys `0..end` it sees, as a mask (`None`: all).
     let end_of = |r: usize| s - t + r % t + 1;
@@ -174,14 +223,15 @@ fn attend_block(block: Block) -> Vec<f32> {
     // The last key any row of the block may see, plus one.
     let end = match visible {
         Visible::CausalEnd => rows.clone().map(end_of).max().unwrap_or(0),
-        Visible::Hidden(_) => s,
+        Visible::Hidden(_) => held,
     };
+    debug_assert!(end <= held, "a row's visible keys are keys it holds");
     // [d, end]: the keys transposed, so a row's scores are `d` axpys along the keys. (A dot
     // product per key would end in a horizontal sum across the vector lanes, which costs more
     // than the 64-wide product itself.)
     let mut kt = vec![0.0f32; d * end];
     for j in 0..end {
-        for (e, &x) in k.row(kd, bi, g, j, d).iter().enumerate() {
+        for (e, &x) in k.row(&kd, bi, g, j, d).iter().enumerate() {
             kt[e * end + j] = x;
         }
     }
@@ -189,7 +239,7 @@ fn attend_block(block: Block) -> Vec<f32> {
     let mut p = vec![0.0f32; n * end];
     for (x, r) in rows.clone().enumerate() {
         let scores = &mut p[x * end..(x + 1) * end];
-        for (e, &qe) in q.row(qd, bi, g, r, d).iter().enumerate() {
+        for (e, &qe) in q.row(&qd, bi, g, r, d).iter().enumerate() {
             axpy(qe, &kt[e * end..(e + 1) * end], scores);
         }
         scores.iter_mut().for_each(|x| *x *= scale);
@@ -211,11 +261,11 @@ fn attend_block(block: Block) -> Vec<f32> {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         if max == f32::NEG_INFINITY {
             // Every key hidden: the dense path's scores are all the mask bias, so its softmax
-            // is uniform over all `s` keys. Same here.
+            // is uniform over all `s` keys (a ragged row's padding is zeros). Same here.
             let w = 1.0 / s as f32;
             let o = &mut out[x * d..(x + 1) * d];
-            for j in 0..s {
-                axpy(w, v.row(vd, bi, g, j, d), o);
+            for j in 0..held {
+                axpy(w, v.row(&vd, bi, g, j, d), o);
             }
             continue;
         }
@@ -227,7 +277,7 @@ fn attend_block(block: Block) -> Vec<f32> {
         row.iter_mut().for_each(|e| *e /= sum);
     }
     for j in 0..end {
-        let value = v.row(vd, bi, g, j, d);
+        let value = v.row(&vd, bi, g, j, d);
         for x in 0..n {
             let w = p[x * end + j];
             if w != 0.0 {

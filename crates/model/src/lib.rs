@@ -13,6 +13,7 @@ pub mod generate;
 pub mod gguf;
 pub mod init;
 pub mod inspect;
+pub mod kv_runs;
 pub mod layer;
 pub mod linear;
 pub mod loader;
@@ -24,8 +25,9 @@ pub mod rope;
 pub mod tokenizer;
 pub mod weights;
 
-pub use cache::{AttentionMask, CacheError, KvCache, KvMemory, KvView};
+pub use cache::{AttentionMask, CacheError, KvCache, KvData, KvMemory, KvView};
 pub use config::ModelConfig;
+pub use kv_runs::{KvRuns, SlotRun};
 pub use model::Model;
 pub use no_cache::NoCache;
 pub use rope::RotaryEncoding;

@@ -53,7 +53,7 @@ impl<B: Backend> KvCache<B> for NoCache<B> {
     ) -> Result<KvView<B>, CacheError> {
         match &self.current {
             Some((l, k, v)) if *l == layer => {
-                Ok(KvView { k: k.clone(), v: v.clone(), mask: AttentionMask::CausalEnd })
+                Ok(KvView::dense(k.clone(), v.clone(), AttentionMask::CausalEnd))
             }
             _ => Err(CacheError::Invalid(format!("none: layer {layer} was not just written"))),
         }

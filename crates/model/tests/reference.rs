@@ -164,7 +164,7 @@ mod kvlab_model_test_support {
             _rope: &RotaryEncoding<B>,
         ) -> Result<KvView<B>, CacheError> {
             let (k, v) = self.layers[layer].clone().expect("written before viewed");
-            Ok(KvView { k, v, mask: AttentionMask::CausalEnd })
+            Ok(KvView::dense(k, v, AttentionMask::CausalEnd))
         }
         fn commit(&mut self, n: usize) {
             self.len += n;

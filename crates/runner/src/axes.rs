@@ -169,6 +169,13 @@ pub const AXES: &[Axis] = &[
         "attention keys padded to a multiple of this (throughput; 0 = off; default per backend)",
     ),
     axis(
+        "attention",
+        Role::Workload,
+        ValueKind::OneOf(&["dense", "fused"]),
+        "attention's kernel: dense ops (the reference, default) or one fused pass over the \
+         cache's K/V in place (flex; elsewhere dense) (throughput, executed serving)",
+    ),
+    axis(
         "context",
         Role::Workload,
         ValueKind::Positive,

@@ -43,9 +43,10 @@ impl Workload {
         match self {
             Self::Walkthrough | Self::Perplexity => &[],
             Self::Memory => &["batch", "context"],
-            Self::Throughput => &["batch", "key_bucket", "context"],
+            Self::Throughput => &["batch", "key_bucket", "attention", "context"],
             Self::Fragmentation => &[
                 "policy",
+                "attention",
                 "budget_tokens",
                 "budget_bytes",
                 "trace_kind",

@@ -43,6 +43,8 @@ pub struct TableCache<B: Backend> {
     tables: Vec<Vec<usize>>,
     /// New tokens per row in this forward.
     t: usize,
+    /// `[n_kv, head_dim]` of a slot.
+    heads: [usize; 2],
 }
 
 impl<B: Backend> TableCache<B> {
@@ -54,7 +56,7 @@ impl<B: Backend> TableCache<B> {
         device: &B::Device,
     ) -> Self {
         let store = F32Store::new(n_layers, n_slots, n_kv, head_dim, device);
-        Self { store, n_slots, tables: Vec::new(), t: 0 }
+        Self { store, n_slots, tables: Vec::new(), t: 0, heads: [n_kv, head_dim] }
     }
 
     /// The next forward feeds `t` tokens to each row of `tables`.
@@ -108,7 +110,7 @@ impl<B: Backend> KvCache<B> for TableCache<B> {
         new_tokens: usize,
         _rope: &RotaryEncoding<B>,
     ) -> Result<KvView<B>, CacheError> {
-        Ok(read_tables(&self.store, layer, &self.tables, new_tokens))
+        Ok(read_tables(&self.store, layer, &self.tables, new_tokens, self.heads))
     }
 
     fn commit(&mut self, _new_tokens: usize) {}

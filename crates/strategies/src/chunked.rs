@@ -22,6 +22,10 @@ use crate::store::runs;
 /// 96 KiB for SmolLM2), large enough that a 16k-token read stitches only 128 pieces.
 pub const CHUNK_ROWS: usize = 128;
 
+/// Rows of one chunk, uncopied: `(chunk, first row in the chunk, rows)`. The chunk is a handle
+/// to the whole `[CHUNK_ROWS, a, b]` buffer, not a slice.
+pub type Span<B, K> = (Tensor<B, 3, K>, usize, usize);
+
 #[derive(Debug, Clone)]
 pub struct Chunked<B: Backend, K: BasicOps<B> = Float> {
     /// `[CHUNK_ROWS, a, b]` each (the last may be shorter). `Option` only so a write can take
@@ -91,20 +95,31 @@ where
     /// but O(chunks touched) bookkeeping instead of a list of every row.
     pub fn gather_ranges(&self, ranges: &[Range<usize>]) -> Tensor<B, 3, K> {
         let [a, b] = self.inner;
-        let mut parts: Vec<Tensor<B, 3, K>> = Vec::new();
-        for r in ranges {
-            let mut row = r.start;
-            while row < r.end {
-                let (c, at) = (row / CHUNK_ROWS, row % CHUNK_ROWS);
-                let take = (r.end - row).min(CHUNK_ROWS - at);
-                parts.push(self.chunk(c).clone().slice([at..at + take, 0..a, 0..b]));
-                row += take;
-            }
-        }
+        let parts: Vec<Tensor<B, 3, K>> = self
+            .spans(ranges)
+            .into_iter()
+            .flatten()
+            .map(|(chunk, at, len)| chunk.slice([at..at + len, 0..a, 0..b]))
+            .collect();
         match parts.len() {
             1 => parts.into_iter().next().expect("one part"),
             _ => Tensor::cat(parts, 0),
         }
+    }
+
+    /// Per range, the chunks it lies in, uncopied, in order.
+    pub fn spans(&self, ranges: &[Range<usize>]) -> Vec<Vec<Span<B, K>>> {
+        let span = |r: &Range<usize>| {
+            let (mut row, mut out) = (r.start, Vec::new());
+            while row < r.end {
+                let (c, at) = (row / CHUNK_ROWS, row % CHUNK_ROWS);
+                let take = (r.end - row).min(CHUNK_ROWS - at);
+                out.push((self.chunk(c).clone(), at, take));
+                row += take;
+            }
+            out
+        };
+        ranges.iter().map(span).collect()
     }
 
     /// Writes row `i` of `src` (`[rows.len(), a, b]`) into row `rows[i]`.

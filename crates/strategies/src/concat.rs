@@ -61,7 +61,7 @@ impl<B: Backend> KvCache<B> for ConcatCache<B> {
         let (k, v) = self.layers[layer]
             .clone()
             .ok_or_else(|| CacheError::Invalid(format!("concat: layer {layer} holds nothing")))?;
-        Ok(KvView { k, v, mask: AttentionMask::CausalEnd })
+        Ok(KvView::dense(k, v, AttentionMask::CausalEnd))
     }
 
     fn commit(&mut self, new_tokens: usize) {

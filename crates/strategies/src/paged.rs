@@ -13,7 +13,7 @@ use kvlab_model::{AttentionMask, CacheError, KvCache, KvMemory, KvView, RotaryEn
 
 use crate::block_pool::{BlockPool, PoolError, SeqId};
 use crate::layout::KvLayout;
-use crate::store::{SlotStore, from_slots, to_slots};
+use crate::store::{SlotStore, read_rows, runs, to_slots};
 
 pub struct PagedCache<B: Backend> {
     layout: KvLayout,
@@ -157,7 +157,8 @@ impl<B: Backend> KvCache<B> for PagedCache<B> {
             .map(|r| self.pool.slots(self.seq(r)))
             .collect::<Result<_, _>>()
             .map_err(pool_error)?;
-        Ok(read_tables(self.store.as_ref(), layer, &tables, new_tokens))
+        let heads = [self.layout.n_kv_heads, self.layout.head_dim];
+        Ok(read_tables(self.store.as_ref(), layer, &tables, new_tokens, heads))
     }
 
     fn commit(&mut self, _new_tokens: usize) {
@@ -190,8 +191,10 @@ impl<B: Backend> KvCache<B> for PagedCache<B> {
 }
 
 /// What attention reads for a batch whose rows hold their tokens at the slots `tables[r]`
-/// (block tables expanded to slots): every row gathered through its table and padded to the
-/// longest row, the padding hidden; `t` new tokens at the end of every row.
+/// (block tables expanded to slots): the pool's blocks in place (runs of consecutive slots), or
+/// where the store cannot hand them, every row gathered through its table and padded to the
+/// longest row; either way the keys past a shorter row's own are hidden. `t` new tokens at
+/// the end of every row.
 ///
 /// # Shapes
 /// - k, v of the view: `[tables.len(), n_kv, longest, head_dim]`
@@ -201,18 +204,17 @@ pub fn read_tables<B: Backend>(
     layer: usize,
     tables: &[Vec<usize>],
     t: usize,
+    [n_kv, head_dim]: [usize; 2],
 ) -> KvView<B> {
     let b = tables.len();
     let lens: Vec<usize> = tables.iter().map(Vec::len).collect();
     let longest = lens.iter().copied().max().unwrap_or(0);
-    let mut gather = Vec::with_capacity(b * longest);
-    for slots in tables {
-        // Padding repeats the row's first slot: any readable slot would do, it is hidden.
-        gather.extend_from_slice(slots);
-        gather.extend(std::iter::repeat_n(slots[0], longest - slots.len()));
-    }
-    let (k, v) = store.read(layer, &gather);
-    let (k, v) = (from_slots(k, b), from_slots(v, b));
+    let rows: Vec<Vec<Range<usize>>> = tables
+        .iter()
+        .map(|slots| runs(slots).into_iter().map(|(s, _, n)| s..s + n).collect())
+        .collect();
+    let kv = read_rows(store, layer, &rows, n_kv, head_dim);
+    let view = KvView { kv, mask: AttentionMask::CausalEnd };
     let mask = if lens.iter().all(|&l| l == longest) {
         AttentionMask::CausalEnd
     } else {
@@ -223,8 +225,8 @@ pub fn read_tables<B: Backend>(
             .collect();
         AttentionMask::Hidden(Tensor::from_data(
             TensorData::new(hidden, [b, t, longest]),
-            &k.device(),
+            &view.device(),
         ))
     };
-    KvView { k, v, mask }
+    KvView { mask, ..view }
 }

@@ -8,13 +8,15 @@ use std::ops::Range;
 use burn::prelude::*;
 use kvlab_model::{AttentionMask, KvMemory, KvView};
 
-use crate::store::{SlotStore, StoreMemory, from_slots, to_slots};
+use crate::store::{SlotStore, StoreMemory, from_slots, read_rows, to_slots};
 
 pub struct RowSlots<B: Backend> {
     pub store: Box<dyn SlotStore<B>>,
     pub batch: usize,
     /// Slots per row.
     pub capacity: usize,
+    pub n_kv: usize,
+    pub head_dim: usize,
 }
 
 impl<B: Backend> std::fmt::Debug for RowSlots<B> {
@@ -47,21 +49,14 @@ impl<B: Backend> RowSlots<B> {
         (from_slots(k, self.batch), from_slots(v, self.batch))
     }
 
-    /// Reads slots `range` of every row: `[batch, n_kv, range.len(), head_dim]` each.
-    pub fn read_range(&self, layer: usize, range: Range<usize>) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let base = |r: usize| r * self.capacity;
-        let ranges: Vec<Range<usize>> =
-            (0..self.batch).map(|r| base(r) + range.start..base(r) + range.end).collect();
-        let (k, v) = self.store.read_ranges(layer, &ranges);
-        (from_slots(k, self.batch), from_slots(v, self.batch))
-    }
-
     /// Attention's view when every row's first `kept` slots hold its kept tokens in an order
     /// attention accepts with no mask (static, and the window caches, whose new tokens are last
     /// or whose order does not matter once full).
     pub fn view_first(&self, layer: usize, kept: usize) -> KvView<B> {
-        let (k, v) = self.read_range(layer, 0..kept);
-        KvView { k, v, mask: AttentionMask::CausalEnd }
+        let row = |r: usize| r * self.capacity..r * self.capacity + kept;
+        let rows: Vec<Vec<Range<usize>>> = (0..self.batch).map(|r| Vec::from([row(r)])).collect();
+        let kv = read_rows(self.store.as_ref(), layer, &rows, self.n_kv, self.head_dim);
+        KvView { kv, mask: AttentionMask::CausalEnd }
     }
 
     /// Memory with `live` slots of every row in use.

@@ -31,7 +31,13 @@ impl<B: Backend> StaticCache<B> {
         }
         Ok(Self {
             layout,
-            slots: RowSlots { store, batch: layout.batch, capacity: max_seq },
+            slots: RowSlots {
+                store,
+                batch: layout.batch,
+                capacity: max_seq,
+                n_kv: layout.n_kv_heads,
+                head_dim: layout.head_dim,
+            },
             len: 0,
         })
     }

@@ -7,6 +7,8 @@ use std::ops::Range;
 
 use burn::prelude::*;
 
+use kvlab_model::{KvData, KvRuns, SlotRun};
+
 use crate::chunked::Chunked;
 
 /// A slot store: per layer, `n_slots` slots of `[n_kv, head_dim]` keys and as many values.
@@ -26,6 +28,13 @@ pub trait SlotStore<B: Backend> {
     fn read_ranges(&self, layer: usize, ranges: &[Range<usize>]) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let slots: Vec<usize> = ranges.iter().flat_map(|r| r.clone()).collect();
         self.read(layer, &slots)
+    }
+
+    /// The slot ranges as runs of the store's own f32 buffers, uncopied, per range in order
+    /// (a range may span buffers): what a fused attention kernel reads in place. `None` where
+    /// slots are not kept as f32 (int codes are decoded by `read`).
+    fn runs(&self, _layer: usize, _ranges: &[Range<usize>]) -> Option<Vec<Vec<SlotRun<B>>>> {
+        None
     }
 
     /// Copies slots `from..from + n` onto `to..to + n` (overlap allowed): the shift window's roll.
@@ -102,6 +111,17 @@ impl<B: Backend> SlotStore<B> for F32Store<B> {
         (k.gather_ranges(ranges), v.gather_ranges(ranges))
     }
 
+    fn runs(&self, layer: usize, ranges: &[Range<usize>]) -> Option<Vec<Vec<SlotRun<B>>>> {
+        let (k, v) = &self.layers[layer];
+        let runs = k.spans(ranges).into_iter().zip(v.spans(ranges)).map(|(ks, vs)| {
+            ks.into_iter()
+                .zip(vs)
+                .map(|((k, start, len), (v, _, _))| SlotRun { k, v, start, len })
+                .collect()
+        });
+        Some(runs.collect())
+    }
+
     fn move_slots(&mut self, layer: usize, from: usize, to: usize, n: usize) {
         let (bk, bv) = &mut self.layers[layer];
         bk.copy_rows(from, to, n);
@@ -116,6 +136,35 @@ impl<B: Backend> SlotStore<B> for F32Store<B> {
             metadata_bytes: 0,
         }
     }
+}
+
+/// What attention reads when batch row `r` holds its keys, in order, at the slot ranges
+/// `rows[r]`: the store's buffers in place where it has runs to hand, else read (decoded) into
+/// dense `[batch, n_kv, longest, head_dim]` tensors, a shorter row padded with copies of its
+/// first slot (any readable slot would do: the mask of a ragged batch hides them).
+pub fn read_rows<B: Backend>(
+    store: &dyn SlotStore<B>,
+    layer: usize,
+    rows: &[Vec<Range<usize>>],
+    n_kv: usize,
+    head_dim: usize,
+) -> KvData<B> {
+    let flat: Vec<Range<usize>> = rows.iter().flatten().cloned().collect();
+    if let Some(runs) = store.runs(layer, &flat) {
+        let mut runs = runs.into_iter();
+        let rows = rows.iter().map(|r| runs.by_ref().take(r.len()).flatten().collect()).collect();
+        return KvData::Runs(KvRuns { rows, n_kv, head_dim });
+    }
+    let len = |r: &Vec<Range<usize>>| r.iter().map(|x| x.len()).sum::<usize>();
+    let longest = rows.iter().map(len).max().unwrap_or(0);
+    let mut padded = Vec::with_capacity(flat.len());
+    for r in rows {
+        padded.extend(r.iter().cloned());
+        let first = r.first().map_or(0, |x| x.start);
+        padded.extend(std::iter::repeat_n(first..first + 1, longest - len(r)));
+    }
+    let (k, v) = store.read_ranges(layer, &padded);
+    KvData::Dense { k: from_slots(k, rows.len()), v: from_slots(v, rows.len()) }
 }
 
 /// `[b, n_kv, t, d]` (attention's layout) to token-major `[b * t, n_kv, d]` (a slot per token).

@@ -86,7 +86,7 @@ impl KvCache<B> for Reference {
         let idx: Vec<i64> = kept.iter().map(|&i| i as i64).collect();
         let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [kept.len()]), &k.device());
         let k = rope.apply(k.select(2, idx.clone()), &[start]);
-        Ok(KvView { k, v: v.select(2, idx), mask: AttentionMask::CausalEnd })
+        Ok(KvView::dense(k, v.select(2, idx), AttentionMask::CausalEnd))
     }
     fn commit(&mut self, new_tokens: usize) {
         self.seen += new_tokens;

@@ -275,7 +275,7 @@ impl KvCache<B> for Reference {
         let pick = |x: Tensor<B, 4>| {
             x.reshape([b * h * s, d]).select(0, idx.clone()).reshape([b, h, kept, d])
         };
-        Ok(KvView { k: pick(k), v: pick(v), mask: AttentionMask::CausalEnd })
+        Ok(KvView::dense(pick(k), pick(v), AttentionMask::CausalEnd))
     }
     fn commit(&mut self, new_tokens: usize) {
         for (layer, cut) in self.cut.drain() {

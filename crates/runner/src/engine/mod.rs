@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::Backend;
 
 use self::models::{LoadedModel, head_layout};
+use crate::axes::Value;
 use crate::cli::Global;
 use crate::columns::PREFIX;
 use crate::csv_sink::CsvSink;
@@ -256,6 +257,7 @@ fn execute<B: Backend>(
                     let executed = workloads::fragmentation::executes(e);
                     if executed {
                         model.ensure_layout(None, device)?;
+                        model.set_fused_attention(fused_attention(run));
                     }
                     let m = executed.then(|| model.current()).transpose()?;
                     let (metrics, series) = workloads::fragmentation::measure(e, run, m)
@@ -277,6 +279,7 @@ fn execute<B: Backend>(
                 model.set_key_bucket(
                     run.usize("key_bucket").unwrap_or(e.backend.default_key_bucket()),
                 );
+                model.set_fused_attention(fused_attention(run));
                 let ctx = RunCtx {
                     model: model.current()?,
                     device,
@@ -371,4 +374,9 @@ pub fn git_commit() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The `attention` axis: the fused kernel where a run asks for it, else the dense reference.
+fn fused_attention(run: &Run) -> bool {
+    matches!(run.get("attention"), Some(Value::Str(s)) if s == "fused")
 }

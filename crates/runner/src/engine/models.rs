@@ -67,6 +67,13 @@ impl<B: Backend> LoadedModel<B> {
         }
     }
 
+    /// Attention in one fused pass over the cache's K/V (`true`) or the dense reference ops.
+    pub fn set_fused_attention(&mut self, fused: bool) {
+        if let Some((_, model)) = &mut self.device_copy {
+            model.set_fused_attention(fused);
+        }
+    }
+
     /// The device copy made by the last [`Self::ensure_layout`].
     pub fn current(&self) -> Result<&Model<B>> {
         match &self.device_copy {

@@ -31,7 +31,7 @@ use burn::prelude::*;
 use kvlab_model::{AttentionMask, CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
 
 use crate::layout::KvLayout;
-use crate::store::{SlotStore, from_slots, runs, to_slots};
+use crate::store::{SlotStore, from_slots, read_rows, runs, to_slots};
 use discipline::{Discipline, Evict, Rope};
 use policy::{KeepPolicy, Scope, Shown};
 use table::SlotTable;
@@ -318,18 +318,21 @@ impl<B: Backend> KvCache<B> for EvictingCache<B> {
     ) -> Result<KvView<B>, CacheError> {
         let (b, h, d) = (self.layout.batch, self.layout.n_kv_heads, self.layout.head_dim);
         let (kept, regions) = (self.table.kept(layer), self.table.heads);
-        let mut ranges = Vec::new();
-        for row in 0..b {
-            for g in 0..regions {
-                let region = self.table.region(layer, row, g);
+        // Per row, then per region: the live slots as store ranges, in live-list order.
+        let ranges: Vec<Vec<Range<usize>>> = (0..b)
+            .flat_map(|row| (0..regions).map(move |g| (row, g)))
+            .map(|(row, g)| {
                 let base = self.store_slot(row, g, 0);
-                ranges.extend(
-                    runs(self.table.live(region))
-                        .into_iter()
-                        .map(|(s, _, n)| base + s..base + s + n),
-                );
-            }
+                let live = self.table.live(self.table.region(layer, row, g));
+                runs(live).into_iter().map(|(s, _, n)| base + s..base + s + n).collect()
+            })
+            .collect();
+        if regions == 1 && self.discipline.rope == Rope::Text {
+            // Slots hold every KV head, keys already rotated: attention may read them in place.
+            let kv = read_rows(self.store.0.as_ref(), layer, &ranges, h, d);
+            return Ok(KvView { kv, mask: AttentionMask::CausalEnd });
         }
+        let ranges: Vec<Range<usize>> = ranges.into_iter().flatten().collect();
         let (k, v) = self.store.0.read_ranges(layer, &ranges);
         // [b · h · kept, 1, d] per head, or [b · kept, h, d] per row -> [b, h, kept, d]. New
         // tokens are last in every live list (or alone, once full), in position order: the
@@ -342,7 +345,7 @@ impl<B: Backend> KvCache<B> for EvictingCache<B> {
             // Live lists are oldest first: rank `i` is in-cache position `i`.
             Rope::InCache => rope.apply(shape(k), &[0]),
         };
-        Ok(KvView { k, v: shape(v), mask: AttentionMask::CausalEnd })
+        Ok(KvView::dense(k, shape(v), AttentionMask::CausalEnd))
     }
 
     fn commit(&mut self, new_tokens: usize) {
