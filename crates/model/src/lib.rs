@@ -7,6 +7,7 @@ pub mod cache;
 pub mod config;
 pub mod corpus;
 pub mod divergence;
+pub mod few_rows;
 pub mod fork_join;
 pub mod fused_attention;
 pub mod generate;

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use burn::module::Param;
 use burn::prelude::*;
 
+use crate::few_rows;
 use crate::fork_join::ForkJoin;
 use crate::weights::HostTensor;
 
@@ -60,7 +61,7 @@ impl<B: Backend> SplitLinear<B> {
         let [b, t, d] = x.dims();
         let x = x.reshape([b * t, d]);
         let out = match self.parts.as_slice() {
-            [w] => x.matmul(w.val()),
+            [w] => product(x, w.val()),
             parts => {
                 // One block per participant of the fork-join pool, whose helpers are already
                 // awake (rayon's would be woken through a futex for each of the step's ~120
@@ -72,7 +73,7 @@ impl<B: Backend> SplitLinear<B> {
                 ForkJoin::global().run(
                     parts.len(),
                     Arc::new(move |i| {
-                        let _ = out[i].set(x.clone().matmul(weights[i].clone()));
+                        let _ = out[i].set(product(x.clone(), weights[i].clone()));
                     }),
                 );
                 let blocks = Arc::try_unwrap(blocks).expect("the job released its blocks");
@@ -90,4 +91,13 @@ impl<B: Backend> SplitLinear<B> {
     pub fn weight(&self) -> Tensor<B, 2> {
         Tensor::cat(self.parts.iter().map(|p| p.val()).collect(), 1)
     }
+}
+
+/// `x · w`: a few rows (a batched decode step) through [`few_rows`], which reads `w` once, the
+/// rest through burn's matmul (gemm).
+///
+/// # Shapes
+/// - x: `[m, in]`; w: `[in, out]`; output: `[m, out]`
+fn product<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
+    few_rows::matmul(&x, &w).unwrap_or_else(|| x.matmul(w))
 }
