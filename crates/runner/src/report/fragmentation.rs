@@ -32,7 +32,7 @@ const SPLIT: [(&str, &str, RGBColor); 7] = [
 /// The serving axes a legend names, after the policy: column, and how its value reads
 /// (`None`: the default, left out).
 type Reading = fn(&str) -> Option<String>;
-const LABELLED: [(&str, Reading); 8] = [
+const LABELLED: [(&str, Reading); 9] = [
     ("trace_kind", |v| Some(v.to_string())),
     ("sharing", |v| (v == "on").then(|| "shared".into())),
     ("preemption", |v| (v == "swap").then(|| "swap".into())),
@@ -41,6 +41,7 @@ const LABELLED: [(&str, Reading); 8] = [
     ("keep_tokens", |v| Some(format!("keep {v}"))),
     ("compaction", |v| (v == "on").then(|| "compacted".into())),
     ("cost", |v| Some(format!("({v})"))),
+    ("attention", |v| (v == "fused").then(|| "fused".into())),
 ];
 
 /// A run's legend name: `paged-16`, `reserve-max`, `paged-16 samples shared`,
@@ -235,9 +236,10 @@ fn measured_throughput(t: &Table) -> String {
         else {
             continue;
         };
+        // Against reserve-max on the same model, budget and attention kernel (a ratio across
+        // kernels would mix the kernel's speed into paging's).
         let same_budget = |o: &&Vec<String>| {
-            t.get(o, "model") == t.get(r, "model")
-                && t.get(o, "kv_budget_bytes") == t.get(r, "kv_budget_bytes")
+            ["model", "kv_budget_bytes", "attention"].iter().all(|c| t.get(o, c) == t.get(r, c))
                 && t.get(o, "policy") == "reserve-max"
         };
         let base = t.rows.iter().find(same_budget).and_then(|o| t.num(o, "model_tok_per_s"));
@@ -261,8 +263,8 @@ fn measured_throughput(t: &Table) -> String {
         } else if hi < 1.0 {
             "paging's larger batches do **not** turn into more tokens per second on this \
              machine: a decode step's cost grows with its batch (the model is compute-bound \
-             on the CPU, and ragged rows are padded to the longest and gathered through block \
-             tables), so fewer, larger steps gain nothing. The vLLM result relies on decode \
+             on the CPU, and ragged rows are padded to the longest), so fewer, larger steps \
+             gain nothing. The vLLM result relies on decode \
              being memory-bound, as it is for a large model on a GPU, where a bigger batch \
              reads the weights once for more tokens"
         } else {
@@ -292,15 +294,19 @@ mod tests {
 
     #[test]
     fn policies_are_named_with_their_block_size() {
-        assert_eq!(named_policy("paged", "16", [""; 8]), "paged-16");
-        let plain = ["", "off", "recompute", "", "off", "", "off", ""];
+        assert_eq!(named_policy("paged", "16", [""; 9]), "paged-16");
+        let plain = ["", "off", "recompute", "", "off", "", "off", "", "dense"];
         assert_eq!(named_policy("reserve-max", "", plain), "reserve-max");
         assert_eq!(
-            named_policy("paged", "16", ["samples", "on", "swap", "1024", "", "", "", "gpu"]),
-            "paged-16 samples shared swap prompt 1024 (gpu)"
+            named_policy(
+                "paged",
+                "16",
+                ["samples", "on", "swap", "1024", "", "", "", "gpu", "fused"]
+            ),
+            "paged-16 samples shared swap prompt 1024 (gpu) fused"
         );
         assert_eq!(
-            named_policy("paged", "16", ["", "", "", "", "sink", "256", "on", ""]),
+            named_policy("paged", "16", ["", "", "", "", "sink", "256", "on", "", ""]),
             "paged-16 sink keep 256 compacted"
         );
     }
@@ -321,5 +327,31 @@ mod tests {
         assert_eq!(sizes, [("paged-16", 2), ("reserve-max", 1)]);
         assert_eq!(chart.title(), "Requests running per iteration, 256-token budget");
         assert!(concurrency(&header[1..], &rows, "toy", "1024", "256", "256").is_none());
+    }
+
+    #[test]
+    fn measured_throughput_is_compared_within_one_attention_kernel() {
+        let header = ["model", "kv_budget_bytes", "kv_budget_tokens", "policy", "block_size"]
+            .into_iter()
+            .chain(["attention", "tokens_per_iteration", "model_tok_per_s"])
+            .map(String::from)
+            .collect();
+        let row = |policy: &str, bs: &str, attention: &str, tps: &str| -> Vec<String> {
+            ["toy", "4096", "1024", policy, bs, attention, "2.0", tps].map(String::from).to_vec()
+        };
+        let t = Table {
+            workload: crate::workload::Workload::Fragmentation,
+            header,
+            rows: vec![
+                row("reserve-max", "", "dense", "100"),
+                row("reserve-max", "", "fused", "200"),
+                row("paged", "16", "dense", "150"),
+                row("paged", "16", "fused", "300"),
+            ],
+        };
+        let md = measured_throughput(&t);
+        assert!(md.contains("| toy | 1024 | paged-16 | 2.00 | 150.0 | 1.50x |"), "{md}");
+        assert!(md.contains("| toy | 1024 | paged-16 fused | 2.00 | 300.0 | 1.50x |"), "{md}");
+        assert!(md.contains("| toy | 1024 | reserve-max fused | 2.00 | 200.0 | 1.00x |"), "{md}");
     }
 }
