@@ -12,11 +12,9 @@
 //! multiply-adds; gemm sums in another order, so the two agree to float rounding (tested
 //! within 1e-5 relative), not bit for bit. Batch-1 steps (one row) keep gemm's gemv path.
 
-use std::any::Any;
-
 use burn::prelude::*;
-use burn::tensor::{DType, TensorPrimitive};
-use burn_flex::{Flex, FlexTensor};
+
+use crate::flex_buffer::flex_f32;
 
 /// Rows above this go to gemm: its packed kernels win once the weight's reuse is large.
 pub const MAX_ROWS: usize = 16;
@@ -40,12 +38,12 @@ pub fn matmul<B: Backend>(x: &Tensor<B, 2>, w: &Tensor<B, 2>) -> Option<Tensor<B
     if !(2..=MAX_ROWS).contains(&m) || k != k2 || !available() {
         return None;
     }
-    let (xs, x_row) = rows_of(&x.clone().into_primitive())?;
-    let (ws, w_row) = rows_of(&w.clone().into_primitive())?;
+    let (xs, x_at, [x_row, _]) = flex_f32::<2>(&x.clone().into_primitive())?;
+    let (ws, w_at, [w_row, _]) = flex_f32::<2>(&w.clone().into_primitive())?;
     let job = Job {
-        x: &xs.0.storage::<f32>()[xs.1..],
+        x: &xs.storage::<f32>()[x_at..],
         x_row,
-        w: &ws.0.storage::<f32>()[ws.1..],
+        w: &ws.storage::<f32>()[w_at..],
         w_row,
         m,
         k,
@@ -65,24 +63,6 @@ pub fn available() -> bool {
     {
         false
     }
-}
-
-/// An f32 flex matrix with contiguous rows: `((buffer, offset), row stride)`.
-fn rows_of(p: &dyn Any) -> Option<((FlexTensor, usize), usize)> {
-    let tensor = match p.downcast_ref::<TensorPrimitive<Flex>>()? {
-        TensorPrimitive::Float(t) => t.clone(),
-        TensorPrimitive::QFloat(_) => return None,
-    };
-    if tensor.dtype() != DType::F32 {
-        return None;
-    }
-    let layout = tensor.layout();
-    let s = layout.strides();
-    if s.len() != 2 || s[1] != 1 || s[0] < 0 {
-        return None;
-    }
-    let (offset, row) = (layout.start_offset(), s[0] as usize);
-    Some(((tensor, offset), row))
 }
 
 struct Job<'a> {

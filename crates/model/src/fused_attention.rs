@@ -15,14 +15,13 @@
 //! [`attend`] returns `None`, having computed nothing, unless every tensor is an f32 flex
 //! tensor whose last axis is contiguous.
 
-use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
 use burn::prelude::*;
-use burn::tensor::{DType, TensorPrimitive};
-use burn_flex::{Flex, FlexTensor};
+use burn_flex::FlexTensor;
 
 use crate::cache::KvData;
+use crate::flex_buffer::flex_f32;
 use crate::fork_join::ForkJoin;
 use crate::kv_runs::{KvRuns, SlotRun};
 
@@ -37,26 +36,6 @@ pub enum Visible {
     CausalEnd,
     /// `[batch, t, s]`, true where a key is hidden.
     Hidden(Vec<bool>),
-}
-
-/// An f32 flex tensor's buffer and layout: `None` unless `p` is an f32 flex tensor of `RANK`
-/// dims with a contiguous last axis and non-negative strides.
-fn flex_f32<const RANK: usize>(p: &dyn Any) -> Option<(FlexTensor, usize, [usize; RANK])> {
-    let tensor = match p.downcast_ref::<TensorPrimitive<Flex>>()? {
-        TensorPrimitive::Float(t) => t.clone(),
-        TensorPrimitive::QFloat(_) => return None,
-    };
-    if tensor.dtype() != DType::F32 {
-        return None;
-    }
-    let layout = tensor.layout();
-    let s = layout.strides();
-    if s.len() != RANK || s[RANK - 1] != 1 || s.iter().any(|&x| x < 0) {
-        return None;
-    }
-    let offset = layout.start_offset();
-    let strides = std::array::from_fn(|i| s[i] as usize);
-    Some((tensor, offset, strides))
 }
 
 /// Queries, keys or values read in place: head `g` of key (or query row) `j` of batch row `bi`

@@ -8,6 +8,7 @@ pub mod config;
 pub mod corpus;
 pub mod divergence;
 pub mod few_rows;
+pub mod flex_buffer;
 pub mod fork_join;
 pub mod fused_attention;
 pub mod generate;
