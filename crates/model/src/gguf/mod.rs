@@ -10,6 +10,7 @@
 //! The whole file is read into memory (the SmolLM2 file is 98 MB); nothing here panics on bad
 //! input: every problem becomes a [`GgufError`] naming the file.
 
+mod kquants;
 mod quant;
 
 pub use quant::{DequantError, GgmlType, dequantize};

@@ -6,6 +6,8 @@
 //! `type_size()` bytes, little endian, scales in IEEE half precision.
 
 use half::{bf16, f16};
+
+use super::kquants;
 use std::fmt;
 
 /// A ggml tensor element type, as stored in a GGUF tensor info (`ggml_type` ids).
@@ -172,6 +174,8 @@ impl GgmlType {
                 | GgmlType::Q5_0
                 | GgmlType::Q5_1
                 | GgmlType::Q8_0
+                | GgmlType::Q4K
+                | GgmlType::Q6K
         )
     }
 
@@ -273,6 +277,8 @@ pub fn dequantize(ty: GgmlType, data: &[u8], n_elements: usize) -> Result<Vec<f3
                 out.extend(qs.iter().enumerate().map(|(j, &q)| value(q >> 4, j + 16)));
             }
         }
+        GgmlType::Q4K => blocks.for_each(|b| kquants::q4_k_block(b, &mut out)),
+        GgmlType::Q6K => blocks.for_each(|b| kquants::q6_k_block(b, &mut out)),
         _ => return Err(DequantError::Unsupported(ty)),
     }
     debug_assert_eq!(out.len(), n_elements);
@@ -404,8 +410,8 @@ mod tests {
             Err(DequantError::WrongByteCount { expected: 34, got: 33, .. })
         ));
         assert_eq!(
-            dequantize(GgmlType::Q6K, &[0; 210], 256),
-            Err(DequantError::Unsupported(GgmlType::Q6K))
+            dequantize(GgmlType::Q5K, &[0; 176], 256),
+            Err(DequantError::Unsupported(GgmlType::Q5K))
         );
     }
 }
