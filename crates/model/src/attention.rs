@@ -5,6 +5,7 @@
 //! head serves its whole group. Memory is what kvlab measures; repeating K/V `n_rep` times for
 //! every decode step would spend exactly what GQA saves.
 
+use burn::nn::RmsNorm;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
@@ -12,6 +13,7 @@ use crate::cache::{AttentionMask, CacheError, KvCache};
 use crate::fused_attention::{self, Visible};
 use crate::linear::SplitLinear;
 use crate::rope::RotaryEncoding;
+use crate::sliding_window::local_mask;
 
 /// A large negative bias: exp() of it underflows to exactly 0 next to any real score.
 const HIDDEN: f32 = -1.0e30;
@@ -20,6 +22,12 @@ const HIDDEN: f32 = -1.0e30;
 pub struct Attention<B: Backend> {
     /// Q, K and V projections fused into one pass over `[hidden, (n_heads + 2 n_kv) head_dim]`.
     pub qkv: SplitLinear<B>,
+    /// `[(n_heads + 2 n_kv) head_dim]`: Q, K and V biases in the projection's order (Qwen2).
+    pub qkv_bias: Option<Tensor<B, 1>>,
+    /// RMSNorm of each query head's vector (`[head_dim]` weights) before RoPE (Gemma 3).
+    pub q_norm: Option<RmsNorm<B>>,
+    /// RMSNorm of each key head's vector before the cache rotates it (Gemma 3).
+    pub k_norm: Option<RmsNorm<B>>,
     pub wo: SplitLinear<B>,
     pub n_heads: usize,
     pub n_kv_heads: usize,
@@ -35,6 +43,9 @@ pub struct Attention<B: Backend> {
     /// dense ops over a `[queries, keys]` score tensor. Off by default: the dense path is the
     /// reference (the two agree to float rounding, not bit for bit).
     pub fused: bool,
+    /// `Some(w)`: a local layer whose queries see only the last `w` positions
+    /// ([`crate::sliding_window`]); `None`: global.
+    pub window: Option<usize>,
 }
 
 /// The key count attention runs on: `s` rounded up to a multiple of `bucket` (0: `s`).
@@ -70,6 +81,10 @@ impl<B: Backend> Attention<B> {
 
         // [b, t, (h + 2 kvh) d], split into q [b, h, t, d] and k, v [b, kvh, t, d]
         let qkv = self.qkv.forward(x);
+        let qkv = match &self.qkv_bias {
+            Some(bias) => qkv + bias.clone().reshape([1, 1, (h + 2 * kvh) * d]),
+            None => qkv,
+        };
         let (qd, kd) = (h * d, kvh * d);
         let q = qkv.clone().slice([0..b, 0..t, 0..qd]).reshape([b, t, h, d]).swap_dims(1, 2);
         let k =
@@ -77,8 +92,22 @@ impl<B: Backend> Attention<B> {
         let v =
             qkv.slice([0..b, 0..t, qd + kd..qd + 2 * kd]).reshape([b, t, kvh, d]).swap_dims(1, 2);
 
+        // Per-head norms act on the last axis, head_dim.
+        let q = match &self.q_norm {
+            Some(norm) => norm.forward(q),
+            None => q,
+        };
+        let k = match &self.k_norm {
+            Some(norm) => norm.forward(k),
+            None => k,
+        };
+
         let q = rope.apply(q, starts);
-        let view = cache.update(layer, k, v, rope)?;
+        let mut view = cache.update(layer, k, v, rope)?;
+        if let Some(window) = self.window {
+            let (shape, device) = ([b, t, view.keys()], view.device());
+            view.mask = local_mask(view.mask, window, shape, layer, &device)?;
+        }
         if self.fused && !cache.observes_attention(layer) {
             let visible = match &view.mask {
                 AttentionMask::CausalEnd => Some(Visible::CausalEnd),

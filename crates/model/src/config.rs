@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::arch::{Arch, LayerAttention, SlidingWindow};
+
 /// The shape of a Llama-style decoder. Everything the KV-cache formula needs is here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -21,6 +23,9 @@ pub struct ModelConfig {
     pub tie_embeddings: bool,
     /// The largest position the rotary table covers.
     pub max_positions: usize,
+    /// How the family differs from Llama (QK-norm, biases, local layers, ...).
+    #[serde(default)]
+    pub arch: Arch,
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -32,7 +37,7 @@ pub enum ConfigError {
 }
 
 /// Names accepted by [`ModelConfig::preset`].
-pub const PRESETS: &[&str] = &["seed-toy", "smollm2-135m"];
+pub const PRESETS: &[&str] = &["seed-toy", "smollm2-135m", "gemma3-270m", "qwen2.5-coder-1.5b"];
 
 impl ModelConfig {
     /// The article's toy `LlamaConfig(vocab_size=100, hidden_size=256, intermediate_size=512,
@@ -51,6 +56,7 @@ impl ModelConfig {
             rms_eps: 1e-6,
             tie_embeddings: false,
             max_positions: 32_768,
+            arch: Arch::default(),
         }
     }
 
@@ -68,6 +74,49 @@ impl ModelConfig {
             rms_eps: 1e-5,
             tie_embeddings: true,
             max_positions: 32_768,
+            arch: Arch::default(),
+        }
+    }
+
+    /// Gemma 3 270M (base): 18 layers, 4 query heads sharing one KV head of 256 dims; 15 local
+    /// layers with a 512-token window.
+    pub fn gemma3_270m() -> Self {
+        Self {
+            vocab_size: 262_144,
+            hidden_size: 640,
+            intermediate_size: 2048,
+            n_layers: 18,
+            n_heads: 4,
+            n_kv_heads: 1,
+            head_dim: 256,
+            rope_theta: 1_000_000.0,
+            rms_eps: 1e-6,
+            tie_embeddings: true,
+            max_positions: 32_768,
+            arch: Arch::gemma3(SlidingWindow {
+                tokens: 512,
+                global_every: 6,
+                rope_theta: 10_000.0,
+            }),
+        }
+    }
+
+    /// Qwen2.5-Coder-1.5B-Instruct: 28 layers, 12 query heads sharing 2 KV heads of 128 dims,
+    /// Q/K/V biases, an untied head.
+    pub fn qwen25_coder_1_5b() -> Self {
+        Self {
+            vocab_size: 151_936,
+            hidden_size: 1536,
+            intermediate_size: 8960,
+            n_layers: 28,
+            n_heads: 12,
+            n_kv_heads: 2,
+            head_dim: 128,
+            rope_theta: 1_000_000.0,
+            rms_eps: 1e-6,
+            tie_embeddings: false,
+            max_positions: 32_768,
+            arch: Arch::qwen2(),
         }
     }
 
@@ -75,6 +124,8 @@ impl ModelConfig {
         match name {
             "seed-toy" => Ok(Self::seed_toy()),
             "smollm2-135m" => Ok(Self::smollm2_135m()),
+            "gemma3-270m" => Ok(Self::gemma3_270m()),
+            "qwen2.5-coder-1.5b" => Ok(Self::qwen25_coder_1_5b()),
             other => Err(ConfigError::UnknownPreset(other.to_string())),
         }
     }
@@ -113,6 +164,11 @@ impl ModelConfig {
             )));
         }
         Ok(())
+    }
+
+    /// Layer `layer`'s attention: global, or local with a window, and its rotary base.
+    pub fn layer_attention(&self, layer: usize) -> LayerAttention {
+        self.arch.layer_attention(layer, self.rope_theta)
     }
 
     /// Query heads served by one KV head.

@@ -5,11 +5,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::ModelConfig;
-use crate::weights::{HostTensor, LayerWeights, ModelWeights};
+use crate::weights::{HostTensor, LayerWeights, ModelWeights, PostNorms, QkNorm, QkvBias};
 
 /// Weights drawn from N(0, 1/fan_in) for projections (so activations keep unit scale and
-/// logits are spread enough for greedy decoding to be stable), N(0, 1) for embeddings, and
-/// ones for norms.
+/// logits are spread enough for greedy decoding to be stable), N(0, 1) for embeddings, ones for
+/// norms, and N(0, 0.1²) for the biases of families that have them.
 pub fn random_weights(config: &ModelConfig, seed: u64) -> ModelWeights {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let c = config;
@@ -31,6 +31,13 @@ pub fn random_weights(config: &ModelConfig, seed: u64) -> ModelWeights {
             gate: linear(ff, d, &mut rng),
             up: linear(ff, d, &mut rng),
             down: linear(d, ff, &mut rng),
+            qkv_bias: c.arch.qkv_bias.then(|| QkvBias {
+                q: normal(&mut rng, vec![q], 0.1),
+                k: normal(&mut rng, vec![kv], 0.1),
+                v: normal(&mut rng, vec![kv], 0.1),
+            }),
+            qk_norm: c.arch.qk_norm.then(|| QkNorm { q: ones(c.head_dim), k: ones(c.head_dim) }),
+            post_norms: c.arch.post_norms.then(|| PostNorms { attn: ones(d), mlp: ones(d) }),
         })
         .collect();
     let lm_head = (!c.tie_embeddings).then(|| linear(c.vocab_size, d, &mut rng));

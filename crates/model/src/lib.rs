@@ -1,6 +1,7 @@
 //! kvlab's model crate: a Llama-style decoder generic over burn's `Backend`, the KV-cache seam
 //! the strategies implement, GGUF loading, the tokenizer, and the perplexity evaluator.
 
+pub mod arch;
 pub mod assets;
 pub mod attention;
 pub mod cache;
@@ -24,9 +25,11 @@ pub mod model;
 pub mod no_cache;
 pub mod perplexity;
 pub mod rope;
+pub mod sliding_window;
 pub mod tokenizer;
 pub mod weights;
 
+pub use arch::{Activation, Arch, LayerAttention, SlidingWindow};
 pub use cache::{AttentionMask, CacheError, KvCache, KvData, KvMemory, KvView};
 pub use config::ModelConfig;
 pub use kv_runs::{KvRuns, SlotRun};

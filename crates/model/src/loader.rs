@@ -1,59 +1,116 @@
-//! Loads a llama-architecture GGUF into [`ModelWeights`]: the config from the file's metadata
-//! (never hard-coded), every tensor dequantized to f32, shapes checked, and the Q/K rows put
-//! back in the order HF's rotate-half RoPE expects.
+//! Loads a GGUF of a supported family (`llama`, `gemma3`, `qwen2`) into [`ModelWeights`]: the
+//! config from the file's metadata (never hard-coded, except what llama.cpp itself hard-codes for
+//! a family: see [`Family`]), every tensor dequantized to f32, shapes checked, and for `llama`
+//! files the Q/K rows put back in the order HF's rotate-half RoPE expects.
 //!
-//! Why the un-permutation: llama.cpp's converter permutes the rows of `attn_q` and `attn_k` so
-//! that its default RoPE, which rotates interleaved pairs `(2i, 2i+1)`, computes what HF's
-//! rotate-half RoPE computes on pairs `(i, i + d/2)`. Per head, the converter maps HF row
-//! `j * d/2 + i` (j in {0, 1}) to GGUF row `2i + j`; [`unpermute_rows`] inverts it. The test
-//! against the independent reference (`tests/reference.rs`) checks this numerically.
+//! Why the un-permutation: llama.cpp's converter permutes the rows of `attn_q` and `attn_k` of
+//! `llama` models so that its default RoPE, which rotates interleaved pairs `(2i, 2i+1)`,
+//! computes what HF's rotate-half RoPE computes on pairs `(i, i + d/2)`. Per head, the converter
+//! maps HF row `j * d/2 + i` (j in {0, 1}) to GGUF row `2i + j`; [`unpermute_rows`] inverts it.
+//! The test against the independent reference (`tests/reference.rs`) checks this numerically.
+//! `gemma3` and `qwen2` files are not permuted: llama.cpp rotates them "NEOX" style, which is
+//! rotate-half.
 
 use std::path::Path;
 
 use thiserror::Error;
 
+use crate::arch::{Arch, SlidingWindow};
 use crate::config::ModelConfig;
 use crate::gguf::{GgufError, GgufFile};
-use crate::weights::{HostTensor, LayerWeights, ModelWeights};
+use crate::weights::{HostTensor, LayerWeights, ModelWeights, PostNorms, QkNorm, QkvBias};
+
+/// The architectures kvlab loads (`general.architecture`).
+pub const ARCHITECTURES: &[&str] = &["llama", "gemma3", "qwen2"];
 
 #[derive(Debug, Error)]
 pub enum LoadError {
     #[error(transparent)]
     Gguf(#[from] GgufError),
-    #[error("{path}: architecture '{found}' is not supported (kvlab loads 'llama')")]
+    #[error(
+        "{path}: architecture '{found}' is not supported (kvlab loads {})",
+        ARCHITECTURES.join(", ")
+    )]
     Architecture { path: String, found: String },
     #[error("{path}: {message}")]
     Shape { path: String, message: String },
 }
 
-/// Reads the model config from `llama.*` metadata.
+/// A supported family: its metadata prefix and what its graph does beyond Llama's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Llama,
+    Gemma3,
+    Qwen2,
+}
+
+impl Family {
+    fn of(file: &GgufFile) -> Result<Self, LoadError> {
+        match file.get_str("general.architecture")? {
+            "llama" => Ok(Family::Llama),
+            "gemma3" => Ok(Family::Gemma3),
+            "qwen2" => Ok(Family::Qwen2),
+            other => Err(LoadError::Architecture {
+                path: file.path().display().to_string(),
+                found: other.to_string(),
+            }),
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Gemma3 => "gemma3",
+            Family::Qwen2 => "qwen2",
+        }
+    }
+
+    /// What the file's metadata does not say. For Gemma 3, llama.cpp's `llama-model.cpp`
+    /// hard-codes the local layers (`set_swa_pattern(6)`: every 6th layer global) and their rope
+    /// base (`rope_freq_base_train_swa = 10000`); the window size is read from
+    /// `gemma3.attention.sliding_window`.
+    fn arch(self, file: &GgufFile) -> Result<Arch, LoadError> {
+        Ok(match self {
+            Family::Llama => Arch::default(),
+            Family::Qwen2 => Arch::qwen2(),
+            Family::Gemma3 => Arch::gemma3(SlidingWindow {
+                tokens: file.get_u32("gemma3.attention.sliding_window")? as usize,
+                global_every: 6,
+                rope_theta: 10_000.0,
+            }),
+        })
+    }
+}
+
+/// Reads the model config from the family's metadata (`llama.*`, `gemma3.*`, `qwen2.*`).
 pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig, LoadError> {
     let path = file.path().display().to_string();
-    let arch = file.get_str("general.architecture")?;
-    if arch != "llama" {
-        return Err(LoadError::Architecture { path, found: arch.to_string() });
-    }
-    let n_heads = file.get_u32("llama.attention.head_count")? as usize;
-    let hidden = file.get_u32("llama.embedding_length")? as usize;
-    let vocab = match file.get_u32("llama.vocab_size") {
-        Ok(v) => v as usize,
+    let family = Family::of(file)?;
+    let key = |k: &str| format!("{}.{k}", family.prefix());
+    let u32_key = |k: &str| file.get_u32(&key(k)).map(|v| v as usize);
+    let n_heads = u32_key("attention.head_count")?;
+    let hidden = u32_key("embedding_length")?;
+    let vocab = match u32_key("vocab_size") {
+        Ok(v) => v,
         Err(_) => file.get_str_array("tokenizer.ggml.tokens")?.len(),
     };
+    // Gemma's heads are wider than hidden / heads (256 vs 160): its key_length says so.
+    let head_dim = u32_key("attention.key_length")
+        .or_else(|_| u32_key("rope.dimension_count"))
+        .unwrap_or(hidden / n_heads);
     let config = ModelConfig {
         vocab_size: vocab,
         hidden_size: hidden,
-        intermediate_size: file.get_u32("llama.feed_forward_length")? as usize,
-        n_layers: file.get_u32("llama.block_count")? as usize,
+        intermediate_size: u32_key("feed_forward_length")?,
+        n_layers: u32_key("block_count")?,
         n_heads,
-        n_kv_heads: file.get_u32("llama.attention.head_count_kv")? as usize,
-        head_dim: match file.get_u32("llama.rope.dimension_count") {
-            Ok(d) => d as usize,
-            Err(_) => hidden / n_heads,
-        },
-        rope_theta: file.get_f32("llama.rope.freq_base").map(shortest_f64).unwrap_or(10_000.0),
-        rms_eps: shortest_f64(file.get_f32("llama.attention.layer_norm_rms_epsilon")?),
+        n_kv_heads: u32_key("attention.head_count_kv")?,
+        head_dim,
+        rope_theta: file.get_f32(&key("rope.freq_base")).map(shortest_f64).unwrap_or(10_000.0),
+        rms_eps: shortest_f64(file.get_f32(&key("attention.layer_norm_rms_epsilon"))?),
         tie_embeddings: file.tensor("output.weight").is_none(),
         max_positions: 32_768,
+        arch: family.arch(file)?,
     };
     config.validate().map_err(|e| LoadError::Shape { path, message: e.to_string() })?;
     Ok(config)
@@ -73,24 +130,52 @@ pub fn load_gguf(path: &Path) -> Result<ModelWeights, LoadError> {
 
 pub fn weights_from_gguf(file: &GgufFile) -> Result<ModelWeights, LoadError> {
     let config = config_from_gguf(file)?;
+    let permuted = Family::of(file)? == Family::Llama;
     let tensor = |name: &str| -> Result<HostTensor, LoadError> {
         let (data, shape) = file.tensor_f32(name)?;
         Ok(HostTensor::new(data, shape))
     };
-    let hd = config.head_dim;
+    let (hd, arch) = (config.head_dim, config.arch);
     let layers = (0..config.n_layers)
         .map(|i| {
-            let t = |name: &str| tensor(&format!("blk.{i}.{name}.weight"));
+            let t = |name: &str| tensor(&format!("blk.{i}.{name}"));
+            let qk = |name: &str, heads: usize| -> Result<HostTensor, LoadError> {
+                let w = t(name)?;
+                Ok(if permuted { unpermute_rows(w, heads, hd) } else { w })
+            };
             Ok(LayerWeights {
-                attn_norm: t("attn_norm")?,
-                wq: unpermute_rows(t("attn_q")?, config.n_heads, hd),
-                wk: unpermute_rows(t("attn_k")?, config.n_kv_heads, hd),
-                wv: t("attn_v")?,
-                wo: t("attn_output")?,
-                mlp_norm: t("ffn_norm")?,
-                gate: t("ffn_gate")?,
-                up: t("ffn_up")?,
-                down: t("ffn_down")?,
+                attn_norm: t("attn_norm.weight")?,
+                wq: qk("attn_q.weight", config.n_heads)?,
+                wk: qk("attn_k.weight", config.n_kv_heads)?,
+                wv: t("attn_v.weight")?,
+                wo: t("attn_output.weight")?,
+                mlp_norm: t("ffn_norm.weight")?,
+                gate: t("ffn_gate.weight")?,
+                up: t("ffn_up.weight")?,
+                down: t("ffn_down.weight")?,
+                qkv_bias: match arch.qkv_bias {
+                    true => Some(QkvBias {
+                        q: t("attn_q.bias")?,
+                        k: t("attn_k.bias")?,
+                        v: t("attn_v.bias")?,
+                    }),
+                    false => None,
+                },
+                qk_norm: match arch.qk_norm {
+                    true => {
+                        Some(QkNorm { q: t("attn_q_norm.weight")?, k: t("attn_k_norm.weight")? })
+                    }
+                    false => None,
+                },
+                // llama.cpp's names: `post_attention_norm` normalizes attention's output (the
+                // pre-MLP norm is `ffn_norm`), `post_ffw_norm` the MLP's.
+                post_norms: match arch.post_norms {
+                    true => Some(PostNorms {
+                        attn: t("post_attention_norm.weight")?,
+                        mlp: t("post_ffw_norm.weight")?,
+                    }),
+                    false => None,
+                },
             })
         })
         .collect::<Result<Vec<_>, LoadError>>()?;

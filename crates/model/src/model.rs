@@ -12,7 +12,7 @@ use crate::cache::{CacheError, KvCache};
 use crate::config::ModelConfig;
 use crate::layer::DecoderLayer;
 use crate::linear::SplitLinear;
-use crate::mlp::SwiGlu;
+use crate::mlp::GatedMlp;
 use crate::rope::RotaryEncoding;
 use crate::weights::{HostTensor, ModelWeights};
 
@@ -25,7 +25,9 @@ pub struct Model<B: Backend> {
     /// `[hidden, vocab]`. A tied head is a copy of the embedding, transposed once at load so the
     /// per-token head matmul reads contiguous memory.
     pub lm_head: SplitLinear<B>,
-    pub rope: RotaryEncoding<B>,
+    /// Per layer, the rotary tables at that layer's base (Gemma 3's local and global layers
+    /// differ); layers of one base share one table.
+    pub ropes: Vec<RotaryEncoding<B>>,
     pub config: ModelConfig,
 }
 
@@ -45,34 +47,47 @@ impl<B: Backend> Model<B> {
         weights.config.validate().map_err(|e| e.to_string())?;
         weights.check_shapes()?;
         let c = &weights.config;
+        let norm = |t: &HostTensor| rms_norm(t, c.rms_eps, device);
         let layers = weights
             .layers
             .iter()
-            .map(|l| DecoderLayer {
-                attn_norm: rms_norm(&l.attn_norm, c.rms_eps, device),
+            .enumerate()
+            .map(|(i, l)| DecoderLayer {
+                attn_norm: norm(&l.attn_norm),
                 attn: Attention {
                     qkv: SplitLinear::from_host(&[&l.wq, &l.wk, &l.wv], parts, device),
+                    qkv_bias: l.qkv_bias.as_ref().map(|b| {
+                        let stacked = [&b.q.data[..], &b.k.data, &b.v.data].concat();
+                        let n = stacked.len();
+                        Tensor::from_data(TensorData::new(stacked, [n]), device)
+                    }),
+                    q_norm: l.qk_norm.as_ref().map(|n| norm(&n.q)),
+                    k_norm: l.qk_norm.as_ref().map(|n| norm(&n.k)),
                     wo: SplitLinear::from_host(&[&l.wo], parts, device),
                     n_heads: c.n_heads,
                     n_kv_heads: c.n_kv_heads,
                     head_dim: c.head_dim,
                     key_bucket: 0,
                     fused: false,
+                    window: c.layer_attention(i).window,
                 },
-                mlp_norm: rms_norm(&l.mlp_norm, c.rms_eps, device),
-                mlp: SwiGlu {
+                attn_post_norm: l.post_norms.as_ref().map(|n| norm(&n.attn)),
+                mlp_norm: norm(&l.mlp_norm),
+                mlp: GatedMlp {
                     gate_up: SplitLinear::from_host(&[&l.gate, &l.up], parts, device),
                     down: SplitLinear::from_host(&[&l.down], parts, device),
+                    activation: c.arch.activation,
                 },
+                mlp_post_norm: l.post_norms.as_ref().map(|n| norm(&n.mlp)),
             })
             .collect();
         let head = weights.lm_head.as_ref().unwrap_or(&weights.embed);
         Ok(Self {
             embed: Embedding { weight: Param::from_tensor(matrix(&weights.embed, device)) },
             layers,
-            norm: rms_norm(&weights.final_norm, c.rms_eps, device),
+            norm: norm(&weights.final_norm),
             lm_head: SplitLinear::from_host(&[head], parts, device),
-            rope: RotaryEncoding::new(c.head_dim, c.rope_theta, c.max_positions, device),
+            ropes: layer_ropes(c, device),
             config: c.clone(),
         })
     }
@@ -118,8 +133,12 @@ impl<B: Backend> Model<B> {
         let starts = cache.query_start();
         cache.reserve(t)?;
         let mut x = self.embed.forward(tokens);
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, i, &starts, cache, &self.rope)?;
+        if self.config.arch.scale_embeddings {
+            // Gemma: embeddings times √hidden, the factor rounded to f32 as llama.cpp's is.
+            x = x.mul_scalar((self.config.hidden_size as f32).sqrt());
+        }
+        for (i, (layer, rope)) in self.layers.iter().zip(&self.ropes).enumerate() {
+            x = layer.forward(x, i, &starts, cache, rope)?;
         }
         cache.commit(t);
         Ok(self.norm.forward(x))
@@ -158,6 +177,9 @@ impl<B: Backend> Model<B> {
                 out.push(to_vec(lin.weight()));
             }
             out.push(to_vec(l.mlp_norm.gamma.val()));
+            out.extend(l.attn.qkv_bias.iter().map(|b| to_vec(b.clone())));
+            let norms = [&l.attn.q_norm, &l.attn.k_norm, &l.attn_post_norm, &l.mlp_post_norm];
+            out.extend(norms.into_iter().flatten().map(|n| to_vec(n.gamma.val())));
         }
         out.push(to_vec(self.norm.gamma.val()));
         out.push(to_vec(self.lm_head.weight()));
@@ -179,6 +201,22 @@ fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 
 fn matrix<B: Backend>(t: &HostTensor, device: &B::Device) -> Tensor<B, 2> {
     Tensor::from_data(TensorData::new(t.data.clone(), t.dims2()), device)
+}
+
+/// One rotary table per distinct base, cloned (shared, not copied) into every layer using it.
+fn layer_ropes<B: Backend>(c: &ModelConfig, device: &B::Device) -> Vec<RotaryEncoding<B>> {
+    let mut built: Vec<(f64, RotaryEncoding<B>)> = Vec::new();
+    (0..c.n_layers)
+        .map(|layer| {
+            let theta = c.layer_attention(layer).rope_theta;
+            if let Some((_, rope)) = built.iter().find(|(t, _)| *t == theta) {
+                return rope.clone();
+            }
+            let rope = RotaryEncoding::new(c.head_dim, theta, c.max_positions, device);
+            built.push((theta, rope.clone()));
+            rope
+        })
+        .collect()
 }
 
 fn rms_norm<B: Backend>(t: &HostTensor, eps: f64, device: &B::Device) -> RmsNorm<B> {

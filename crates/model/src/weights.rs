@@ -56,6 +56,42 @@ pub struct LayerWeights {
     pub up: HostTensor,
     /// `[hidden, intermediate]`
     pub down: HostTensor,
+    /// Q/K/V biases, where the family has them (`arch.qkv_bias`).
+    pub qkv_bias: Option<QkvBias>,
+    /// Per-head RMSNorm weights of q and k, where the family norms them (`arch.qk_norm`).
+    pub qk_norm: Option<QkNorm>,
+    /// Norms of attention's and the MLP's outputs, where the family has them
+    /// (`arch.post_norms`).
+    pub post_norms: Option<PostNorms>,
+}
+
+/// Biases added to the Q, K and V projections' outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QkvBias {
+    /// `[n_heads * head_dim]`
+    pub q: HostTensor,
+    /// `[n_kv_heads * head_dim]`
+    pub k: HostTensor,
+    /// `[n_kv_heads * head_dim]`
+    pub v: HostTensor,
+}
+
+/// RMSNorm weights applied to each head's q and k vectors before RoPE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QkNorm {
+    /// `[head_dim]`
+    pub q: HostTensor,
+    /// `[head_dim]`
+    pub k: HostTensor,
+}
+
+/// RMSNorm weights of the block outputs, applied before each residual add.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostNorms {
+    /// `[hidden]`: attention's output.
+    pub attn: HostTensor,
+    /// `[hidden]`: the MLP's output.
+    pub mlp: HostTensor,
 }
 
 /// Every parameter of a model, on the host.
@@ -100,6 +136,33 @@ impl ModelWeights {
                 ("down", &l.down, vec![d, ff]),
             ] {
                 expect.push((format!("layers.{i}.{name}"), t, shape));
+            }
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            let present = [
+                ("qkv_bias", l.qkv_bias.is_some(), c.arch.qkv_bias),
+                ("qk_norm", l.qk_norm.is_some(), c.arch.qk_norm),
+                ("post_norms", l.post_norms.is_some(), c.arch.post_norms),
+            ];
+            if let Some((name, has, wants)) = present.iter().find(|(_, has, wants)| has != wants) {
+                return Err(format!(
+                    "layers.{i}.{name} is {} but the architecture {} it",
+                    if *has { "present" } else { "missing" },
+                    if *wants { "needs" } else { "has no place for" }
+                ));
+            }
+            if let Some(b) = &l.qkv_bias {
+                expect.push((format!("layers.{i}.bq"), &b.q, vec![q]));
+                expect.push((format!("layers.{i}.bk"), &b.k, vec![kv]));
+                expect.push((format!("layers.{i}.bv"), &b.v, vec![kv]));
+            }
+            if let Some(n) = &l.qk_norm {
+                expect.push((format!("layers.{i}.q_norm"), &n.q, vec![c.head_dim]));
+                expect.push((format!("layers.{i}.k_norm"), &n.k, vec![c.head_dim]));
+            }
+            if let Some(n) = &l.post_norms {
+                expect.push((format!("layers.{i}.attn_post_norm"), &n.attn, vec![d]));
+                expect.push((format!("layers.{i}.mlp_post_norm"), &n.mlp, vec![d]));
             }
         }
         for (name, t, shape) in expect {

@@ -74,8 +74,8 @@ pub fn check_kv_heads(n_heads: usize, n_kv: usize, kv_heads: usize) -> Result<()
     Ok(())
 }
 
-/// Returns the weights with `kv_heads` KV heads (K and V projections rewritten; nothing else
-/// changes).
+/// Returns the weights with `kv_heads` KV heads (K and V projections and their biases
+/// rewritten; nothing else changes: a QK-norm's weights are per dimension, shared by heads).
 pub fn convert_kv_heads(
     weights: &ModelWeights,
     kv_heads: usize,
@@ -88,6 +88,14 @@ pub fn convert_kv_heads(
     for layer in &mut out.layers {
         layer.wk = regroup(&layer.wk, c.n_kv_heads, kv_heads, c.head_dim, reduction);
         layer.wv = regroup(&layer.wv, c.n_kv_heads, kv_heads, c.head_dim, reduction);
+        if let Some(bias) = &mut layer.qkv_bias {
+            // A bias is a one-column projection: regrouped as its rows are.
+            for b in [&mut bias.k, &mut bias.v] {
+                let column = HostTensor::new(b.data.clone(), vec![b.data.len(), 1]);
+                let grouped = regroup(&column, c.n_kv_heads, kv_heads, c.head_dim, reduction);
+                *b = HostTensor::new(grouped.data, vec![kv_heads * c.head_dim]);
+            }
+        }
     }
     Ok(out)
 }

@@ -1,14 +1,17 @@
 //! The seam is exact: decoding through a cache gives the logits of recomputing without one.
 //!
-//! MHA, GQA and MQA variants of the article's toy model, batch 2, a 10-token prompt and 16
-//! decode steps: `concat` and `static` must choose the same greedy tokens as `none` and agree on
-//! every step's logits within 1e-4 (f32), on flex and on ndarray. Attention's key buckets
+//! MHA, GQA and MQA variants of the article's toy model, each in three architectures (Llama;
+//! Gemma 3's QK-norm, sandwich norms, GeGLU, scaled embeddings and sliding-window layers, with a
+//! window of 6 tokens that the 26-token sequences cross; Qwen2's Q/K/V biases), batch 2, a
+//! 10-token prompt and 16 decode steps: `concat`, `static` and `paged` must choose the same
+//! greedy tokens as `none` and agree on every step's logits within 1e-4 (f32), on flex and on
+//! ndarray. Attention's key buckets
 //! (`Model::set_key_bucket`) change no logit either, for every strategy kind.
 
 use burn::prelude::*;
 use kvlab_model::generate::{Sampling, generate};
 use kvlab_model::init::random_weights;
-use kvlab_model::{KvCache, Model, ModelConfig, NoCache};
+use kvlab_model::{Arch, KvCache, Model, ModelConfig, NoCache, SlidingWindow};
 use kvlab_strategies::{StrategyKind, StrategySpec};
 
 const PROMPT: usize = 10;
@@ -33,9 +36,20 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// The toy model in each family's architecture.
+fn architectures(kv_heads: usize) -> Vec<(&'static str, ModelConfig)> {
+    let llama = ModelConfig::seed_toy().with_kv_heads(kv_heads).unwrap();
+    let window = SlidingWindow { tokens: 6, global_every: 2, rope_theta: 1_000.0 };
+    vec![
+        ("llama", llama.clone()),
+        ("gemma3", ModelConfig { arch: Arch::gemma3(window), ..llama.clone() }),
+        ("qwen2", ModelConfig { arch: Arch::qwen2(), ..llama }),
+    ]
+}
+
 fn check_backend<B: Backend>(device: &B::Device) {
-    for kv_heads in [4, 2, 1] {
-        let config = ModelConfig::seed_toy().with_kv_heads(kv_heads).unwrap();
+    for (arch, config) in [4, 2, 1].into_iter().flat_map(architectures) {
+        let kv_heads = config.n_kv_heads;
         let model = Model::<B>::from_weights(&random_weights(&config, 7), device).unwrap();
         let prompts: Vec<Vec<u32>> = (0..2)
             .map(|r| (0..PROMPT as u32).map(|i| (i * 7 + r * 13 + 3) % 100).collect())
@@ -46,13 +60,13 @@ fn check_backend<B: Backend>(device: &B::Device) {
             let spec = StrategySpec { block_size: Some(4), ..StrategySpec::new(kind) };
             let mut cache = spec.build::<B>(&config, 2, PROMPT + STEPS, device).unwrap();
             let (tokens, logits) = decode(&model, cache.as_mut(), &prompts);
-            assert_eq!(tokens, want_tokens, "{name}, kv_heads {kv_heads}: greedy tokens differ");
+            assert_eq!(tokens, want_tokens, "{arch} {name}, kv_heads {kv_heads}: tokens differ");
             assert_eq!(logits.len(), STEPS);
             for (step, (got, want)) in logits.iter().zip(&want_logits).enumerate() {
                 let diff = max_abs_diff(got, want);
                 assert!(
                     diff <= TOL,
-                    "{name}, kv_heads {kv_heads}, step {step}: max |Δlogit| {diff}"
+                    "{arch} {name}, kv_heads {kv_heads}, step {step}: max |Δlogit| {diff}"
                 );
             }
         }
