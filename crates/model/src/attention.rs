@@ -106,7 +106,8 @@ impl<B: Backend> Attention<B> {
         let mut view = cache.update(layer, k, v, rope)?;
         if let Some(window) = self.window {
             let (shape, device) = ([b, t, view.keys()], view.device());
-            view.mask = local_mask(view.mask, window, shape, layer, &device)?;
+            let positions = cache.key_positions(layer);
+            view.mask = local_mask(view.mask, positions, window, shape, layer, &device)?;
         }
         if self.fused && !cache.observes_attention(layer) {
             let visible = match &view.mask {

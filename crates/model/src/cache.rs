@@ -71,6 +71,20 @@ pub enum AttentionMask<B: Backend> {
     Hidden(Tensor<B, 3, Bool>),
 }
 
+/// Where a layer's view keys lie in the text, as far as a sliding-window layer must know
+/// ([`crate::sliding_window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPositions {
+    /// Key `j` of a row is the row's token `j`: every token since the first, in order (no
+    /// cache, concat, static, paged).
+    Ordered,
+    /// Only tokens of the last `n` positions, `n` no more than the layer's window, in any order
+    /// (a rolling window on a local layer): nothing the window would hide.
+    Recent(usize),
+    /// Anything else (an evicting policy's choice): a local layer cannot be applied to it.
+    Unknown,
+}
+
 /// Bytes a cache holds, so the runner can set them beside the analytic formula.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KvMemory {
@@ -115,6 +129,18 @@ pub trait KvCache<B: Backend> {
 
     /// Per row, the rotary position of the first new query of the next forward.
     fn query_start(&self) -> Vec<usize>;
+
+    /// [`KvCache::query_start`] for layer `layer`'s queries (a cache whose layers place queries
+    /// differently, such as a per-layer plan with a sink cache on some layers, overrides it).
+    fn layer_query_start(&self, _layer: usize) -> Vec<usize> {
+        self.query_start()
+    }
+
+    /// Where layer `layer`'s view keys lie (see [`KeyPositions`]); caches holding every token
+    /// in order say [`KeyPositions::Ordered`].
+    fn key_positions(&self, _layer: usize) -> KeyPositions {
+        KeyPositions::Unknown
+    }
 
     /// Makes room for `new_tokens` tokens per row before the forward runs: allocates blocks,
     /// picks the slots the new tokens go to (evicting, where the strategy evicts). Everything

@@ -186,6 +186,26 @@ impl ModelConfig {
     pub fn kv_bytes(&self, seq_len: usize, batch: usize, bytes_per_element: usize) -> usize {
         seq_len * batch * self.kv_bytes_per_token(bytes_per_element)
     }
+
+    /// The formula as a sum over layers, for the model's own cache plan: a local layer with a
+    /// window of `W` holds `min(L, W)` tokens, a global layer `L`:
+    /// Σ_layers 2 · L_layer · batch · n_kv_heads · head_dim · bytes. Equal to
+    /// [`ModelConfig::kv_bytes`] on a model without local layers.
+    pub fn kv_bytes_planned(
+        &self,
+        seq_len: usize,
+        batch: usize,
+        bytes_per_element: usize,
+    ) -> usize {
+        let per_token_layer = 2 * batch * self.n_kv_heads * self.head_dim * bytes_per_element;
+        (0..self.n_layers)
+            .map(|l| match self.layer_attention(l).window {
+                Some(w) => seq_len.min(w),
+                None => seq_len,
+            })
+            .sum::<usize>()
+            * per_token_layer
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +218,17 @@ mod tests {
         // 2 · 30 layers · 3 heads · 64 dims · 4 bytes = 46,080 bytes per token in f32.
         assert_eq!(c.kv_bytes_per_token(4), 46_080);
         assert_eq!(c.kv_bytes(1024, 2, 4), 46_080 * 2048);
+    }
+
+    #[test]
+    fn gemma3_planned_bytes_sum_over_layers() {
+        let c = ModelConfig::gemma3_270m();
+        // 15 local layers hold 512 tokens, 3 global layers 2,048: 2 · 1 KV head · 256 dims · 4 B.
+        assert_eq!(c.kv_bytes_planned(2048, 1, 4), (15 * 512 + 3 * 2048) * 2 * 256 * 4);
+        assert_eq!(c.kv_bytes(2048, 1, 4), 18 * 2048 * 2 * 256 * 4);
+        assert_eq!(c.kv_bytes_planned(300, 2, 4), c.kv_bytes(300, 2, 4), "inside the window");
+        let s = ModelConfig::smollm2_135m();
+        assert_eq!(s.kv_bytes_planned(4096, 3, 1), s.kv_bytes(4096, 3, 1));
     }
 
     #[test]

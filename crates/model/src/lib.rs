@@ -30,7 +30,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use arch::{Activation, Arch, LayerAttention, SlidingWindow};
-pub use cache::{AttentionMask, CacheError, KvCache, KvData, KvMemory, KvView};
+pub use cache::{AttentionMask, CacheError, KeyPositions, KvCache, KvData, KvMemory, KvView};
 pub use config::ModelConfig;
 pub use kv_runs::{KvRuns, SlotRun};
 pub use model::Model;

@@ -130,15 +130,19 @@ impl<B: Backend> Model<B> {
         cache: &mut dyn KvCache<B>,
     ) -> Result<Tensor<B, 3>, CacheError> {
         let [_, t] = tokens.dims();
-        let starts = cache.query_start();
+        // Each layer's query positions, read before `reserve` moves the cache on.
+        let starts: Vec<Vec<usize>> =
+            (0..self.layers.len()).map(|l| cache.layer_query_start(l)).collect();
         cache.reserve(t)?;
         let mut x = self.embed.forward(tokens);
         if self.config.arch.scale_embeddings {
             // Gemma: embeddings times √hidden, the factor rounded to f32 as llama.cpp's is.
             x = x.mul_scalar((self.config.hidden_size as f32).sqrt());
         }
-        for (i, (layer, rope)) in self.layers.iter().zip(&self.ropes).enumerate() {
-            x = layer.forward(x, i, &starts, cache, rope)?;
+        for (i, ((layer, rope), starts)) in
+            self.layers.iter().zip(&self.ropes).zip(&starts).enumerate()
+        {
+            x = layer.forward(x, i, starts, cache, rope)?;
         }
         cache.commit(t);
         Ok(self.norm.forward(x))

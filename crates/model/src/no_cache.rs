@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use burn::prelude::*;
 
-use crate::cache::{AttentionMask, CacheError, KvCache, KvMemory, KvView};
+use crate::cache::{AttentionMask, CacheError, KeyPositions, KvCache, KvMemory, KvView};
 use crate::rope::RotaryEncoding;
 
 /// Lives in the model crate because it is also the reference every strategy is tested against
@@ -32,6 +32,10 @@ impl<B: Backend> KvCache<B> for NoCache<B> {
 
     fn query_start(&self) -> Vec<usize> {
         vec![0; self.batch]
+    }
+
+    fn key_positions(&self, _layer: usize) -> KeyPositions {
+        KeyPositions::Ordered
     }
 
     fn write(

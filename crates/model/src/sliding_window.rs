@@ -2,14 +2,16 @@
 //! `window` positions, its own included (llama.cpp's `LLAMA_SWA_TYPE_STANDARD`: a key at
 //! position `p0` is hidden from a query at `p1` when `p1 - p0 >= window`).
 //!
-//! A view whose mask is [`AttentionMask::CausalEnd`] holds consecutive positions ending at the
-//! last new token, so distances follow from indices: query `i` of `t` sits `s - t + i` keys
-//! after key 0. Other views (evicting caches, ragged serving rows) do not say where their keys
-//! lie; a local layer refuses them rather than attend to keys the model never would.
+//! What the cache says of its keys ([`KeyPositions`]) decides: keys in text order from the first
+//! token (no cache, concat, static, paged) with a causal-end mask are masked by index (query `i`
+//! of `t` sits `s - t + i` keys after key 0); a rolling window no longer than the layer's holds
+//! nothing the window would hide; anything else (an evicting policy's choice, ragged serving
+//! rows) is refused rather than attended to as the model never would. A model's own cache plan
+//! (`kvlab_strategies::layer_plan`) gives its local layers such a rolling window.
 
 use burn::prelude::*;
 
-use crate::cache::{AttentionMask, CacheError};
+use crate::cache::{AttentionMask, CacheError, KeyPositions};
 
 /// The view's mask narrowed to `window` positions.
 ///
@@ -17,15 +19,19 @@ use crate::cache::{AttentionMask, CacheError};
 /// - output: `Hidden([batch, t, s])` when the window hides any key, else the mask unchanged
 pub fn local_mask<B: Backend>(
     mask: AttentionMask<B>,
+    positions: KeyPositions,
     window: usize,
     [batch, t, s]: [usize; 3],
     layer: usize,
     device: &B::Device,
 ) -> Result<AttentionMask<B>, CacheError> {
-    match mask {
+    match (mask, positions) {
+        (mask, KeyPositions::Recent(n)) if n <= window => Ok(mask),
         // The first new query is the oldest: if it sees every key, so does every later one.
-        AttentionMask::CausalEnd if s <= window => Ok(AttentionMask::CausalEnd),
-        AttentionMask::CausalEnd => {
+        (AttentionMask::CausalEnd, KeyPositions::Ordered) if s <= window => {
+            Ok(AttentionMask::CausalEnd)
+        }
+        (AttentionMask::CausalEnd, KeyPositions::Ordered) => {
             let offset = s - t;
             let mut hidden = Vec::with_capacity(batch * t * s);
             for _ in 0..batch {
@@ -37,10 +43,10 @@ pub fn local_mask<B: Backend>(
             let data = TensorData::new(hidden, [batch, t, s]);
             Ok(AttentionMask::Hidden(Tensor::from_data(data, device)))
         }
-        AttentionMask::Hidden(_) => Err(CacheError::Invalid(format!(
-            "layer {layer} is a sliding-window layer ({window} tokens) and this cache's view \
-             does not hold consecutive positions, so the window cannot be applied (use a \
-             static, concat or paged cache on this model)"
+        _ => Err(CacheError::Invalid(format!(
+            "layer {layer} is a sliding-window layer ({window} tokens) and this cache does not \
+             say where its keys lie, so the window cannot be applied (build the cache through \
+             the model's layer plan, StrategySpec::build)"
         ))),
     }
 }
@@ -60,7 +66,8 @@ mod tests {
     #[test]
     fn a_window_of_two_over_three_new_of_four_keys() {
         // Keys at positions 0..4, new queries at 1, 2, 3: each sees itself and the one before.
-        let m = local_mask::<Flex>(AttentionMask::CausalEnd, 2, [1, 3, 4], 0, &FlexDevice);
+        let ordered = KeyPositions::Ordered;
+        let m = local_mask::<Flex>(AttentionMask::CausalEnd, ordered, 2, [1, 3, 4], 0, &FlexDevice);
         let got = hidden(m.unwrap());
         // query 1 sees {0, 1}; query 2 sees {1, 2}; query 3 sees {2, 3}.
         let sees = |row: usize| -> Vec<usize> { (0..4).filter(|&j| !got[row * 4 + j]).collect() };
@@ -71,10 +78,19 @@ mod tests {
 
     #[test]
     fn short_views_and_unknown_positions() {
-        let m = local_mask::<Flex>(AttentionMask::CausalEnd, 4, [2, 1, 4], 0, &FlexDevice);
+        let (ordered, end) = (KeyPositions::Ordered, AttentionMask::CausalEnd);
+        let m = local_mask::<Flex>(end.clone(), ordered, 4, [2, 1, 4], 0, &FlexDevice);
         assert!(matches!(m, Ok(AttentionMask::CausalEnd)));
-        let h = Tensor::<Flex, 3, Bool>::full([1, 1, 3], false, &FlexDevice);
-        let e = local_mask::<Flex>(AttentionMask::Hidden(h), 2, [1, 1, 3], 7, &FlexDevice);
-        assert!(e.unwrap_err().to_string().contains("layer 7 is a sliding-window layer"));
+        let m =
+            local_mask::<Flex>(end.clone(), KeyPositions::Recent(4), 4, [1, 1, 9], 0, &FlexDevice);
+        assert!(matches!(m, Ok(AttentionMask::CausalEnd)), "a short rolling window hides nothing");
+        for (mask, positions) in [
+            (end.clone(), KeyPositions::Unknown),
+            (end, KeyPositions::Recent(5)),
+            (AttentionMask::Hidden(Tensor::full([1, 1, 9], false, &FlexDevice)), ordered),
+        ] {
+            let e = local_mask::<Flex>(mask, positions, 4, [1, 1, 9], 7, &FlexDevice);
+            assert!(e.unwrap_err().to_string().contains("layer 7 is a sliding-window layer"));
+        }
     }
 }

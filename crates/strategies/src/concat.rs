@@ -5,7 +5,9 @@
 use std::ops::Range;
 
 use burn::prelude::*;
-use kvlab_model::{AttentionMask, CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
+use kvlab_model::{
+    AttentionMask, CacheError, KeyPositions, KvCache, KvMemory, KvView, RotaryEncoding,
+};
 
 use crate::layout::{F32_BYTES, KvLayout};
 
@@ -31,6 +33,10 @@ impl<B: Backend> KvCache<B> for ConcatCache<B> {
 
     fn query_start(&self) -> Vec<usize> {
         vec![self.len; self.layout.batch]
+    }
+
+    fn key_positions(&self, _layer: usize) -> KeyPositions {
+        KeyPositions::Ordered
     }
 
     fn write(

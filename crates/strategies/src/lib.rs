@@ -12,6 +12,7 @@ pub mod evict;
 pub mod heads;
 pub mod in_place;
 pub mod key_order;
+pub mod layer_plan;
 pub mod layout;
 pub mod none;
 pub mod paged;

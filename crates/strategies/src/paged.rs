@@ -9,7 +9,9 @@
 use std::ops::Range;
 
 use burn::prelude::*;
-use kvlab_model::{AttentionMask, CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
+use kvlab_model::{
+    AttentionMask, CacheError, KeyPositions, KvCache, KvMemory, KvView, RotaryEncoding,
+};
 
 use crate::block_pool::{BlockPool, PoolError, SeqId};
 use crate::layout::KvLayout;
@@ -118,6 +120,10 @@ impl<B: Backend> KvCache<B> for PagedCache<B> {
 
     fn query_start(&self) -> Vec<usize> {
         self.row_lens()
+    }
+
+    fn key_positions(&self, _layer: usize) -> KeyPositions {
+        KeyPositions::Ordered
     }
 
     fn reserve(&mut self, new_tokens: usize) -> Result<(), CacheError> {

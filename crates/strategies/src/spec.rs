@@ -13,6 +13,7 @@ use crate::evict::policy::KeepPolicy;
 use crate::evict::{EvictingCache, H2o, KeyNorm, ShiftWindow, Sink, SnapKv, Tova, Window};
 use crate::heads::HeadReduction;
 use crate::key_order::{InterleavedKeys, KeyOrder};
+use crate::layer_plan::{PlannedCache, split_layers};
 use crate::layout::KvLayout;
 use crate::quant::{QuantPreset, QuantStore, Scheme};
 use crate::rotation::{RotatedStore, Rotation};
@@ -367,8 +368,47 @@ impl StrategySpec {
         self.kernel.unwrap_or(5)
     }
 
-    /// Builds the cache for `batch` sequences of at most `max_seq` tokens.
+    /// Builds the cache for `config` through the model's layer plan ([`crate::layer_plan`]): on
+    /// a model with sliding-window layers, a rolling window on those and this strategy on the
+    /// others; on any other model, this strategy on every layer.
     pub fn build<B: Backend>(
+        &self,
+        config: &ModelConfig,
+        batch: usize,
+        max_seq: usize,
+        device: &B::Device,
+    ) -> Result<Box<dyn KvCache<B>>, SpecError> {
+        let Some((is_local, window)) =
+            split_layers(config).filter(|_| self.kind != StrategyKind::None)
+        else {
+            return self.build_uniform(config, batch, max_seq, device);
+        };
+        let n_local = is_local.iter().filter(|&&l| l).count();
+        if n_local == config.n_layers {
+            return Err(SpecError::Build(
+                "a model whose every layer is local has no layer plan yet".into(),
+            ));
+        }
+        let slots = window.min(max_seq);
+        let local_window = StrategySpec {
+            kind: StrategyKind::Window,
+            cache_tokens: Some(slots),
+            recent: None,
+            window: None,
+            kernel: None,
+            sink_tokens: None,
+            block_size: None,
+            ..self.clone()
+        };
+        let layers = |n_layers| ModelConfig { n_layers, ..config.clone() };
+        let local = local_window.build_uniform(&layers(n_local), batch, max_seq, device)?;
+        let global =
+            self.build_uniform(&layers(config.n_layers - n_local), batch, max_seq, device)?;
+        Ok(Box::new(PlannedCache::new(&is_local, slots, local, global)))
+    }
+
+    /// Builds the cache for `batch` sequences of at most `max_seq` tokens.
+    fn build_uniform<B: Backend>(
         &self,
         config: &ModelConfig,
         batch: usize,

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use burn::prelude::*;
-use kvlab_model::{CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
+use kvlab_model::{CacheError, KeyPositions, KvCache, KvMemory, KvView, RotaryEncoding};
 
 use crate::layout::KvLayout;
 use crate::rows::RowSlots;
@@ -50,6 +50,10 @@ impl<B: Backend> KvCache<B> for StaticCache<B> {
 
     fn query_start(&self) -> Vec<usize> {
         vec![self.len; self.layout.batch]
+    }
+
+    fn key_positions(&self, _layer: usize) -> KeyPositions {
+        KeyPositions::Ordered
     }
 
     fn write(

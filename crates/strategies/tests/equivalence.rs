@@ -55,9 +55,18 @@ fn check_backend<B: Backend>(device: &B::Device) {
             .map(|r| (0..PROMPT as u32).map(|i| (i * 7 + r * 13 + 3) % 100).collect())
             .collect();
         let (want_tokens, want_logits) = decode(&model, &mut NoCache::new(2), &prompts);
-        for kind in [StrategyKind::Concat, StrategyKind::Static, StrategyKind::Paged] {
+        // Evicting policies with room for every token must be exact too.
+        let room = Some(PROMPT + STEPS);
+        for kind in [
+            StrategyKind::Concat,
+            StrategyKind::Static,
+            StrategyKind::Paged,
+            StrategyKind::Window,
+            StrategyKind::H2o,
+        ] {
             let name = kind.name();
-            let spec = StrategySpec { block_size: Some(4), ..StrategySpec::new(kind) };
+            let spec =
+                StrategySpec { block_size: Some(4), cache_tokens: room, ..StrategySpec::new(kind) };
             let mut cache = spec.build::<B>(&config, 2, PROMPT + STEPS, device).unwrap();
             let (tokens, logits) = decode(&model, cache.as_mut(), &prompts);
             assert_eq!(tokens, want_tokens, "{arch} {name}, kv_heads {kv_heads}: tokens differ");
