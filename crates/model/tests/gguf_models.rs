@@ -74,9 +74,9 @@ fn qwen25_config_types_and_tokenizer_match_llama_cpp() {
 
 /// Every tensor kvlab dequantizes equals, bit for bit, llama.cpp's F32 copy of the same file
 /// (written by its quantize API, `LLAMA_FTYPE_ALL_F32`; `scripts/peer-models/run.sh` writes
-/// both copies into the cache as `<name>.F32.gguf`).
-fn dequantized_equal_llama_cpp(quantized: &std::path::Path, f32_copy: &str) {
-    let copy = quantized.with_file_name(f32_copy);
+/// each copy beside the file as `<stem>.F32.gguf`).
+fn dequantized_equal_llama_cpp(quantized: &std::path::Path) {
+    let copy = quantized.with_extension("F32.gguf");
     let (q, f) = (GgufFile::open(quantized).unwrap(), GgufFile::open(&copy).unwrap());
     let mut checked = 0;
     for t in q.tensors() {
@@ -94,9 +94,6 @@ fn dequantized_equal_llama_cpp(quantized: &std::path::Path, f32_copy: &str) {
 #[test]
 #[ignore = "needs llama.cpp's F32 copies (scripts/peer-models/run.sh writes them)"]
 fn dequantizers_equal_llama_cpps_f32_copies() {
-    dequantized_equal_llama_cpp(&GEMMA3_270M.fetch(None).unwrap(), "gemma-3-270m.F32.gguf");
-    dequantized_equal_llama_cpp(
-        &QWEN25_CODER_1_5B.fetch(None).unwrap(),
-        "qwen2.5-coder-1.5b-instruct.F32.gguf",
-    );
+    dequantized_equal_llama_cpp(&GEMMA3_270M.fetch(None).unwrap());
+    dequantized_equal_llama_cpp(&QWEN25_CODER_1_5B.fetch(None).unwrap());
 }

@@ -2,10 +2,11 @@
 //!
 //! MHA, GQA and MQA variants of the article's toy model, each in three architectures (Llama;
 //! Gemma 3's QK-norm, sandwich norms, GeGLU, scaled embeddings and sliding-window layers, with a
-//! window of 6 tokens that the 26-token sequences cross; Qwen2's Q/K/V biases), batch 2, a
-//! 10-token prompt and 16 decode steps: `concat`, `static` and `paged` must choose the same
-//! greedy tokens as `none` and agree on every step's logits within 1e-4 (f32), on flex and on
-//! ndarray. Attention's key buckets
+//! window of 6 tokens that the 26-token sequences cross, so its cache plan's rolling windows
+//! evict; Qwen2's Q/K/V biases), batch 2, a 10-token prompt and 16 decode steps: every cached
+//! strategy kind with room for every token (lossless: concat, static, paged; the windows and
+//! keep-policies with a budget of 26) must choose the same greedy tokens as `none` and agree on
+//! every step's logits within 1e-4 (f32), on flex and on ndarray. Attention's key buckets
 //! (`Model::set_key_bucket`) change no logit either, for every strategy kind.
 
 use burn::prelude::*;
@@ -57,16 +58,15 @@ fn check_backend<B: Backend>(device: &B::Device) {
         let (want_tokens, want_logits) = decode(&model, &mut NoCache::new(2), &prompts);
         // Evicting policies with room for every token must be exact too.
         let room = Some(PROMPT + STEPS);
-        for kind in [
-            StrategyKind::Concat,
-            StrategyKind::Static,
-            StrategyKind::Paged,
-            StrategyKind::Window,
-            StrategyKind::H2o,
-        ] {
+        for kind in StrategyKind::ALL.into_iter().filter(|&k| k != StrategyKind::None) {
             let name = kind.name();
-            let spec =
-                StrategySpec { block_size: Some(4), cache_tokens: room, ..StrategySpec::new(kind) };
+            let spec = StrategySpec {
+                block_size: Some(4),
+                cache_tokens: room,
+                sink_tokens: Some(4),
+                window: Some(4),
+                ..StrategySpec::new(kind)
+            };
             let mut cache = spec.build::<B>(&config, 2, PROMPT + STEPS, device).unwrap();
             let (tokens, logits) = decode(&model, cache.as_mut(), &prompts);
             assert_eq!(tokens, want_tokens, "{arch} {name}, kv_heads {kv_heads}: tokens differ");

@@ -3,7 +3,6 @@
 //! per-layer formula exactly, and lossless strategies streamed one token at a time past the
 //! window give the logits of one full forward (which masks the window by index instead).
 
-use burn::prelude::*;
 use kvlab_model::generate::feed_pending;
 use kvlab_model::model::tokens_tensor;
 use kvlab_model::tokenizer::Tokenizer;
