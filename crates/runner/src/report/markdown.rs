@@ -68,6 +68,7 @@ fn headline(w: Workload) -> &'static [&'static str] {
             "kv_live_bytes",
             "kv_metadata_bytes",
             "formula_bytes",
+            "plan_formula_bytes",
             "bytes_per_token",
             "process_peak_bytes",
         ],

@@ -34,7 +34,13 @@ pub struct Metrics {
     pub kv_allocated_bytes: usize,
     pub kv_live_bytes: usize,
     pub kv_metadata_bytes: usize,
+    /// The article's formula with every layer holding the whole context.
     pub formula_bytes: usize,
+    /// The formula summed over layers as the model's own cache plan holds them: a local
+    /// (sliding-window) layer `min(context, W)` tokens, a global one the context
+    /// (`ModelConfig::kv_bytes_planned`; equal to `formula_bytes` on a model without local
+    /// layers).
+    pub plan_formula_bytes: usize,
     /// Allocated bytes per token of the batch's context.
     pub bytes_per_token: Fixed<1>,
     pub formula_bytes_per_token: usize,
@@ -70,6 +76,7 @@ pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<Metrics> {
         kv_live_bytes: mem.live_bytes,
         kv_metadata_bytes: mem.metadata_bytes,
         formula_bytes: formula,
+        plan_formula_bytes: config.kv_bytes_planned(context, batch, F32_BYTES),
         bytes_per_token: Fixed(per_token),
         formula_bytes_per_token: formula / (batch * context),
         process_peak_bytes: alloc_counter::installed().then_some(peak),
