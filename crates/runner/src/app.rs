@@ -69,6 +69,17 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Generate(args)) => crate::tools::generate_command(&args, &cli.global),
         Some(Command::Logits(args)) => crate::tools::logits_command(&args, &cli.global),
+        Some(Command::ModelPath { name: model }) => {
+            crate::model::check(&model, crate::model::Weights::Pretrained)
+                .map_err(anyhow::Error::msg)?;
+            let source = crate::model::ModelSource {
+                gguf: cli.global.model.clone(),
+                cache_dir: cli.global.cache_dir.clone(),
+            };
+            let path = crate::model::gguf_path(&model, &source).map_err(anyhow::Error::msg)?;
+            println!("{}", path.display());
+            Ok(())
+        }
         Some(Command::Tokens { file, json }) => {
             crate::tools::tokens_command(&file, json, &cli.global)
         }

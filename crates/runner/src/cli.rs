@@ -21,6 +21,7 @@ Examples:
   runner report results/gqa                    redraw charts + report.md from the CSVs
   runner list                                  strategies, parameters, models, backends
   runner tokens experiments/quant.toml         the token ids its perplexity workload scores
+  runner model-path gemma3-270m                the pinned GGUF's path (fetched on first use)
   runner compare results/baseline /tmp/res/smoke   regression check (exit 1 on a regression)
   runner plan experiments/sink.toml --shards 4 which runs each of 4 shards holds
   runner experiments/sink.toml --shard 0/4 --out /tmp/s0   run shard 0 of that plan
@@ -158,6 +159,13 @@ pub enum Command {
     /// Top-k next-token logits at every input position as JSON, e.g.
     /// `runner logits --text "Hello" --top-k 10` or `runner logits --ids 504,3458`.
     Logits(LogitsArgs),
+    /// Print the path of a model's GGUF, fetching the pinned file into the cache if needed (a
+    /// preset with pretrained weights, or a .gguf path), e.g. `runner model-path gemma3-270m`.
+    ModelPath {
+        /// A preset name or a .gguf path (named `name`: `--model` is the global override).
+        #[arg(value_name = "MODEL")]
+        name: String,
+    },
     /// Print the token ids a perplexity experiment evaluates (comma-separated; `--json` for a
     /// JSON array), so a peer engine can score the very same tokens, e.g.
     /// `runner tokens experiments/quant.toml`. The experiment's first model tokenizes.

@@ -60,10 +60,18 @@ pub fn list() -> String {
     s += "\nModel presets (sweep key `model`, or [experiment] model):\n";
     for name in kvlab_model::config::PRESETS {
         if let Ok(c) = ModelConfig::preset(name) {
+            let local = (0..c.n_layers).filter(|&l| c.layer_attention(l).window.is_some()).count();
+            let window = c.arch.sliding_window.map_or(String::new(), |w| {
+                format!(", {local} of them local ({}-token window)", w.tokens)
+            });
+            let weights = if kvlab_model::assets::PRETRAINED.contains(name) {
+                "pretrained (pinned GGUF) or random weights"
+            } else {
+                "random weights"
+            };
             s += &format!(
-                "  {:<13} {} layers, {} heads / {} kv heads × {} dims, vocab {}: {} KV bytes per \
-                 token (f32)\n",
-                name,
+                "  {name:<19} {} layers{window}, {} heads / {} kv heads × {} dims, vocab {}: {} KV \
+                 bytes per token (f32, every layer); {weights}\n",
                 c.n_layers,
                 c.n_heads,
                 c.n_kv_heads,
