@@ -108,11 +108,20 @@ pub struct AxisValues {
     /// `(axis key, values)`; an axis absent here has no value (for a strategy parameter: none
     /// given; the strategy's validation says if it needs one).
     pub values: Vec<(&'static str, Vec<Value>)>,
+    /// `[sweep.only_for]`: a strategy parameter swept only for the listed strategy kinds (the
+    /// others leave it unset, their default), so one file can quantize `static` without
+    /// multiplying every other slot store by the bit widths.
+    pub only_for: Vec<(&'static str, Vec<StrategyKind>)>,
 }
 
 impl AxisValues {
     pub fn get(&self, key: &str) -> Option<&[Value]> {
         self.values.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_slice())
+    }
+
+    /// Whether `[sweep.only_for]` lets axis `key` apply to strategy `kind`.
+    pub fn sweeps_for(&self, key: &str, kind: StrategyKind) -> bool {
+        self.only_for.iter().find(|(k, _)| *k == key).is_none_or(|(_, kinds)| kinds.contains(&kind))
     }
 }
 
@@ -151,10 +160,11 @@ fn recurse(
             // the checkpoint); a .gguf path is not opened here.
             let partial = Run { workload, params: current.clone() };
             let config = kvlab_model::ModelConfig::preset(partial.model()).ok();
-            partial.spec().is_ok_and(|spec| match &config {
-                Some(c) => spec.applicable_to(c).contains(&axis.key),
-                None => spec.applicable().contains(&axis.key),
-            })
+            axes.sweeps_for(axis.key, partial.kind())
+                && partial.spec().is_ok_and(|spec| match &config {
+                    Some(c) => spec.applicable_to(c).contains(&axis.key),
+                    None => spec.applicable().contains(&axis.key),
+                })
         }
     };
     let values = axes.get(axis.key).filter(|v| !v.is_empty());

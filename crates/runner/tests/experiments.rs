@@ -169,3 +169,34 @@ scheme = ["symmetric", "q8_0", "q4_0", "q4_1"]
     );
     assert!(e.contains("bits never takes 4"), "{e}");
 }
+
+#[test]
+fn only_for_sweeps_a_parameter_for_the_listed_kinds_alone() {
+    let e = parse(
+        r#"
+[sweep]
+strategy = ["static", "window"]
+cache_tokens = [8]
+bits = [32, 8]
+
+[sweep.only_for]
+bits = ["static"]
+
+[workload.perplexity]
+"#,
+    )
+    .unwrap();
+    let ids: Vec<String> = e.runs(Workload::Perplexity).iter().map(|r| r.id("flex")).collect();
+    let p = "backend=flex;model=seed-toy;strategy=";
+    let expected: Vec<String> = ["static;bits=32", "static;bits=8", "window;cache_tokens=8"]
+        .iter()
+        .map(|s| format!("{p}{s}"))
+        .collect();
+    assert_eq!(ids, expected);
+    let e = error(
+        "[sweep]\ncontext = [4]\n[sweep.only_for]\ncontext = [\"static\"]\n[workload.memory]\n",
+    );
+    assert!(e.contains("sweep.only_for.context: not a strategy parameter"), "{e}");
+    let e = error("[sweep.only_for]\nbits = [\"lru\"]\n[workload.memory]\n");
+    assert!(e.contains("sweep.only_for.bits[0] = \"lru\": expected a strategy kind"), "{e}");
+}

@@ -62,10 +62,15 @@ pub fn parse(
     }
     // [sweep] arrays.
     let mut swept: Vec<(&'static str, Vec<Value>)> = vec![];
+    let mut only_for = vec![];
     for (key, v) in &file.sweep {
+        if key == "only_for" {
+            only_for = parse_only_for(v, &mut err);
+            continue;
+        }
         let Some(axis) = sweep::axis_named(key) else {
             err(format!(
-                "sweep.{key}: unknown key (allowed: {})",
+                "sweep.{key}: unknown key (allowed: {}, only_for)",
                 AXES.iter().map(|a| a.key).collect::<Vec<_>>().join(", ")
             ));
             continue;
@@ -111,7 +116,7 @@ pub fn parse(
             values.push((axis.key, v));
         }
     }
-    let axes = AxisValues { values };
+    let axes = AxisValues { values, only_for };
     check_formats_have_bits(&axes, &mut err);
     if let Some(Value::Str(m)) = axes.get("model").and_then(|v| v.first())
         && file.sweep.get("model").is_none()
@@ -433,4 +438,36 @@ pub fn longest_sequence(experiment: &Experiment, run: &Run) -> usize {
             run.usize("context").unwrap_or(0) + w.retrieval.as_ref().map_or(0, |p| p.answer_tokens)
         }
     }
+}
+
+/// `[sweep.only_for]`: `parameter = ["kind", ...]`, a strategy parameter swept only for those
+/// strategy kinds.
+fn parse_only_for(
+    v: &toml::Value,
+    err: &mut impl FnMut(String),
+) -> Vec<(&'static str, Vec<StrategyKind>)> {
+    let Some(table) = v.as_table() else {
+        err(format!("sweep.only_for = {v}: expected a table of parameter = [strategy kinds]"));
+        return vec![];
+    };
+    let mut out = vec![];
+    for (key, kinds) in table {
+        let Some(axis) = sweep::axis_named(key).filter(|a| a.role == Role::Strategy) else {
+            err(format!("sweep.only_for.{key}: not a strategy parameter"));
+            continue;
+        };
+        let items = kinds.as_array().cloned().unwrap_or_else(|| vec![kinds.clone()]);
+        let mut parsed = vec![];
+        for (i, item) in items.iter().enumerate() {
+            match item.as_str().map(str::parse::<StrategyKind>) {
+                Some(Ok(kind)) => parsed.push(kind),
+                _ => err(format!(
+                    "sweep.only_for.{key}[{i}] = {item}: expected a strategy kind ({})",
+                    StrategyKind::ALL.map(|k| k.name()).join(", ")
+                )),
+            }
+        }
+        out.push((axis.key, parsed));
+    }
+    out
 }

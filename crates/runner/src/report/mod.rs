@@ -9,9 +9,11 @@
 //!   from one drawing body per kind of chart);
 //! - `fragmentation` and `papers`: the serving simulation's own sections;
 //! - `rotation` and `peers`: the quant sections (rotation on/off; llama.cpp on the same tokens);
-//! - `retrieval`: the passkey section (ceiling, heatmaps, failures and why).
+//! - `retrieval`: the passkey section (ceiling, heatmaps, failures and why);
+//! - `claims`: "does it hold on every model?" for experiments over several models.
 
 mod charts;
+mod claims;
 mod eviction;
 mod figure;
 mod fragmentation;
@@ -122,6 +124,7 @@ fn report_one(dir: &Path) -> Result<Vec<PathBuf>> {
         md += &eviction::section(p);
         md += &peers::section(dir, p)?;
     }
+    md += &claims::section(&tables);
     if let Some(r) = tables.iter().find(|t| t.workload == Workload::Retrieval) {
         md += &retrieval::section(dir, r, &charts, &mut written)?;
     }
