@@ -310,3 +310,11 @@ fn unsupported_dequant_is_an_error_not_a_panic() {
     let e = f.tensor_f32("k").unwrap_err().to_string();
     assert!(e.contains("'k'") && e.contains("q5_K") && !e.contains('\n'), "{e}");
 }
+
+#[test]
+fn an_unsupported_architecture_is_refused_in_one_line_naming_it() {
+    let (f, _) = open_bytes(&Builder::new().kv_str("general.architecture", "mamba").build());
+    let e = crate::loader::config_from_gguf(&f.unwrap()).unwrap_err().to_string();
+    assert!(e.contains("architecture 'mamba' is not supported") && !e.contains('\n'), "{e}");
+    assert!(e.contains("llama, gemma3, qwen2"), "{e}");
+}
