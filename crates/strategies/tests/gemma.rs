@@ -78,6 +78,7 @@ fn lossless_strategies_stream_gemma_past_its_window_as_one_full_forward() {
             .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
             .fold(0.0f32, f32::max);
         eprintln!("{kind}: max |Δlogit| {worst} over {n} positions");
-        assert!(worst <= 2e-3, "{kind}: max |Δlogit| {worst} over {n} positions");
+        // Measured 2.1e-4 (Intel Xeon, flex): chunked and one-token matmuls sum in other orders.
+        assert!(worst <= 1e-3, "{kind}: max |Δlogit| {worst} over {n} positions");
     }
 }
