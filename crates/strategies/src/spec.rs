@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::prelude::*;
-use kvlab_model::{KvCache, ModelConfig};
+use kvlab_model::{Arch, KvCache, ModelConfig};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -400,7 +400,9 @@ impl StrategySpec {
             block_size: None,
             ..self.clone()
         };
-        let layers = |n_layers| ModelConfig { n_layers, ..config.clone() };
+        // Each side's cache sees a plain model of its layers (no local layers left to plan).
+        let arch = Arch { sliding_window: None, ..config.arch };
+        let layers = |n_layers| ModelConfig { n_layers, arch, ..config.clone() };
         let local = local_window.build_uniform(&layers(n_local), batch, max_seq, device)?;
         let global =
             self.build_uniform(&layers(config.n_layers - n_local), batch, max_seq, device)?;
