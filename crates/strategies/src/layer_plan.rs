@@ -82,8 +82,19 @@ impl<B: Backend> PlannedCache<B> {
         Self { local, global, sides, window }
     }
 
-    fn side(&self, layer: usize) -> Side {
-        self.sides[layer]
+    /// The cache serving model layer `layer`, and the layer's index there.
+    fn route(&self, layer: usize) -> (&dyn KvCache<B>, usize) {
+        match self.sides[layer] {
+            Side::Local(l) => (self.local.as_ref(), l),
+            Side::Global(g) => (self.global.as_ref(), g),
+        }
+    }
+
+    fn route_mut(&mut self, layer: usize) -> (&mut dyn KvCache<B>, usize) {
+        match self.sides[layer] {
+            Side::Local(l) => (self.local.as_mut(), l),
+            Side::Global(g) => (self.global.as_mut(), g),
+        }
     }
 }
 
@@ -101,14 +112,12 @@ impl<B: Backend> KvCache<B> for PlannedCache<B> {
     }
 
     fn layer_query_start(&self, layer: usize) -> Vec<usize> {
-        match self.side(layer) {
-            Side::Local(l) => self.local.layer_query_start(l),
-            Side::Global(g) => self.global.layer_query_start(g),
-        }
+        let (cache, at) = self.route(layer);
+        cache.layer_query_start(at)
     }
 
     fn key_positions(&self, layer: usize) -> KeyPositions {
-        match self.side(layer) {
+        match self.sides[layer] {
             Side::Local(_) => KeyPositions::Recent(self.window),
             Side::Global(g) => self.global.key_positions(g),
         }
@@ -122,17 +131,13 @@ impl<B: Backend> KvCache<B> for PlannedCache<B> {
     }
 
     fn observes_attention(&self, layer: usize) -> bool {
-        match self.side(layer) {
-            Side::Local(l) => self.local.observes_attention(l),
-            Side::Global(g) => self.global.observes_attention(g),
-        }
+        let (cache, at) = self.route(layer);
+        cache.observes_attention(at)
     }
 
     fn observe_attention(&mut self, layer: usize, probs: Tensor<B, 4>) {
-        match self.side(layer) {
-            Side::Local(l) => self.local.observe_attention(l, probs),
-            Side::Global(g) => self.global.observe_attention(g, probs),
-        }
+        let (cache, at) = self.route_mut(layer);
+        cache.observe_attention(at, probs)
     }
 
     fn write(
@@ -142,10 +147,8 @@ impl<B: Backend> KvCache<B> for PlannedCache<B> {
         v: Tensor<B, 4>,
         rope: &RotaryEncoding<B>,
     ) -> Result<(), CacheError> {
-        match self.side(layer) {
-            Side::Local(l) => self.local.write(l, k, v, rope),
-            Side::Global(g) => self.global.write(g, k, v, rope),
-        }
+        let (cache, at) = self.route_mut(layer);
+        cache.write(at, k, v, rope)
     }
 
     fn view(
@@ -154,10 +157,8 @@ impl<B: Backend> KvCache<B> for PlannedCache<B> {
         new_tokens: usize,
         rope: &RotaryEncoding<B>,
     ) -> Result<KvView<B>, CacheError> {
-        match self.side(layer) {
-            Side::Local(l) => self.local.view(l, new_tokens, rope),
-            Side::Global(g) => self.global.view(g, new_tokens, rope),
-        }
+        let (cache, at) = self.route(layer);
+        cache.view(at, new_tokens, rope)
     }
 
     fn commit(&mut self, new_tokens: usize) {
@@ -187,9 +188,7 @@ impl<B: Backend> KvCache<B> for PlannedCache<B> {
     }
 
     fn stored_shape(&self, layer: usize) -> Option<[usize; 4]> {
-        match self.side(layer) {
-            Side::Local(l) => self.local.stored_shape(l),
-            Side::Global(g) => self.global.stored_shape(g),
-        }
+        let (cache, at) = self.route(layer);
+        cache.stored_shape(at)
     }
 }
