@@ -200,3 +200,50 @@ bits = ["static"]
     let e = error("[sweep.only_for]\nbits = [\"lru\"]\n[workload.memory]\n");
     assert!(e.contains("sweep.only_for.bits[0] = \"lru\": expected a strategy kind"), "{e}");
 }
+
+#[test]
+fn also_adds_points_the_main_product_cannot_express() {
+    let e = parse(
+        r#"
+[sweep]
+strategy = ["concat", "static"]
+bits = [32, 8]
+
+[sweep.only_for]
+bits = ["static"]
+
+# q4_0 at 4 bits alone, and a repeat of a main point (kept once).
+[[sweep.also]]
+strategy = ["static"]
+bits = [4, 8]
+scheme = ["q4_0"]
+
+[workload.perplexity]
+"#,
+    )
+    .unwrap();
+    let ids: Vec<String> = e.runs(Workload::Perplexity).iter().map(|r| r.id("flex")).collect();
+    let p = "backend=flex;model=seed-toy;strategy=";
+    let expected: Vec<String> =
+        ["concat", "static;bits=32", "static;bits=8", "static;bits=4;scheme=q4_0"]
+            .iter()
+            .map(|s| format!("{p}{s}"))
+            .collect();
+    assert_eq!(ids, expected);
+
+    // Only strategy axes may be replaced; an entry must add a run; a format needs its bits.
+    let e = error("[[sweep.also]]\ncontext = [4]\n[workload.memory]\n");
+    assert!(e.contains("sweep.also[0].context: unknown key (allowed: strategy, "), "{e}");
+    let e = error(
+        "[sweep]\nstrategy = [\"static\"]\n[[sweep.also]]\nstrategy = [\"static\"]\n\
+         [workload.perplexity]\n",
+    );
+    assert!(e.contains("sweep.also[0]: adds no run the main sweep does not already have"), "{e}");
+    let e = error(
+        "[[sweep.also]]\nstrategy = [\"static\"]\nbits = [8]\nscheme = [\"q4_0\"]\n\
+         [workload.perplexity]\n",
+    );
+    assert!(e.contains("sweep.also[0].scheme = \"q4_0\": a 4-bit format, but bits never"), "{e}");
+    let e = error("[sweep]\nalso = 3\n[workload.memory]\n");
+    assert!(e.contains("sweep.also = 3: expected [[sweep.also]] tables"), "{e}");
+}

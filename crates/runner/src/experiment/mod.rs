@@ -25,6 +25,7 @@
 
 pub mod fit;
 mod schema;
+mod sweep_table;
 mod validate;
 
 use std::collections::BTreeSet;
@@ -58,6 +59,8 @@ pub struct Experiment {
     pub file: ExperimentFile,
     pub backend: BackendName,
     pub axes: AxisValues,
+    /// `[[sweep.also]]`: more points, each the main sweep with some strategy axes replaced.
+    pub also: Vec<AxisValues>,
 }
 
 impl Experiment {
@@ -89,7 +92,15 @@ impl Experiment {
     pub fn runs(&self, workload: Workload) -> Vec<Run> {
         let chunked = workload == Workload::Perplexity
             && self.file.workload.perplexity.as_ref().is_some_and(|p| p.mode == PplMode::Chunked);
-        let runs = sweep::expand(&self.axes, workload);
+        // The main sweep's runs, then each `also` entry's that are not among them.
+        let mut runs = sweep::expand(&self.axes, workload);
+        for axes in &self.also {
+            for run in sweep::expand(axes, workload) {
+                if !runs.iter().any(|r| r.params == run.params) {
+                    runs.push(run);
+                }
+            }
+        }
         if !chunked {
             return runs;
         }

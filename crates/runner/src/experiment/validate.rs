@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{Experiment, ExperimentFile, Invalid, PplMode, RetrievalParams};
+use super::{Experiment, ExperimentFile, Invalid, PplMode, RetrievalParams, sweep_table};
 use crate::workloads::haystack::HaystackKind;
 use kvlab_strategies::StrategyKind;
 
@@ -60,43 +60,10 @@ pub fn parse(
             },
         }
     }
-    // [sweep] arrays.
-    let mut swept: Vec<(&'static str, Vec<Value>)> = vec![];
-    let mut only_for = vec![];
-    for (key, v) in &file.sweep {
-        if key == "only_for" {
-            only_for = parse_only_for(v, &mut err);
-            continue;
-        }
-        let Some(axis) = sweep::axis_named(key) else {
-            err(format!(
-                "sweep.{key}: unknown key (allowed: {}, only_for)",
-                AXES.iter().map(|a| a.key).collect::<Vec<_>>().join(", ")
-            ));
-            continue;
-        };
-        let items: Vec<toml::Value> = match v {
-            toml::Value::Array(a) => a.clone(),
-            scalar => vec![scalar.clone()],
-        };
-        if items.is_empty() {
-            err(format!("sweep.{key} = []: expected at least one value"));
-            continue;
-        }
-        let mut parsed: Vec<Value> = vec![];
-        for (i, item) in items.iter().enumerate() {
-            match axis.kind.parse(item) {
-                Ok(value) => {
-                    if let Some(j) = parsed.iter().position(|p| *p == value) {
-                        err(format!("sweep.{key}[{i}] = {item}: duplicate of sweep.{key}[{j}]"));
-                    }
-                    parsed.push(value);
-                }
-                Err(why) => err(format!("sweep.{key}[{i}] = {item}: {why}")),
-            }
-        }
-        swept.push((axis.key, parsed));
-    }
+    // [sweep] arrays, only_for and also.
+    let parsed = sweep_table::parse_sweep(&file.sweep, &mut err);
+    let swept = parsed.swept;
+    let only_for = parsed.only_for;
     for axis in AXES {
         let from_sweep = swept.iter().find(|(k, _)| *k == axis.key).map(|(_, v)| v.clone());
         let from_default =
@@ -117,7 +84,11 @@ pub fn parse(
         }
     }
     let axes = AxisValues { values, only_for };
-    check_formats_have_bits(&axes, &mut err);
+    let also = sweep_table::also_axes(&axes, &parsed.also);
+    check_formats_have_bits(&axes, "sweep", &mut err);
+    for (i, also) in also.iter().enumerate() {
+        check_formats_have_bits(also, &format!("sweep.also[{i}]"), &mut err);
+    }
     if let Some(Value::Str(m)) = axes.get("model").and_then(|v| v.first())
         && file.sweep.get("model").is_none()
         && ValueKind::Model.parse(&m.clone().into()).is_err()
@@ -131,8 +102,21 @@ pub fn parse(
         file: file.clone(),
         backend,
         axes,
+        also,
     };
     let workloads = experiment.workloads();
+    // An `also` entry whose points are all the main sweep's (or all skipped) adds nothing.
+    for (i, axes) in experiment.also.iter().enumerate() {
+        let main: Vec<Run> =
+            workloads.iter().flat_map(|w| sweep::expand(&experiment.axes, *w)).collect();
+        let adds = workloads
+            .iter()
+            .flat_map(|w| sweep::expand(axes, *w))
+            .any(|run| !main.iter().any(|m| m.params == run.params && m.workload == run.workload));
+        if !adds {
+            err(format!("sweep.also[{i}]: adds no run the main sweep does not already have"));
+        }
+    }
     if workloads.is_empty() {
         err("no workload: add at least one of [workload.walkthrough], [workload.memory], \
              [workload.throughput], [workload.perplexity], [workload.fragmentation], \
@@ -375,7 +359,7 @@ fn check_retrieval(p: &RetrievalParams, e: &Experiment, err: &mut impl FnMut(Str
 
 /// A llama.cpp block format in `scheme` runs only under its own bit width (the sweep skips the
 /// others), so a format whose width `bits` never takes would silently run nothing.
-fn check_formats_have_bits(axes: &AxisValues, err: &mut impl FnMut(String)) {
+fn check_formats_have_bits(axes: &AxisValues, name: &str, err: &mut impl FnMut(String)) {
     let bits: Vec<usize> =
         axes.get("bits").unwrap_or_default().iter().filter_map(Value::as_usize).collect();
     for v in axes.get("scheme").unwrap_or_default() {
@@ -385,7 +369,7 @@ fn check_formats_have_bits(axes: &AxisValues, err: &mut impl FnMut(String)) {
             && !bits.contains(&(b as usize))
         {
             err(format!(
-                "sweep.scheme = \"{v}\": a {b}-bit format, but bits never takes {b} (bits: {bits:?})"
+                "{name}.scheme = \"{v}\": a {b}-bit format, but bits never takes {b} (bits: {bits:?})"
             ));
         }
     }
@@ -438,36 +422,4 @@ pub fn longest_sequence(experiment: &Experiment, run: &Run) -> usize {
             run.usize("context").unwrap_or(0) + w.retrieval.as_ref().map_or(0, |p| p.answer_tokens)
         }
     }
-}
-
-/// `[sweep.only_for]`: `parameter = ["kind", ...]`, a strategy parameter swept only for those
-/// strategy kinds.
-fn parse_only_for(
-    v: &toml::Value,
-    err: &mut impl FnMut(String),
-) -> Vec<(&'static str, Vec<StrategyKind>)> {
-    let Some(table) = v.as_table() else {
-        err(format!("sweep.only_for = {v}: expected a table of parameter = [strategy kinds]"));
-        return vec![];
-    };
-    let mut out = vec![];
-    for (key, kinds) in table {
-        let Some(axis) = sweep::axis_named(key).filter(|a| a.role == Role::Strategy) else {
-            err(format!("sweep.only_for.{key}: not a strategy parameter"));
-            continue;
-        };
-        let items = kinds.as_array().cloned().unwrap_or_else(|| vec![kinds.clone()]);
-        let mut parsed = vec![];
-        for (i, item) in items.iter().enumerate() {
-            match item.as_str().map(str::parse::<StrategyKind>) {
-                Some(Ok(kind)) => parsed.push(kind),
-                _ => err(format!(
-                    "sweep.only_for.{key}[{i}] = {item}: expected a strategy kind ({})",
-                    StrategyKind::ALL.map(|k| k.name()).join(", ")
-                )),
-            }
-        }
-        out.push((axis.key, parsed));
-    }
-    out
 }

@@ -26,6 +26,8 @@ enum Test {
     Beats { better: Pick, worse: Pick },
     /// The configuration's perplexity change is below this many percent.
     Below { pick: Pick, pct: f64 },
+    /// The configuration's perplexity change is above this many percent.
+    Above { pick: Pick, pct: f64 },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -44,8 +46,13 @@ const PER_TOKEN_INT4: Pick = Pick {
         ("strategy", "static"),
         ("bits", "4"),
         ("quant_axis", "per-token"),
+        ("scheme", ""),
         ("rotation", "none"),
     ],
+};
+const Q4_0: Pick = Pick {
+    label: "q4_0",
+    keys: &[("strategy", "static"), ("scheme", "q4_0"), ("rotation", "none")],
 };
 
 const CLAIMS: &[Claim] = &[
@@ -92,10 +99,22 @@ const CLAIMS: &[Claim] = &[
                     ("strategy", "static"),
                     ("bits", "4"),
                     ("quant_axis", "per-token"),
+                    ("scheme", ""),
                     ("rotation", "hadamard"),
                 ],
             },
             worse: PER_TOKEN_INT4,
+        },
+    },
+    Claim {
+        text: "the Hadamard rotation helps llama.cpp's q4_0",
+        source: "results/quant-llama-cpp",
+        test: Test::Beats {
+            better: Pick {
+                label: "q4_0, rotated",
+                keys: &[("strategy", "static"), ("scheme", "q4_0"), ("rotation", "hadamard")],
+            },
+            worse: Q4_0,
         },
     },
     Claim {
@@ -108,6 +127,7 @@ const CLAIMS: &[Claim] = &[
                     ("strategy", "static"),
                     ("bits", "4"),
                     ("quant_axis", "kivi"),
+                    ("scheme", ""),
                     ("rotation", "none"),
                 ],
             },
@@ -128,6 +148,18 @@ const CLAIMS: &[Claim] = &[
                 ],
             },
             pct: 1.0,
+        },
+    },
+    Claim {
+        text: "converting the checkpoint to one KV head without training breaks it (perplexity \
+               more than doubles)",
+        source: "results/gqa",
+        test: Test::Above {
+            pick: Pick {
+                label: "one KV head, mean-pooled",
+                keys: &[("kv_heads", "1"), ("head_reduction", "mean-pool")],
+            },
+            pct: 100.0,
         },
     },
 ];
@@ -164,6 +196,10 @@ fn claims_table(ppl: &Table) -> String {
                     let Some(d) = delta(&one, &pick) else { continue };
                     (d < pct, format!("{} {d:+.3}% (bound {pct}%)", pick.label))
                 }
+                Test::Above { pick, pct } => {
+                    let Some(d) = delta(&one, &pick) else { continue };
+                    (d > pct, format!("{} {d:+.1}% (bound {pct}%)", pick.label))
+                }
             };
             let verdict = if cells.0 { "holds" } else { "**does not hold**" };
             let _ = writeln!(
@@ -194,7 +230,7 @@ fn model_summary(tables: &[Table]) -> String {
         return String::new();
     }
     let f32_static: &[(&str, &str)] =
-        &[("strategy", "static"), ("bits", "32"), ("rotation", "none")];
+        &[("strategy", "static"), ("bits", "32"), ("rotation", "none"), ("kv_heads", "")];
     let pick_row = |t: &Table, keys: &[(&str, &str)], col: &str| -> Option<f64> {
         let row = t.rows.iter().find(|row| keys.iter().all(|(k, v)| t.get(row, k) == *v))?;
         t.num(row, col)
@@ -293,5 +329,31 @@ mod tests {
         // Measured on neither model: no row, and nothing for model a's int8.
         assert!(!md.contains("TOVA") && !md.contains("| a | holds | int8"), "{md}");
         assert!(claims_table(&ppl(&[("a", "window", "128", "", "", "", "1.0")])).is_empty());
+    }
+
+    #[test]
+    fn a_conversion_claim_has_a_row_only_where_heads_were_reduced() {
+        let header = ["model", "strategy", "kv_heads", "head_reduction", "ppl_delta_pct"];
+        let rows = [
+            ("a", "static", "1", "mean-pool", "4000.0"),
+            ("b", "static", "1", "mean-pool", "40.0"),
+            // One KV head already: nothing was converted.
+            ("c", "static", "1", "", "0.0"),
+        ];
+        let t = Table {
+            workload: Workload::Perplexity,
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: rows
+                .iter()
+                .map(|r| [r.0, r.1, r.2, r.3, r.4].iter().map(|c| c.to_string()).collect())
+                .collect(),
+        };
+        let md = claims_table(&t);
+        assert!(
+            md.contains("| a | holds | one KV head, mean-pooled +4000.0% (bound 100%) |"),
+            "{md}"
+        );
+        assert!(md.contains("| b | **does not hold** | one KV head, mean-pooled +40.0%"), "{md}");
+        assert!(!md.contains("| c |"), "{md}");
     }
 }
