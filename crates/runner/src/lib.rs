@@ -11,6 +11,7 @@ pub mod columns;
 pub mod compare;
 pub mod csv_sink;
 pub mod engine;
+pub mod error_line;
 pub mod experiment;
 pub mod list;
 pub mod merge;

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     match runner::app::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", runner::error_line::error_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -31,6 +31,18 @@ fn wrong_magic_is_a_clear_error() {
 }
 
 #[test]
+fn a_missing_gguf_is_named_once() {
+    let path = scratch("no-such-model.gguf");
+    let (ok, stderr) = runner(&["logits", "--model", path.to_str().unwrap(), "--ids", "1,2"]);
+    assert!(!ok);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected:\n{stderr}");
+    assert!(lines[0].contains("no-such-model.gguf"), "{stderr}");
+    // The OS's reason appears once (it used to be printed by the error and again as its cause).
+    assert_eq!(lines[0].matches("os error 2").count(), 1, "{stderr}");
+}
+
+#[test]
 fn truncated_gguf_is_a_clear_error() {
     let path = scratch("truncated.gguf");
     // Magic and version 3, then the header stops inside the tensor count.
