@@ -62,6 +62,10 @@ pub struct Arch {
     /// Token embeddings are multiplied by √hidden before the first layer.
     pub scale_embeddings: bool,
     pub sliding_window: Option<SlidingWindow>,
+    /// llama.cpp rotates this family NEOX-style (pairs `i`, `i + d/2`, as kvlab does): its GGUF
+    /// keeps Q/K rows unpermuted and its K cache holds keys in kvlab's channel order. Off
+    /// (Llama), the converter permuted Q/K for interleaved pairs and the loader undoes it.
+    pub neox_rope: bool,
 }
 
 impl Arch {
@@ -74,12 +78,13 @@ impl Arch {
             activation: Activation::GeluTanh,
             scale_embeddings: true,
             sliding_window: Some(window),
+            neox_rope: true,
         }
     }
 
     /// Qwen2 / Qwen2.5: Llama plus Q/K/V biases.
     pub fn qwen2() -> Self {
-        Self { qkv_bias: true, ..Self::default() }
+        Self { qkv_bias: true, neox_rope: true, ..Self::default() }
     }
 
     /// Layer `layer`'s attention, given the model's global rotary base.

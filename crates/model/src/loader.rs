@@ -130,7 +130,8 @@ pub fn load_gguf(path: &Path) -> Result<ModelWeights, LoadError> {
 
 pub fn weights_from_gguf(file: &GgufFile) -> Result<ModelWeights, LoadError> {
     let config = config_from_gguf(file)?;
-    let permuted = Family::of(file)? == Family::Llama;
+    // The arch says how llama.cpp rotates the family, hence whether its converter permuted Q/K.
+    let permuted = !Family::of(file)?.arch(file)?.neox_rope;
     let tensor = |name: &str| -> Result<HostTensor, LoadError> {
         let (data, shape) = file.tensor_f32(name)?;
         Ok(HostTensor::new(data, shape))

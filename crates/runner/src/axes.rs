@@ -145,13 +145,13 @@ pub const AXES: &[Axis] = &[
         "rotation",
         Role::Strategy,
         ValueKind::OneOf(&["none", "hadamard"]),
-        "head vectors rotated before the store encodes them",
+        "head vectors rotated (in llama.cpp's blocks) before the store encodes them",
     ),
     axis(
         "key_order",
         Role::Strategy,
-        ValueKind::OneOf(&["half-split", "interleaved"]),
-        "key channel order in a quantized store (interleaved: llama.cpp's, from GGUF)",
+        ValueKind::OneOf(&["half-split", "interleaved", "llama-cpp"]),
+        "key channel order in a quantized store (llama-cpp: the one llama.cpp's cache holds)",
     ),
     axis("kv_heads", Role::Strategy, ValueKind::Positive, "KV heads after head conversion"),
     axis(

@@ -24,8 +24,20 @@ pub enum KeyOrder {
     /// kvlab's (Hugging Face's) order: rotary pairs `(i, i + d/2)`.
     #[default]
     HalfSplit,
-    /// llama.cpp's (GGUF's) order: rotary pairs `(2i, 2i + 1)`.
+    /// llama.cpp's (GGUF's) order for a Llama model: rotary pairs `(2i, 2i + 1)`.
     Interleaved,
+    /// The order llama.cpp's K cache holds for the model at hand: `interleaved` for a family
+    /// whose converter permuted Q/K (Llama), `half-split` for one llama.cpp rotates NEOX-style
+    /// (Gemma 3, Qwen2). What a like-for-like comparison with llama.cpp on any model wants.
+    LlamaCpp,
+}
+
+impl KeyOrder {
+    /// The concrete order llama.cpp's cache holds keys in, given whether it rotates the model
+    /// NEOX-style ([`kvlab_model::arch::Arch::neox_rope`]).
+    pub fn llama_cpp(neox_rope: bool) -> Self {
+        if neox_rope { Self::HalfSplit } else { Self::Interleaved }
+    }
 }
 
 /// `perm[p]` = the half-split channel at interleaved position `p` (`p = 2i + s` holds

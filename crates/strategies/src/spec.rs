@@ -181,7 +181,8 @@ pub struct StrategySpec {
     /// `hadamard` rotates every head vector before the store encodes it (default `none`).
     pub rotation: Option<Rotation>,
     /// Channel order of keys in a quantized store: `half-split` (kvlab's, the default) or
-    /// `interleaved` (llama.cpp's GGUF order, so groups hold the channels its groups hold).
+    /// `interleaved` (llama.cpp's GGUF order for Llama, so groups hold the channels its groups
+    /// hold), or `llama-cpp` (whichever of the two llama.cpp's cache holds for the model).
     pub key_order: Option<KeyOrder>,
     /// KV heads after converting the checkpoint (a model transform; applies to every kind).
     pub kv_heads: Option<usize>,
@@ -378,6 +379,11 @@ impl StrategySpec {
         max_seq: usize,
         device: &B::Device,
     ) -> Result<Box<dyn KvCache<B>>, SpecError> {
+        if self.key_order == Some(KeyOrder::LlamaCpp) {
+            let key_order = Some(KeyOrder::llama_cpp(config.arch.neox_rope));
+            return StrategySpec { key_order, ..self.clone() }
+                .build(config, batch, max_seq, device);
+        }
         let Some((is_local, window)) =
             split_layers(config).filter(|_| self.kind != StrategyKind::None)
         else {
@@ -500,6 +506,12 @@ impl StrategySpec {
         Ok(match self.key_order.unwrap_or_default() {
             KeyOrder::HalfSplit => store,
             KeyOrder::Interleaved => Box::new(InterleavedKeys::new(store, layout.head_dim, device)),
+            KeyOrder::LlamaCpp => {
+                return Err(SpecError::Build(
+                    "key_order \"llama-cpp\" is resolved for the model before a store is built"
+                        .into(),
+                ));
+            }
         })
     }
 

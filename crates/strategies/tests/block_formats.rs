@@ -255,3 +255,42 @@ fn interleaved_keys_are_grouped_as_llama_cpp_groups_them() {
     assert_eq!(mem.allocated_bytes, plain.allocated_bytes);
     assert!(mem.metadata_bytes > plain.metadata_bytes);
 }
+
+#[test]
+fn llama_cpp_key_order_is_interleaved_for_llama_and_half_split_for_neox_families() {
+    use kvlab_model::generate::{Sampling, generate};
+    use kvlab_model::init::random_weights;
+    use kvlab_model::{Model, ModelConfig};
+    use kvlab_strategies::key_order::KeyOrder;
+    use kvlab_strategies::{StrategyKind, StrategySpec};
+    let dev = Default::default();
+    let prompts: Vec<Vec<u32>> = vec![(0..12u32).map(|i| (i * 13 + 3) % 100).collect()];
+    let q4_0 = |order: KeyOrder| StrategySpec {
+        bits: Some(4),
+        group_size: Some(QK),
+        scheme: Some(Scheme::Q4_0),
+        key_order: Some(order),
+        ..StrategySpec::new(StrategyKind::Static)
+    };
+    for neox_rope in [false, true] {
+        let mut config = ModelConfig::seed_toy();
+        config.arch.neox_rope = neox_rope;
+        let model = Model::<B>::from_weights(&random_weights(&config, 5), &dev).unwrap();
+        let logits = |order: KeyOrder| -> Vec<f32> {
+            let mut cache = q4_0(order).build::<B>(&config, 1, 20, &dev).unwrap();
+            let mut out = Vec::new();
+            generate(&model, cache.as_mut(), &prompts, 6, &Sampling::Greedy, |step| {
+                out.extend(
+                    step.logits.clone().into_data().convert::<f32>().to_vec::<f32>().unwrap(),
+                );
+            })
+            .unwrap();
+            out
+        };
+        let (half_split, interleaved) =
+            (logits(KeyOrder::HalfSplit), logits(KeyOrder::Interleaved));
+        assert_ne!(half_split, interleaved, "the two orders group different channels");
+        let want = if neox_rope { half_split } else { interleaved };
+        assert_eq!(logits(KeyOrder::LlamaCpp), want, "neox_rope {neox_rope}");
+    }
+}

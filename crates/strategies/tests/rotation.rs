@@ -125,3 +125,67 @@ fn rotation_spreads_outlier_channels_and_cuts_int4_error() {
         assert!(rotated * 3.0 < plain, "{scheme:?}: int4 MSE {plain} plain, {rotated} rotated");
     }
 }
+
+/// A store that keeps what it was asked to write, so a test can look at the encoded side.
+struct Recording {
+    written: std::rc::Rc<std::cell::RefCell<Vec<(Vec<f32>, Vec<f32>)>>>,
+}
+
+impl SlotStore<B> for Recording {
+    fn write(&mut self, _layer: usize, _slots: &[usize], k: Tensor<B, 3>, v: Tensor<B, 3>) {
+        let flat = |t: Tensor<B, 3>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        self.written.borrow_mut().push((flat(k), flat(v)));
+    }
+    fn read(&self, _layer: usize, _slots: &[usize]) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        unreachable!("the test only writes")
+    }
+    fn move_slots(&mut self, _layer: usize, _from: usize, _to: usize, _n: usize) {}
+    fn memory(&self, _live_slots: usize) -> kvlab_strategies::store::StoreMemory {
+        kvlab_strategies::store::StoreMemory::default()
+    }
+}
+
+/// `x` (rows of `d`) times the block-diagonal Sylvester–Hadamard matrix of order `b`, entry by
+/// entry: `(x·H)[j] = Σ_i x[i]·(-1)^popcount(i & j)/√b` within each block.
+fn reference_rotation(x: &[f32], d: usize, b: usize) -> Vec<f32> {
+    let mut out = vec![0.0f64; x.len()];
+    for (row, chunk) in x.chunks(d).enumerate() {
+        for (blk, block) in chunk.chunks(b).enumerate() {
+            for j in 0..b {
+                let sum: f64 = (0..b)
+                    .map(|i| {
+                        let sign = if (i & j).count_ones() % 2 == 0 { 1.0 } else { -1.0 };
+                        block[i] as f64 * sign
+                    })
+                    .sum();
+                out[row * d + blk * b + j] = sum / (b as f64).sqrt();
+            }
+        }
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+#[test]
+fn a_256_dim_head_rotates_keys_whole_and_values_in_64_blocks_as_llama_cpp() {
+    let device = Default::default();
+    let (n, heads, d) = (3, 1, 256);
+    let values = |seed: usize| -> Vec<f32> {
+        (0..n * heads * d).map(|e| ((e * 37 + seed * 101) % 53) as f32 / 53.0 - 0.5).collect()
+    };
+    let (k, v) = (values(1), values(2));
+    let tensor = |x: &[f32]| Tensor::<B, 1>::from_floats(x, &device).reshape([n, heads, d]);
+    let written = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let inner = Box::new(Recording { written: written.clone() });
+    let mut store = RotatedStore::new(inner, d, &device).unwrap();
+    store.write(0, &[0, 1, 2], tensor(&k), tensor(&v));
+    let (got_k, got_v) = written.borrow()[0].clone();
+    let close = |got: &[f32], want: &[f32], what: &str| {
+        let diff = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(diff < 1e-5, "{what}: max |Δ| {diff}");
+    };
+    close(&got_k, &reference_rotation(&k, d, 256), "keys by H256");
+    close(&got_v, &reference_rotation(&v, d, 64), "values by four H64 blocks");
+    // The two matrices are the store's metadata.
+    let extra = store.memory(0).metadata_bytes;
+    assert_eq!(extra, (256 * 256 + 64 * 64) * 4);
+}
