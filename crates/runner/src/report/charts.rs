@@ -15,7 +15,11 @@ pub fn workload_charts(t: &Table) -> Vec<Chart> {
     let charts = match t.workload {
         Workload::Memory => vec![memory_vs_context(t)],
         Workload::Throughput => vec![decode_vs_context(t)],
-        Workload::Perplexity => [ppl_vs_cache(t), ppl_vs_bits(t)].into_iter().flatten().collect(),
+        Workload::Perplexity => [ppl_vs_cache(t), ppl_vs_bits(t)]
+            .into_iter()
+            .flatten()
+            .map(leave_out_off_scale)
+            .collect(),
         Workload::Fragmentation => against_budget(t),
         Workload::Walkthrough | Workload::Retrieval => vec![],
     };
@@ -53,22 +57,14 @@ pub const ACCURACY: Quality<'static> = Quality {
 /// two points.
 pub fn tradeoff(t: &Table, stem: &str, q: &Quality<'_>) -> Option<Chart> {
     let keys = t.label_keys();
-    let mut series = series(
+    let series = series(
         t,
         |r| mib(t, r, "kv_allocated_bytes"),
         |r| t.num(r, q.column),
         |_| None,
         |r| t.label(r, &keys, &["cache_tokens", "bits"]),
     );
-    let points: Vec<Point> = series.iter().flat_map(|s| s.points.clone()).collect();
-    if points.len() < 2 {
-        return None;
-    }
-    series.push(Series {
-        label: "Pareto frontier".into(),
-        points: frontier(&points, q.higher_is_better),
-    });
-    Some(Chart {
+    let mut chart = Chart {
         stem: stem.into(),
         subject: format!("{} vs KV memory", q.subject),
         x: XAxis::measured("KV allocated", "MiB"),
@@ -76,7 +72,49 @@ pub fn tradeoff(t: &Table, stem: &str, q: &Quality<'_>) -> Option<Chart> {
         series,
         levels: vec![],
         expected: None,
-    })
+    };
+    // The frontier over the points drawn: a broken configuration is left out before it.
+    if q.column == PERPLEXITY.column {
+        chart = leave_out_off_scale(chart);
+    }
+    let points: Vec<Point> = chart.series.iter().flat_map(|s| s.points.clone()).collect();
+    if points.len() < 2 {
+        return None;
+    }
+    chart.series.push(Series {
+        label: "Pareto frontier".into(),
+        points: frontier(&points, q.higher_is_better),
+    });
+    Some(chart)
+}
+
+/// A perplexity this many times a chart's lowest is a broken configuration, not a trade-off.
+const OFF_SCALE: f64 = 10.0;
+
+/// The chart without its off-scale perplexities (points and levels over [`OFF_SCALE`] times
+/// the lowest), which would flatten every other line to the axis; its title says how many
+/// were left out (the table above it has their numbers).
+fn leave_out_off_scale(mut chart: Chart) -> Chart {
+    let lowest = chart
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.y))
+        .chain(chart.levels.iter().map(|l| l.y))
+        .filter(|y| *y > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let cap = lowest * OFF_SCALE;
+    let before = chart.series.iter().map(|s| s.points.len()).sum::<usize>() + chart.levels.len();
+    for s in &mut chart.series {
+        s.points.retain(|p| p.y <= cap);
+    }
+    chart.series.retain(|s| !s.points.is_empty());
+    chart.levels.retain(|l| l.y <= cap);
+    let after = chart.series.iter().map(|s| s.points.len()).sum::<usize>() + chart.levels.len();
+    if after < before {
+        chart.subject =
+            format!("{} ({} over {OFF_SCALE}x the lowest left out)", chart.subject, before - after);
+    }
+    chart
 }
 
 /// The points no other point dominates (at most as many bytes and at least as good, one of
@@ -328,5 +366,26 @@ mod tests {
             sizes,
             [("concat", 1), ("sink_tokens=1", 3), ("sink_tokens=2", 1), ("Pareto frontier", 4)]
         );
+    }
+
+    #[test]
+    fn a_broken_configuration_is_left_out_of_perplexity_charts_and_counted() {
+        let t = table(
+            Workload::Perplexity,
+            &["strategy", "bits", "kv_heads", "ppl", "kv_allocated_bytes"],
+            &[
+                &["static", "32", "", "17.6", "23592960"],
+                &["static", "4", "", "19.2", "2949120"],
+                &["static", "32", "1", "8528", "7864320"],
+            ],
+        );
+        let [chart] = &workload_charts(&t)[..] else { panic!("one chart") };
+        let ys: Vec<f64> = chart.series.iter().flat_map(|s| s.points.iter().map(|p| p.y)).collect();
+        assert_eq!(ys, [19.2, 17.6]);
+        assert!(chart.title().contains("(1 over 10x the lowest left out)"), "{}", chart.title());
+        // The frontier is drawn over what is left: 4 bits, then f32.
+        let tradeoff = tradeoff(&t, "tradeoff", &PERPLEXITY).unwrap();
+        let frontier = &tradeoff.series.last().unwrap().points;
+        assert_eq!(frontier.iter().map(|p| p.y).collect::<Vec<_>>(), [19.2, 17.6]);
     }
 }

@@ -10,10 +10,19 @@ use super::table::Table;
 /// The policies this section ranks, in the order the papers came.
 const POLICIES: [&str; 5] = ["window", "sink", "h2o", "tova", "key-norm"];
 
-/// Per budget, per policy: (ppl_delta_pct, kl_mean, top1_agree_pct).
-type Scores = BTreeMap<u64, BTreeMap<&'static str, (f64, Option<f64>, Option<f64>)>>;
+/// Per (model, budget), per policy: (ppl_delta_pct, kl_mean, top1_agree_pct). The model is
+/// empty when the table holds one: policies are never ranked across models.
+type Scores = BTreeMap<(String, u64), BTreeMap<&'static str, (f64, Option<f64>, Option<f64>)>>;
+
+/// `128`, or `128 on gemma3-270m` when the table holds several models.
+fn label((model, budget): &(String, u64)) -> String {
+    if model.is_empty() { budget.to_string() } else { format!("{budget} on {model}") }
+}
 
 fn scores(t: &Table) -> Scores {
+    let models: std::collections::BTreeSet<&str> =
+        t.rows.iter().map(|r| t.get(r, "model")).collect();
+    let several = models.len() > 1;
     let mut out: Scores = BTreeMap::new();
     for row in &t.rows {
         let Some(policy) = POLICIES.iter().find(|&&p| p == t.get(row, "strategy")) else {
@@ -25,7 +34,8 @@ fn scores(t: &Table) -> Scores {
         };
         let kl = t.num(row, "kl_mean");
         let top1 = t.num(row, "top1_agree_pct");
-        out.entry(budget as u64).or_default().insert(policy, (delta, kl, top1));
+        let model = if several { t.get(row, "model").to_string() } else { String::new() };
+        out.entry((model, budget as u64)).or_default().insert(policy, (delta, kl, top1));
     }
     out
 }
@@ -33,9 +43,9 @@ fn scores(t: &Table) -> Scores {
 /// A claim "`better` beats `worse`" at every budget where both ran: where it holds, where not.
 fn beats(s: &Scores, better: &str, worse: &str) -> Option<String> {
     let (mut held, mut missed) = (vec![], vec![]);
-    for (budget, row) in s {
+    for (at, row) in s {
         let (Some(b), Some(w)) = (row.get(better), row.get(worse)) else { continue };
-        let line = format!("{budget} ({:+.1}% vs {:+.1}%)", b.0, w.0);
+        let line = format!("{} ({:+.1}% vs {:+.1}%)", label(at), b.0, w.0);
         if b.0 < w.0 { held.push(line) } else { missed.push(line) }
     }
     (!held.is_empty() || !missed.is_empty()).then(|| verdict(&held, &missed))
@@ -56,13 +66,18 @@ pub fn section(t: &Table) -> String {
     if !has("window") || !["h2o", "tova", "key-norm"].iter().any(|p| has(p)) {
         return String::new();
     }
+    let several = s.keys().any(|(model, _)| !model.is_empty());
     let mut md = String::from(
         "## Keep-policies beside their papers\n\nPerplexity change against the full cache \
          (lower is better), mean KL(full ‖ policy) and top-1 agreement, per budget; the \
-         policies ranked by perplexity change.\n\n| budget | rank | policy | ppl Δ% | KL mean | \
-         top-1 % |\n|---:|---:|---|---:|---:|---:|\n",
+         policies ranked by perplexity change.\n\n",
     );
-    for (budget, row) in &s {
+    md += if several { "| model " } else { "" };
+    md += "| budget | rank | policy | ppl Δ% | KL mean | top-1 % |\n";
+    md += if several { "|---" } else { "" };
+    md += "|---:|---:|---|---:|---:|---:|\n";
+    for ((model, budget), row) in &s {
+        let model = if several { format!("| {model} ") } else { String::new() };
         let mut ranked: Vec<_> = row.iter().collect();
         ranked.sort_by(|a, b| a.1.0.total_cmp(&b.1.0));
         for (rank, (policy, (delta, kl, top1))) in ranked.into_iter().enumerate() {
@@ -70,7 +85,7 @@ pub fn section(t: &Table) -> String {
             let top1 = top1.map_or("".into(), |a| format!("{a:.1}"));
             let _ = writeln!(
                 md,
-                "| {budget} | {} | {policy} | {delta:+.2} | {kl} | {top1} |",
+                "{model}| {budget} | {} | {policy} | {delta:+.2} | {kl} | {top1} |",
                 rank + 1
             );
         }
@@ -100,15 +115,20 @@ pub fn section(t: &Table) -> String {
             let _ = writeln!(md, "- {claim}: {v}.");
         }
     }
-    // StreamingLLM's figure puts sink on a par with H2O once the budget is large.
-    if let Some((budget, row)) =
-        s.iter().rev().find(|(_, r)| r.contains_key("sink") && r.contains_key("h2o"))
-    {
-        let (sink, h2o) = (row["sink"].0, row["h2o"].0);
+    // StreamingLLM's figure puts sink on a par with H2O once the budget is large: the largest
+    // budget where both ran, per model.
+    let mut largest: BTreeMap<&str, (&(String, u64), f64, f64)> = BTreeMap::new();
+    for (at, row) in &s {
+        if let (Some(sink), Some(h2o)) = (row.get("sink"), row.get("h2o")) {
+            largest.insert(at.0.as_str(), (at, sink.0, h2o.0));
+        }
+    }
+    for (at, sink, h2o) in largest.into_values() {
         let _ = writeln!(
             md,
-            "- StreamingLLM (Xiao et al., 2024): sink ≈ H2O at large budgets: at {budget}, sink \
+            "- StreamingLLM (Xiao et al., 2024): sink ≈ H2O at large budgets: at {}, sink \
              {sink:+.2}% vs H2O {h2o:+.2}% ({:.2} points apart).",
+            label(at),
             (sink - h2o).abs()
         );
     }
@@ -146,6 +166,26 @@ mod tests {
         assert!(md.contains("beat the recent window alone: holds at 128 (+10.0% vs +40.0%); **not** at 256 (+25.0% vs +20.0%)."), "{md}");
         assert!(md.contains("at 256, sink +24.00% vs H2O +25.00% (1.00 points apart)"), "{md}");
         assert!(!md.contains("TOVA"), "no TOVA run, no TOVA claim: {md}");
+    }
+
+    #[test]
+    fn ranks_each_model_apart() {
+        let header = ["model", "strategy", "cache_tokens", "ppl_delta_pct"];
+        let rows = [
+            ["a", "window", "128", "40"],
+            ["a", "h2o", "128", "10"],
+            ["b", "window", "128", "5"],
+            ["b", "h2o", "128", "9"],
+        ];
+        let t = Table {
+            workload: Workload::Perplexity,
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: rows.iter().map(|r| r.iter().map(|s| s.to_string()).collect()).collect(),
+        };
+        let md = section(&t);
+        assert!(md.contains("| a | 128 | 1 | h2o | +10.00 |"), "{md}");
+        assert!(md.contains("| b | 128 | 1 | window | +5.00 |"), "{md}");
+        assert!(md.contains("holds at 128 on a (+10.0% vs +40.0%); **not** at 128 on b"), "{md}");
     }
 
     #[test]

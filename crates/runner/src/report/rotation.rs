@@ -2,7 +2,7 @@
 //! and without the Hadamard rotation, side by side, and the change per bit width and grouping
 //! axis (does it help KIVI's per-channel keys as it helps per-token groups?).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use super::table::Table;
@@ -33,60 +33,83 @@ fn configuration(t: &Table, row: &[String]) -> String {
     parts.join(", ").replace("int32", "f32")
 }
 
-/// The section, or nothing when the table has no run with and without rotation.
+/// One configuration's cost without and with the rotation.
+struct Twins {
+    /// Empty when the table holds one model.
+    model: String,
+    name: String,
+    /// `int4 \`kivi\``, or empty for f32.
+    axis: String,
+    plain: Option<f64>,
+    rotated: Option<f64>,
+}
+
+/// The section, or nothing when the table has no run with and without rotation. With several
+/// models, each row and each summary names its model (a rotation's effect is not averaged
+/// across models).
 pub fn section(t: &Table) -> String {
-    let mut pairs: BTreeMap<String, (Option<f64>, Option<f64>, String, String)> = BTreeMap::new();
+    let models: BTreeSet<&str> = t.rows.iter().map(|r| t.get(r, "model")).collect();
+    let several = models.len() > 1;
+    let mut pairs: BTreeMap<String, Twins> = BTreeMap::new();
     for row in &t.rows {
         let rotation = t.get(row, "rotation");
         let Some(delta) = t.num(row, "ppl_delta_pct") else { continue };
         let axis = t.get(row, "quant_axis");
-        let group = if axis.is_empty() {
-            String::new()
-        } else {
-            format!("int{} `{axis}`", t.get(row, "bits"))
-        };
-        let entry = pairs.entry(twin_key(t.get(row, "run_id"))).or_insert((
-            None,
-            None,
-            configuration(t, row),
-            group,
-        ));
+        let entry = pairs.entry(twin_key(t.get(row, "run_id"))).or_insert_with(|| Twins {
+            model: if several { t.get(row, "model").to_string() } else { String::new() },
+            name: configuration(t, row),
+            axis: if axis.is_empty() {
+                String::new()
+            } else {
+                format!("int{} `{axis}`", t.get(row, "bits"))
+            },
+            plain: None,
+            rotated: None,
+        });
         match rotation {
-            "none" => entry.0 = Some(delta),
-            "hadamard" => entry.1 = Some(delta),
+            "none" => entry.plain = Some(delta),
+            "hadamard" => entry.rotated = Some(delta),
             _ => {}
         }
     }
-    let both: Vec<_> = pairs
-        .values()
-        .filter_map(|(plain, rotated, name, axis)| Some((name, axis, (*plain)?, (*rotated)?)))
-        .collect();
+    let both: Vec<(&Twins, f64, f64)> =
+        pairs.values().filter_map(|p| Some((p, p.plain?, p.rotated?))).collect();
     if both.is_empty() {
         return String::new();
     }
     let mut md = String::from("## Hadamard rotation before encoding\n\n");
     md += "The change in perplexity against the full cache (`ppl_delta_pct`, percent) of each \
-           configuration without and with the rotation of every head vector by an orthonormal \
-           Hadamard matrix before it is encoded (llama.cpp's default for quantized caches). With \
-           f32 storage it must change nothing.\n\n";
-    md += "| configuration | without | with | change (points) |\n|---|---|---|---|\n";
-    for (name, _, plain, rotated) in &both {
-        let _ = writeln!(md, "| {name} | {plain:+.3} | {rotated:+.3} | {:+.3} |", rotated - plain);
-    }
-    md.push('\n');
-    // Per bits and grouping axis: the mean change of the quantized configurations.
-    let mut by_axis: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for (_, axis, plain, rotated) in &both {
-        if !axis.is_empty() {
-            by_axis.entry(axis.as_str()).or_default().push(rotated - plain);
-        }
-    }
-    for (axis, changes) in by_axis {
-        let mean = changes.iter().sum::<f64>() / changes.len() as f64;
+           configuration without and with the rotation of head vectors by orthonormal Hadamard \
+           blocks before they are encoded (llama.cpp's default for quantized caches, and its \
+           blocks: keys by the head's largest power-of-two block, values by 64). With f32 \
+           storage it must change nothing.\n\n";
+    let model_col = if several { "model | " } else { "" };
+    let _ = writeln!(md, "| {model_col}configuration | without | with | change (points) |");
+    let _ = writeln!(md, "|{}---|---|---|---|", if several { "---|" } else { "" });
+    for (p, plain, rotated) in &both {
+        let model = if several { format!("{} | ", p.model) } else { String::new() };
         let _ = writeln!(
             md,
-            "- {axis} groups: rotation changes the cost by {mean:+.3} points on average over {} \
-             configuration(s) ({}).",
+            "| {model}{} | {plain:+.3} | {rotated:+.3} | {:+.3} |",
+            p.name,
+            rotated - plain
+        );
+    }
+    md.push('\n');
+    // Per model, bits and grouping axis: the mean change of the quantized configurations.
+    let mut by_axis: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    for (p, plain, rotated) in &both {
+        if !p.axis.is_empty() {
+            by_axis.entry((p.model.as_str(), p.axis.as_str())).or_default().push(rotated - plain);
+        }
+    }
+    for ((model, axis), changes) in by_axis {
+        let mean = changes.iter().sum::<f64>() / changes.len() as f64;
+        let on = if model.is_empty() { String::new() } else { format!("{model}: ") };
+        let _ = writeln!(
+            md,
+            "- {on}{axis} groups: rotation changes the cost by {mean:+.3} points on average over \
+             {} configuration(s) ({}).",
             changes.len(),
             match mean {
                 m if m < -MATERIAL => "it helps",
@@ -156,6 +179,35 @@ mod tests {
                          average over 1 configuration(s) (it hurts)";
         assert!(md.contains(per_token), "{md}");
         assert_eq!(md.matches("\n| static").count(), 3, "concat has no twin: {md}");
+    }
+
+    #[test]
+    fn with_several_models_each_row_and_summary_names_its_model() {
+        let header = ["run_id", "model", "strategy", "bits", "quant_axis", "rotation"];
+        let mut rows = vec![];
+        for (model, plain, rotated) in [("a", "5", "3"), ("b", "5", "900")] {
+            for (rotation, delta) in [("none", plain), ("hadamard", rotated)] {
+                let id = format!("model={model};s;bits=4;quant_axis=per-token;rotation={rotation}");
+                rows.push(vec![
+                    id,
+                    model.into(),
+                    "static".into(),
+                    "4".into(),
+                    "per-token".into(),
+                    rotation.into(),
+                    delta.into(),
+                ]);
+            }
+        }
+        let t = Table {
+            workload: Workload::Perplexity,
+            header: header.iter().map(|s| s.to_string()).chain(["ppl_delta_pct".into()]).collect(),
+            rows,
+        };
+        let md = section(&t);
+        assert!(md.contains("| a | static, int4, per-token | +5.000 | +3.000 | -2.000 |"), "{md}");
+        assert!(md.contains("- a: int4 `per-token` groups: rotation changes the cost by -2.000"));
+        assert!(md.contains("- b: int4 `per-token` groups: rotation changes the cost by +895.000"));
     }
 
     #[test]

@@ -93,12 +93,40 @@ impl Table {
         self.parameter_columns().filter(|n| self.values(n).len() > 1 || n == "strategy").collect()
     }
 
-    /// Parameter columns with two or more distinct non-empty values: what a chart label names.
+    /// What a chart label names: parameter columns with two or more distinct non-empty values,
+    /// and a column set on some rows only (`scheme = q4_0`, `kv_heads = 1` beside the model's
+    /// own heads) where two rows would otherwise get one label and be drawn as one series.
     /// A key set to one value wherever it applies (`group_size = 32`) tells no series apart.
     pub(super) fn label_keys(&self) -> Vec<String> {
-        self.parameter_columns()
-            .filter(|n| self.values(n).iter().filter(|v| !v.is_empty()).count() > 1)
-            .collect()
+        let columns: Vec<String> = self.parameter_columns().collect();
+        let non_empty = |n: &str| self.values(n).into_iter().filter(|v| !v.is_empty()).count();
+        let mut keys: Vec<&str> =
+            columns.iter().map(String::as_str).filter(|n| non_empty(n) > 1).collect();
+        // Words (`q4_0`) before numbers (`group_size=32`): the first column that tells two
+        // rows apart is the one named.
+        let mut partial: Vec<&str> = columns
+            .iter()
+            .map(String::as_str)
+            .filter(|n| non_empty(n) == 1 && self.values(n).contains(""))
+            .collect();
+        partial.sort_by_key(|n| self.rows.iter().any(|r| self.num(r, n).is_some()));
+        for column in partial {
+            if self.tells_apart(&keys, column) {
+                keys.push(column);
+            }
+        }
+        columns.iter().filter(|c| keys.contains(&c.as_str())).cloned().collect()
+    }
+
+    /// Whether two rows equal on every one of `keys` differ in whether `column` is set.
+    fn tells_apart(&self, keys: &[&str], column: &str) -> bool {
+        fn signature<'r>(t: &Table, keys: &[&str], r: &'r [String]) -> Vec<&'r str> {
+            keys.iter().map(|k| t.get(r, k)).collect()
+        }
+        let (set, unset): (Vec<&Vec<String>>, Vec<&Vec<String>>) =
+            self.rows.iter().partition(|r| !self.get(r, column).is_empty());
+        let unset: BTreeSet<Vec<&str>> = unset.iter().map(|r| signature(self, keys, r)).collect();
+        set.iter().any(|r| unset.contains(&signature(self, keys, r)))
     }
 
     /// The legend text of `row`: its values of `keys` except `except`, as [`label_of`] words
@@ -206,6 +234,27 @@ mod tests {
         assert_eq!(t.label_keys(), ["strategy", "cache_tokens", "sink_tokens"]);
         assert!(t.varying().contains(&"group_size".to_string()));
         assert!(!t.label(&t.rows[2], &t.label_keys(), &[]).contains("group_size"));
+    }
+
+    #[test]
+    fn a_key_set_on_some_rows_is_named_where_it_alone_tells_two_rows_apart() {
+        let header = ["strategy", "bits", "group_size", "scheme", "kv_heads", "ppl"];
+        let t = table(
+            &header,
+            &[
+                &["static", "4", "", "", "", "9"],
+                &["static", "4", "32", "q4_0", "", "12"],
+                &["static", "32", "", "", "", "5"],
+                &["static", "32", "", "", "1", "900"],
+                &["sink", "", "", "", "", "6"],
+            ],
+        );
+        // The word (`q4_0`) is named rather than the number (`group_size=32`) that also tells
+        // the two int4 rows apart; kv_heads tells the converted f32 row from the plain one.
+        assert_eq!(t.label_keys(), ["strategy", "bits", "scheme", "kv_heads"]);
+        let labels: Vec<String> =
+            t.rows.iter().map(|r| t.label(r, &t.label_keys(), &["bits"])).collect();
+        assert_eq!(labels, ["static", "static, q4_0", "static", "static, kv_heads=1", "sink"]);
     }
 
     #[test]
