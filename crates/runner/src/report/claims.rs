@@ -26,8 +26,10 @@ enum Test {
     Beats { better: Pick, worse: Pick },
     /// The configuration's perplexity change is below this many percent.
     Below { pick: Pick, pct: f64 },
-    /// The configuration's perplexity change is above this many percent.
-    Above { pick: Pick, pct: f64 },
+    /// The configuration's perplexity change is above this many percent, where it holds
+    /// fewer KV bytes than `unless_as_large_as` (a conversion to fewer heads that, on a model
+    /// already at that many heads, converts nothing and gets no row).
+    Above { pick: Pick, pct: f64, unless_as_large_as: Pick },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -157,21 +159,40 @@ const CLAIMS: &[Claim] = &[
         test: Test::Above {
             pick: Pick {
                 label: "one KV head, mean-pooled",
-                keys: &[("kv_heads", "1"), ("head_reduction", "mean-pool")],
+                keys: &[
+                    ("strategy", "static"),
+                    ("bits", "32"),
+                    ("kv_heads", "1"),
+                    ("head_reduction", ""),
+                ],
             },
             pct: 100.0,
+            unless_as_large_as: Pick {
+                label: "the model's own heads",
+                keys: &[
+                    ("strategy", "static"),
+                    ("bits", "32"),
+                    ("rotation", "none"),
+                    ("kv_heads", ""),
+                ],
+            },
         },
     },
 ];
 
 /// The `ppl_delta_pct` of the one row matching `pick` (none, or several: `None`).
 fn delta(t: &Table, pick: &Pick) -> Option<f64> {
+    value(t, pick, "ppl_delta_pct")
+}
+
+/// Column `col` of the one row matching `pick` (none, or several: `None`).
+fn value(t: &Table, pick: &Pick, col: &str) -> Option<f64> {
     let mut rows = t.rows.iter().filter(|row| pick.keys.iter().all(|(k, v)| t.get(row, k) == *v));
     let row = rows.next()?;
     if rows.next().is_some() {
         return None;
     }
-    t.num(row, "ppl_delta_pct")
+    t.num(row, col)
 }
 
 /// The claims table over every model of `ppl`, or nothing for a single-model table.
@@ -196,8 +217,16 @@ fn claims_table(ppl: &Table) -> String {
                     let Some(d) = delta(&one, &pick) else { continue };
                     (d < pct, format!("{} {d:+.3}% (bound {pct}%)", pick.label))
                 }
-                Test::Above { pick, pct } => {
-                    let Some(d) = delta(&one, &pick) else { continue };
+                Test::Above { pick, pct, unless_as_large_as } => {
+                    let bytes = |p: &Pick| value(&one, p, "kv_allocated_bytes");
+                    let (Some(d), Some(b), Some(own)) =
+                        (delta(&one, &pick), bytes(&pick), bytes(&unless_as_large_as))
+                    else {
+                        continue;
+                    };
+                    if b >= own {
+                        continue;
+                    }
                     (d > pct, format!("{} {d:+.1}% (bound {pct}%)", pick.label))
                 }
             };
@@ -333,19 +362,32 @@ mod tests {
 
     #[test]
     fn a_conversion_claim_has_a_row_only_where_heads_were_reduced() {
-        let header = ["model", "strategy", "kv_heads", "head_reduction", "ppl_delta_pct"];
+        let header = [
+            "model",
+            "strategy",
+            "bits",
+            "rotation",
+            "kv_heads",
+            "kv_allocated_bytes",
+            "ppl_delta_pct",
+        ];
         let rows = [
-            ("a", "static", "1", "mean-pool", "4000.0"),
-            ("b", "static", "1", "mean-pool", "40.0"),
-            // One KV head already: nothing was converted.
-            ("c", "static", "1", "", "0.0"),
+            ("a", "static", "32", "none", "", "300", "0.0"),
+            ("a", "static", "32", "none", "1", "100", "4000.0"),
+            ("b", "static", "32", "none", "", "200", "0.0"),
+            ("b", "static", "32", "none", "1", "100", "40.0"),
+            // One KV head already: the same bytes, nothing was converted.
+            ("c", "static", "32", "none", "", "100", "0.0"),
+            ("c", "static", "32", "none", "1", "100", "0.0"),
         ];
         let t = Table {
             workload: Workload::Perplexity,
             header: header.iter().map(|h| h.to_string()).collect(),
             rows: rows
                 .iter()
-                .map(|r| [r.0, r.1, r.2, r.3, r.4].iter().map(|c| c.to_string()).collect())
+                .map(|r| {
+                    [r.0, r.1, r.2, r.3, r.4, r.5, r.6].iter().map(|c| c.to_string()).collect()
+                })
                 .collect(),
         };
         let md = claims_table(&t);
