@@ -164,12 +164,17 @@ def hamlet_prompt(n: int) -> list[int]:
     return [int(i) for i in ids[:n]]
 
 
-def gguf_parameter_count(path: str) -> int:
-    """Sum of the element counts of every tensor in the GGUF file (what the fp32 model holds)."""
+def gguf_parameter_count(path: str) -> tuple[int, int]:
+    """(every tensor's elements, the elements a batch-1 decode step reads). With a separate
+    `output.weight` (untied, Qwen2.5) the token embeddings are gathered one row per token, not
+    streamed; tied (SmolLM2, Gemma 3), the LM head reads them whole."""
     from gguf import GGUFReader
 
     reader = GGUFReader(path)
-    return sum(int(t.n_elements) for t in reader.tensors)
+    sizes = {t.name: int(t.n_elements) for t in reader.tensors}
+    total = sum(sizes.values())
+    untied = "output.weight" in sizes
+    return total, total - (sizes.get("token_embd.weight", 0) if untied else 0)
 
 
 def torch_bandwidth(threads: int, mib: int = 512, repeats: int = 7) -> float:
@@ -480,11 +485,12 @@ def main() -> None:
     with open(ids_file, "w", encoding="utf-8") as f:
         f.write(",".join(map(str, prompt)) + "\n")
 
-    n_params = gguf_parameter_count(gguf_path)
-    if n_params != EXPECTED_PARAMS and not other_model:
-        log(f"warning: GGUF holds {n_params:,} parameters, expected {EXPECTED_PARAMS:,}")
+    total_params, n_params = gguf_parameter_count(gguf_path)
+    if total_params != EXPECTED_PARAMS and not other_model:
+        log(f"warning: GGUF holds {total_params:,} parameters, expected {EXPECTED_PARAMS:,}")
     bytes_per_token = 4 * n_params
-    log(f"GGUF {gguf_path}: {n_params:,} parameters -> {bytes_per_token / 1e6:.1f} MB fp32 per batch-1 token")
+    log(f"GGUF {gguf_path}: {total_params:,} parameters, {n_params:,} read per token "
+        f"-> {bytes_per_token / 1e6:.1f} MB fp32 per batch-1 token")
 
     env = dict(os.environ)
     env["RAYON_NUM_THREADS"] = str(args.threads)
@@ -739,8 +745,9 @@ def main() -> None:
     if bw is not None:
         md.append(f"Roofline: `runner bandwidth` median {bw:.2f} GB/s "
                   f"({', '.join(b['_when'] + ' ' + format(b['gb_per_s'], '.2f') for b in bandwidth)}; {bw_threads} threads) / "
-                  f"{n_params:,} parameters x 4 bytes = {bytes_per_token / 1e6:.1f} MB per batch-1 token "
-                  f"-> {roofline:.2f} tok/s. Weights only (the KV cache adds ~2 % at 256 positions), so it is an "
+                  f"{n_params:,} parameters read per token (of {total_params:,}: an untied model's token "
+                  f"embeddings are gathered, not streamed) x 4 bytes = {bytes_per_token / 1e6:.1f} MB per "
+                  f"batch-1 token -> {roofline:.2f} tok/s. Weights only (the KV cache adds ~2 % at 256 positions), so it is an "
                   f"upper bound. Cross-check: torch.sum over 512 MiB of float32 with {args.threads} "
                   f"threads reads {fmt(torch_bw) or '(not run)'} GB/s.\n")
     else:
