@@ -50,7 +50,7 @@ impl RotationBlocks {
     /// llama.cpp's choice for a head of `head_dim`: it rotates only heads that are a multiple of
     /// 64 wide, keys by the largest power-of-two multiple of 64 dividing the head, values by 64.
     pub fn llama_cpp(head_dim: usize) -> Result<Self, SpecError> {
-        if head_dim == 0 || head_dim % BASE_BLOCK != 0 {
+        if head_dim == 0 || !head_dim.is_multiple_of(BASE_BLOCK) {
             return Err(SpecError::Invalid {
                 key: "rotation",
                 value: "hadamard".into(),
@@ -58,7 +58,7 @@ impl RotationBlocks {
             });
         }
         let mut keys = BASE_BLOCK;
-        while head_dim % (keys * 2) == 0 {
+        while head_dim.is_multiple_of(keys * 2) {
             keys *= 2;
         }
         Ok(Self { keys, values: BASE_BLOCK })

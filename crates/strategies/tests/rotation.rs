@@ -126,9 +126,12 @@ fn rotation_spreads_outlier_channels_and_cuts_int4_error() {
     }
 }
 
+/// Each write's keys and values, flattened.
+type Writes = std::rc::Rc<std::cell::RefCell<Vec<(Vec<f32>, Vec<f32>)>>>;
+
 /// A store that keeps what it was asked to write, so a test can look at the encoded side.
 struct Recording {
-    written: std::rc::Rc<std::cell::RefCell<Vec<(Vec<f32>, Vec<f32>)>>>,
+    written: Writes,
 }
 
 impl SlotStore<B> for Recording {
