@@ -17,6 +17,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+. "$here/lib.sh"
 venv="" models="smollm2-135m gemma3-270m qwen2.5-coder-1.5b"
 results="$root/results/models" runner="" threads="$(nproc)" keep=""
 while [ $# -gt 0 ]; do
@@ -41,16 +42,8 @@ trap 'rm -rf "$tmp"' EXIT
 scratch="${keep:-$tmp}"
 mkdir -p "$scratch"
 venv="${venv:-$tmp/venv}"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
-    echo "peer-models/q4_0: building llama-cpp-python from its source package into $venv (minutes)" >&2
-    python3 -m venv "$venv"
-    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}" \
-        "$venv/bin/pip" install --quiet --no-binary llama-cpp-python -r "$root/scripts/peer-quant/requirements.txt"
-fi
-if [ -z "$runner" ]; then
-    (cd "$root" && cargo build --quiet -p runner)
-    runner="$root/target/debug/runner"
-fi
+ensure_llama_venv "$venv"
+runner="$(runner_path "$runner")"
 for model in $models; do
     if [ -n "$keep" ] && [ -s "$scratch/$model.csv" ]; then
         echo "peer-models/q4_0: $model: llama.cpp's rows kept in $scratch/$model.csv" >&2

@@ -14,6 +14,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+. "$here/lib.sh"
 venv="" models="smollm2-135m gemma3-270m qwen2.5-coder-1.5b" tokens="1024 2048"
 out="$root/results/models" runner="" threads="$(nproc)"
 while [ $# -gt 0 ]; do
@@ -32,16 +33,8 @@ done
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 venv="${venv:-$scratch/venv}"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
-    echo "peer-models: building llama-cpp-python from its source package into $venv (minutes)" >&2
-    python3 -m venv "$venv"
-    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}" \
-        "$venv/bin/pip" install --quiet --no-binary llama-cpp-python -r "$root/scripts/peer-quant/requirements.txt"
-fi
-if [ -z "$runner" ]; then
-    (cd "$root" && cargo build --quiet -p runner)
-    runner="$root/target/debug/runner"
-fi
+ensure_llama_venv "$venv"
+runner="$(runner_path "$runner")"
 max=0
 for n in $tokens; do [ "$n" -gt "$max" ] && max=$n; done
 mkdir -p "$out"
