@@ -20,9 +20,7 @@ fn label((model, budget): &(String, u64)) -> String {
 }
 
 fn scores(t: &Table) -> Scores {
-    let models: std::collections::BTreeSet<&str> =
-        t.rows.iter().map(|r| t.get(r, "model")).collect();
-    let several = models.len() > 1;
+    let several = t.models().len() > 1;
     let mut out: Scores = BTreeMap::new();
     for row in &t.rows {
         let Some(policy) = POLICIES.iter().find(|&&p| p == t.get(row, "strategy")) else {

@@ -2,7 +2,7 @@
 //! and without the Hadamard rotation, side by side, and the change per bit width and grouping
 //! axis (does it help KIVI's per-channel keys as it helps per-token groups?).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::table::Table;
@@ -48,8 +48,7 @@ struct Twins {
 /// models, each row and each summary names its model (a rotation's effect is not averaged
 /// across models).
 pub fn section(t: &Table) -> String {
-    let models: BTreeSet<&str> = t.rows.iter().map(|r| t.get(r, "model")).collect();
-    let several = models.len() > 1;
+    let several = t.models().len() > 1;
     let mut pairs: BTreeMap<String, Twins> = BTreeMap::new();
     for row in &t.rows {
         let rotation = t.get(row, "rotation");
