@@ -105,20 +105,13 @@ impl<B: Backend> std::fmt::Debug for RotatedStore<B> {
 }
 
 impl<B: Backend> RotatedStore<B> {
-    /// llama.cpp's blocks for `head_dim` ([`RotationBlocks::llama_cpp`]).
+    /// Rotates in llama.cpp's blocks for `head_dim` ([`RotationBlocks::llama_cpp`]).
     pub fn new(
         inner: Box<dyn SlotStore<B>>,
         head_dim: usize,
         device: &B::Device,
     ) -> Result<Self, SpecError> {
-        Self::with_blocks(inner, RotationBlocks::llama_cpp(head_dim)?, device)
-    }
-
-    pub fn with_blocks(
-        inner: Box<dyn SlotStore<B>>,
-        blocks: RotationBlocks,
-        device: &B::Device,
-    ) -> Result<Self, SpecError> {
+        let blocks = RotationBlocks::llama_cpp(head_dim)?;
         let matrix = |n: usize| -> Result<Tensor<B, 2>, SpecError> {
             Ok(Tensor::<B, 1>::from_floats(hadamard(n)?.as_slice(), device).reshape([n, n]))
         };
