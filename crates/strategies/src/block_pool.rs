@@ -26,49 +26,18 @@
 //! live token keeps its evicted slots *stranded* — held, but holding nothing — until
 //! [`BlockPool::compact`] moves the last block's survivors into them.
 
+mod error;
 mod evict;
+mod moved;
+mod seq_id;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use evict::Moved;
-
+pub use error::PoolError;
+use moved::HOLE;
+pub use moved::Moved;
+pub use seq_id::SeqId;
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
-
-/// A handle for one sequence in a [`BlockPool`]. Ids are never reused within one pool, so a
-/// stale handle is reported as unknown rather than silently aliasing a newer sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct SeqId(u64);
-
-impl SeqId {
-    /// The raw id, for logs and maps.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-/// Why a pool operation failed. Every failing operation leaves the pool unchanged.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum PoolError {
-    #[error("a block pool needs at least one block")]
-    NoBlocks,
-    #[error("block size must be at least one token")]
-    ZeroBlockSize,
-    #[error("pool of {n_blocks} blocks x {block_size} slots is too large to index")]
-    TooLarge { n_blocks: usize, block_size: usize },
-    #[error("KV block pool exhausted: {needed} blocks needed, {free} free")]
-    OutOfBlocks { needed: usize, free: usize },
-    #[error("unknown sequence {0:?} (never added, or already freed)")]
-    UnknownSequence(SeqId),
-    #[error("token {index} is out of range for sequence {seq:?} of {len} tokens")]
-    TokenOutOfRange { seq: SeqId, index: usize, len: usize },
-    #[error("cannot fork {tokens} tokens of sequence {seq:?}, which holds {len}")]
-    ForkTooLong { seq: SeqId, tokens: usize, len: usize },
-    #[error("cannot fork {tokens} tokens of sequence {seq:?}: some of them were evicted")]
-    ForkOfEvicted { seq: SeqId, tokens: usize },
-    #[error("slot {index} of sequence {seq:?} was already evicted")]
-    Evicted { seq: SeqId, index: usize },
-}
 
 /// A copy-on-write a caller must carry out before writing: the first `tokens` slots of block
 /// `from` (shared with other sequences) go to the same offsets of block `to` (now this
@@ -83,7 +52,7 @@ pub struct BlockCopy {
 /// One sequence's share of the pool.
 #[derive(Debug, Clone, Default)]
 struct Sequence {
-    /// Physical block ids in logical order; [`evict::HOLE`] where a wholly evicted block was
+    /// Physical block ids in logical order; [`HOLE`] where a wholly evicted block was
     /// released (never the last entry).
     blocks: Vec<u32>,
     /// Slots used (live or evicted); always `<= blocks.len() * block_size` and `>
@@ -271,7 +240,7 @@ impl BlockPool {
     /// and the next allocation takes the freed blocks back in their old logical order.
     pub fn free_sequence(&mut self, seq: SeqId) -> Result<(), PoolError> {
         let s = self.seqs.remove(&seq).ok_or(PoolError::UnknownSequence(seq))?;
-        for b in s.blocks.into_iter().rev().filter(|&b| b != evict::HOLE) {
+        for b in s.blocks.into_iter().rev().filter(|&b| b != HOLE) {
             self.release(b);
         }
         Ok(())
@@ -293,7 +262,7 @@ impl BlockPool {
     /// Token slots `seq` holds: its held blocks (not released holes) times the block size.
     pub fn capacity(&self, seq: SeqId) -> Result<usize, PoolError> {
         let s = self.get(seq)?;
-        Ok(s.blocks.iter().filter(|&&b| b != evict::HOLE).count() * self.block_size)
+        Ok(s.blocks.iter().filter(|&&b| b != HOLE).count() * self.block_size)
     }
 
     /// `seq`'s block table: physical block id per logical block, in order
@@ -350,7 +319,7 @@ impl BlockPool {
                 return Err(format!("{id:?}: {} blocks for {} tokens", s.blocks.len(), s.len));
             }
             self.check_evicted(*id, s)?;
-            for &b in s.blocks.iter().filter(|&&b| b != evict::HOLE) {
+            for &b in s.blocks.iter().filter(|&&b| b != HOLE) {
                 held[b as usize] += 1;
             }
         }

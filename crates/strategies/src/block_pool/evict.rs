@@ -11,19 +11,10 @@
 //! `k % block_size`), as in the rest of the pool; a move changes a token's logical index, so a
 //! caller that tracks tokens (their age, their scores) follows the moves.
 
-use super::{BlockPool, PoolError, SeqId, Sequence};
-
-/// A released block's table entry: the logical blocks after it keep their indices.
-pub(super) const HOLE: u32 = u32::MAX;
-
-/// One token moved by compaction: logical index and physical slot, before and after.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Moved {
-    pub from: usize,
-    pub to: usize,
-    pub from_slot: usize,
-    pub to_slot: usize,
-}
+use super::error::PoolError;
+use super::moved::{HOLE, Moved};
+use super::seq_id::SeqId;
+use super::{BlockPool, Sequence};
 
 impl BlockPool {
     /// Whether a block-table entry is a released block.
