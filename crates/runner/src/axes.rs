@@ -31,6 +31,8 @@ pub enum ValueKind {
     NonNegative,
     /// One of these strings.
     OneOf(&'static [&'static str]),
+    /// A quantization scheme's name (the strategies crate's `Scheme::ALL`).
+    Scheme,
     /// A name the experiment defines elsewhere (checked there).
     Name,
 }
@@ -44,11 +46,12 @@ impl ValueKind {
             ),
             Self::Strategy => format!(
                 "a strategy kind ({})",
-                StrategyKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                StrategyKind::all().map(|k| k.name()).collect::<Vec<_>>().join(", ")
             ),
             Self::Positive => "an integer ≥ 1".into(),
             Self::NonNegative => "an integer ≥ 0".into(),
             Self::OneOf(v) => format!("one of {}", v.join(", ")),
+            Self::Scheme => format!("one of {}", scheme_names().join(", ")),
             Self::Name => "a name (a string of letters, digits, '-' and '_')".into(),
         }
     }
@@ -69,6 +72,10 @@ impl ValueKind {
                 Some(s) if kvlab_model::config::PRESETS.contains(&s) || s.ends_with(".gguf") => {
                     Ok(Value::Str(s.into()))
                 }
+                _ => bad(),
+            },
+            Self::Scheme => match v.as_str() {
+                Some(s) if scheme_names().contains(&s) => Ok(Value::Str(s.into())),
                 _ => bad(),
             },
             Self::OneOf(allowed) => match v.as_str() {
@@ -95,6 +102,11 @@ pub struct Axis {
     pub role: Role,
     pub kind: ValueKind,
     pub help: &'static str,
+}
+
+/// Every quantization scheme's name.
+fn scheme_names() -> Vec<&'static str> {
+    kvlab_strategies::quant::Scheme::ALL.iter().map(|s| s.name()).collect()
 }
 
 const fn axis(key: &'static str, role: Role, kind: ValueKind, help: &'static str) -> Axis {
@@ -137,7 +149,7 @@ pub const AXES: &[Axis] = &[
     axis(
         "scheme",
         Role::Strategy,
-        ValueKind::OneOf(&["asymmetric", "symmetric", "q8_0", "q4_0", "q4_1"]),
+        ValueKind::Scheme,
         "quant scheme (q8_0/q4_0/q4_1: llama.cpp's block formats, each under its own bits)",
     ),
     axis("residual", Role::Strategy, ValueKind::NonNegative, "recent tokens kept in f32"),
@@ -294,12 +306,12 @@ mod tests {
     #[test]
     fn every_strategy_parameter_is_an_axis() {
         // A StrategySpec field without an axis could never be set from an experiment.
-        let spec = serde_json::to_value(StrategySpec::new(StrategyKind::Concat)).unwrap();
+        let spec = serde_json::to_value(StrategySpec::new(StrategyKind::CONCAT)).unwrap();
         for key in spec.as_object().unwrap().keys().filter(|k| *k != "kind") {
             let axis = axis_named(key).unwrap_or_else(|| panic!("add an axis for '{key}'"));
             assert_eq!(axis.role, Role::Strategy, "{key}");
         }
-        for kind in StrategyKind::ALL {
+        for kind in StrategyKind::all() {
             let mut spec = StrategySpec::new(kind);
             spec.bits = Some(8);
             spec.kv_heads = Some(1);

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::spec::SpecError;
+pub use super::formats::{BLOCK_VALUES, Scheme};
+use crate::error::SpecError;
 
 /// Which elements share one scale (and zero point).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -17,85 +18,6 @@ pub enum Axis {
     /// One channel over `group_size` consecutive *slots*: a group of slots shares
     /// `[n_kv, head_dim]` scales. What KIVI does for keys (outlier channels get their own range).
     PerChannel,
-}
-
-/// How a group's range maps onto the integer codes.
-///
-/// The last three are llama.cpp's block formats (`ggml-quants.c`, `quantize_row_*_ref`), with
-/// their rounding rules and their f16 metadata, so a kvlab cache can be compared with
-/// llama.cpp's `type_k`/`type_v` like for like. A block format fixes `bits` and a group of
-/// [`BLOCK_VALUES`]; it may still group along either [`Axis`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scheme {
-    /// `x ≈ (code - 2^(bits-1)) · scale`, `scale = max|x| / (2^(bits-1) - 1)`: one f32 per group.
-    Symmetric,
-    /// `x ≈ code · scale + zero`, `zero = min x`, `scale = (max - min) / (2^bits - 1)`: two f32
-    /// per group (KIVI's min-max quantizer).
-    Asymmetric,
-    /// llama.cpp `q8_0`: `d = max|x| / 127`, `q = round(x / d)` in -127..=127, one f16 `d` per
-    /// 32 values (34 bytes a block).
-    #[serde(rename = "q8_0")]
-    Q8_0,
-    /// llama.cpp `q4_0`: `d = m / -8` where `m` is the value of largest magnitude (signed),
-    /// `q = min(15, ⌊x / d + 8.5⌋)`, `x ≈ (q - 8) · d`: 16 levels, `m` itself at -8; one f16 `d`
-    /// per 32 values (18 bytes a block).
-    #[serde(rename = "q4_0")]
-    Q4_0,
-    /// llama.cpp `q4_1`: `d = (max - min) / 15`, `q = min(15, ⌊(x - min) / d + 0.5⌋)`,
-    /// `x ≈ q · d + min`; f16 `d` and `min` per 32 values (20 bytes a block).
-    #[serde(rename = "q4_1")]
-    Q4_1,
-}
-
-/// Values per block of llama.cpp's formats (`QK8_0 = QK4_0 = QK4_1 = 32`).
-pub const BLOCK_VALUES: usize = 32;
-
-impl Scheme {
-    /// Every scheme, in the order `runner list` shows them.
-    pub const ALL: [Scheme; 5] =
-        [Self::Asymmetric, Self::Symmetric, Self::Q8_0, Self::Q4_0, Self::Q4_1];
-
-    /// The name in TOML and CSVs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Symmetric => "symmetric",
-            Self::Asymmetric => "asymmetric",
-            Self::Q8_0 => "q8_0",
-            Self::Q4_0 => "q4_0",
-            Self::Q4_1 => "q4_1",
-        }
-    }
-
-    /// The bit width a block format fixes (`None`: any of 8 and 4).
-    pub fn fixed_bits(self) -> Option<u8> {
-        match self {
-            Self::Symmetric | Self::Asymmetric => None,
-            Self::Q8_0 => Some(8),
-            Self::Q4_0 | Self::Q4_1 => Some(4),
-        }
-    }
-
-    /// Whether this is one of llama.cpp's block formats (group of 32, f16 metadata).
-    pub fn is_block_format(self) -> bool {
-        self.fixed_bits().is_some()
-    }
-
-    /// Whether groups carry a zero point (an offset) beside the scale.
-    pub fn has_zero_point(self) -> bool {
-        matches!(self, Self::Asymmetric | Self::Q4_1)
-    }
-
-    /// Whether `bits` may use this scheme.
-    pub fn allows_bits(self, bits: u8) -> bool {
-        self.fixed_bits().is_none_or(|b| b == bits)
-    }
-}
-
-impl std::fmt::Display for Scheme {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 /// Named starting points for experiment files.

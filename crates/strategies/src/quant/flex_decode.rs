@@ -126,7 +126,7 @@ mod tests {
     fn per_token_groups_decode_to_the_tensor_paths_bits() {
         let (n, h, d, g) = (5, 3, 64, 32);
         for bits in [8u8, 4] {
-            for scheme in Scheme::ALL.into_iter().filter(|s| s.allows_bits(bits)) {
+            for scheme in Scheme::ALL.iter().copied().filter(|s| s.allows_bits(bits)) {
                 let codec = Codec { bits, scheme };
                 let q = codec.quantize(values(n, h, d).reshape([n, h, d / g, g]), 3);
                 let codes = codec.pack(q.codes.reshape([n, h, d]));

@@ -72,7 +72,9 @@
 mod codec;
 mod config;
 mod flex_decode;
+pub mod formats;
 mod int_store;
+mod levels;
 mod plane;
 mod residual;
 

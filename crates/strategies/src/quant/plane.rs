@@ -11,7 +11,7 @@ use super::codec::{Codec, buffer_bytes, zeros_u8};
 use super::config::Axis;
 use super::flex_decode;
 use crate::chunked::Chunked;
-use crate::store::runs;
+use crate::slot_runs::runs;
 
 /// Writes row `i` of `src` into row `rows[i]` of `buf`, one `slice_assign` per run.
 pub(crate) fn assign<B: Backend, K: BasicOps<B>>(
@@ -20,7 +20,8 @@ pub(crate) fn assign<B: Backend, K: BasicOps<B>>(
     src: Tensor<B, 3, K>,
 ) -> Tensor<B, 3, K> {
     let [_, h, d] = buf.dims();
-    for (row, i, len) in runs(rows) {
+    for run in runs(rows) {
+        let (row, i, len) = (run.first_slot, run.first_token, run.len);
         let part = src.clone().slice([i..i + len, 0..h, 0..d]);
         buf = buf.slice_assign([row..row + len, 0..h, 0..d], part);
     }
@@ -153,7 +154,8 @@ impl<B: Backend> Plane<B> {
 
     fn write_channels(&mut self, slots: &[usize], x: Tensor<B, 3>) {
         let (h, d, g) = (self.n_kv, self.head_dim, self.group);
-        for (slot, token, len) in runs(slots) {
+        for run in runs(slots) {
+            let (slot, token, len) = (run.first_slot, run.first_token, run.len);
             // Split the run at group boundaries.
             let mut done = 0;
             while done < len {
