@@ -14,8 +14,8 @@
 use std::time::Duration;
 
 use benches::{
-    B, BLOCK_SIZE, CONTEXTS, CacheAtContext, MARGIN, SINK_TOKENS, STRATEGIES, bytes_per_token,
-    device, permutation, random, time_steps, timed,
+    B, BLOCK_SIZE, CONTEXTS, CacheAtContext, MARGIN, SINK_TOKENS, bytes_per_token, device,
+    permutation, random, strategies, time_steps, timed,
 };
 use burn::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -36,7 +36,7 @@ fn update(c: &mut Criterion) {
     let config = ModelConfig::seed_toy();
     let mut group = c.benchmark_group("update");
     group.throughput(Throughput::Bytes(bytes_per_token(&config)));
-    for kind in STRATEGIES {
+    for kind in strategies() {
         for context in CONTEXTS {
             let mut cache = CacheAtContext::new(kind, context, &config);
             group.bench_function(BenchmarkId::new(kind.name(), context), |b| {
@@ -52,7 +52,7 @@ fn write(c: &mut Criterion) {
     let config = ModelConfig::seed_toy();
     let mut group = c.benchmark_group("write");
     group.throughput(Throughput::Bytes(bytes_per_token(&config)));
-    for kind in STRATEGIES {
+    for kind in strategies() {
         for context in CONTEXTS {
             let mut cache = CacheAtContext::new(kind, context, &config);
             group.bench_function(BenchmarkId::new(kind.name(), context), |b| {
@@ -91,25 +91,20 @@ fn store_write(c: &mut Criterion) {
 /// The slots `kind`'s `update` reads for attention at `context` tokens, in the order it reads
 /// them (see the strategy files), with the newest token `newest` already written.
 fn read_slots(kind: StrategyKind, context: usize, newest: usize) -> Vec<usize> {
-    match kind {
+    match kind.name() {
         // Static and paged (a fresh pool hands out blocks 0, 1, 2, ... in order): 0..=newest.
-        StrategyKind::Static | StrategyKind::Paged | StrategyKind::Concat => (0..=newest).collect(),
+        "static" | "paged" | "concat" => (0..=newest).collect(),
         // The whole ring in slot order.
-        StrategyKind::Window | StrategyKind::ShiftWindow => (0..context).collect(),
+        "window" | "shift-window" => (0..context).collect(),
         // Sinks, then the recent ring oldest first (as the `sink` policy reads them).
-        StrategyKind::Sink => {
+        "sink" => {
             let recent = context - SINK_TOKENS;
             let slot_of = |p: usize| SINK_TOKENS + (p - SINK_TOKENS) % recent;
             (0..SINK_TOKENS).chain((newest + 1 - recent..=newest).map(slot_of)).collect()
         }
         // Not in the write/read tables: what they read depends on attention (the eviction
         // bench times them through the model).
-        StrategyKind::None
-        | StrategyKind::H2o
-        | StrategyKind::Tova
-        | StrategyKind::KeyNorm
-        | StrategyKind::SnapKv
-        | StrategyKind::PyramidKv => Vec::new(),
+        _ => Vec::new(),
     }
 }
 
@@ -122,11 +117,11 @@ fn read(c: &mut Criterion) {
     let (h, d) = (config.n_kv_heads, config.head_dim);
     let rope = RotaryEncoding::<B>::new(d, config.rope_theta, config.max_positions, &device);
     let mut group = c.benchmark_group("read");
-    for kind in STRATEGIES {
+    for kind in strategies() {
         for context in CONTEXTS {
             group.throughput(Throughput::Bytes((2 * context * h * d * 4) as u64));
             let id = BenchmarkId::new(kind.name(), context);
-            if kind == StrategyKind::Concat {
+            if kind == StrategyKind::CONCAT {
                 let (k, v) =
                     (random([1, h, context, d], &device), random([1, h, context, d], &device));
                 group.bench_function(id, |b| {
@@ -147,7 +142,7 @@ fn read(c: &mut Criterion) {
             );
             // A rolling cache's write cursor mid-ring; the others' newest token at `context`.
             let newest = if benches::is_rolling(kind) { 3 * context / 2 } else { context };
-            let sink = kind == StrategyKind::Sink;
+            let sink = kind == StrategyKind::named("sink");
             group.bench_function(id, |b| {
                 b.iter_custom(|iters| {
                     time_steps(iters, || {

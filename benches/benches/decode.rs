@@ -25,7 +25,7 @@ fn bench_model(c: &mut Criterion, name: &str, model: &Model<B>, contexts: &[usiz
     // One token per step.
     group.throughput(Throughput::Elements(1));
     for &context in contexts {
-        let mut cache = CacheAtContext::new(StrategyKind::Static, context, &model.config);
+        let mut cache = CacheAtContext::new(StrategyKind::STATIC, context, &model.config);
         group.bench_function(BenchmarkId::new(name, context), |b| {
             b.iter_custom(|iters| time_steps(iters, || cache.timed_decode(model, 1)))
         });

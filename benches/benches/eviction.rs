@@ -18,13 +18,7 @@ use kvlab_model::{Model, ModelConfig, assets, init, loader};
 use kvlab_strategies::StrategyKind;
 
 const SLOTS: [usize; 3] = [256, 1_024, 4_096];
-const KINDS: [StrategyKind; 5] = [
-    StrategyKind::Static,
-    StrategyKind::Window,
-    StrategyKind::H2o,
-    StrategyKind::Tova,
-    StrategyKind::KeyNorm,
-];
+const KINDS: [&str; 5] = ["static", "window", "h2o", "tova", "key-norm"];
 const ROUNDS: usize = 7;
 const STEPS: usize = 16;
 
@@ -57,7 +51,7 @@ fn evict_step(c: &mut Criterion) {
     let mut group = c.benchmark_group(format!("evict_step/{name}"));
     group.throughput(Throughput::Elements(1));
     for &slots in &SLOTS {
-        for kind in KINDS {
+        for kind in KINDS.map(StrategyKind::named) {
             let mut cache = CacheAtContext::new(kind, slots, &model.config);
             group.bench_function(BenchmarkId::new(kind.name(), slots), |b| {
                 b.iter_custom(|iters| time_steps(iters, || cache.timed_decode(&model, 1)))
@@ -75,8 +69,8 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 fn evict_ratio(_c: &mut Criterion) {
     let (model, name) = smollm2();
     let slots = 1_024;
-    let mut static_cache = CacheAtContext::new(StrategyKind::Static, slots, &model.config);
-    let mut h2o = CacheAtContext::new(StrategyKind::H2o, slots, &model.config);
+    let mut static_cache = CacheAtContext::new(StrategyKind::STATIC, slots, &model.config);
+    let mut h2o = CacheAtContext::new(StrategyKind::named("h2o"), slots, &model.config);
     // One untimed step each: first-touch allocations out of the way.
     static_cache.timed_decode(&model, 1);
     h2o.timed_decode(&model, 1);

@@ -54,42 +54,35 @@ pub fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<B, D
 }
 
 /// The strategies of the write/read benches, in table order.
-pub const STRATEGIES: [StrategyKind; 6] = [
-    StrategyKind::Concat,
-    StrategyKind::Static,
-    StrategyKind::Window,
-    StrategyKind::ShiftWindow,
-    StrategyKind::Sink,
-    StrategyKind::Paged,
-];
+pub fn strategies() -> [StrategyKind; 6] {
+    ["concat", "static", "window", "shift-window", "sink", "paged"].map(StrategyKind::named)
+}
 
 /// The keep-policies that evict one token per step once full, in table order.
-pub const EVICTING: [StrategyKind; 3] =
-    [StrategyKind::H2o, StrategyKind::Tova, StrategyKind::KeyNorm];
+pub const EVICTING: [&str; 3] = ["h2o", "tova", "key-norm"];
 
 /// Whether `kind` keeps a fixed budget of `cache_tokens` that rolls once full.
 pub fn is_rolling(kind: StrategyKind) -> bool {
-    matches!(kind, StrategyKind::Window | StrategyKind::ShiftWindow | StrategyKind::Sink)
-        || EVICTING.contains(&kind)
+    matches!(kind.name(), "window" | "shift-window" | "sink") || EVICTING.contains(&kind.name())
 }
 
 /// Whether `kind` rotates keys at their position in the text, which grows as it rolls.
 fn positions_grow(kind: StrategyKind) -> bool {
-    is_rolling(kind) && kind != StrategyKind::Sink
+    is_rolling(kind) && kind.name() != "sink"
 }
 
 /// The spec of `kind` at `context`: rolling strategies get `cache_tokens = context`, so a cache
 /// filled with `context` tokens is full and every measured token rolls it.
 pub fn spec(kind: StrategyKind, context: usize) -> StrategySpec {
     let mut spec = StrategySpec::new(kind);
-    match kind {
-        StrategyKind::Window | StrategyKind::ShiftWindow => spec.cache_tokens = Some(context),
+    match kind.name() {
+        "window" | "shift-window" => spec.cache_tokens = Some(context),
         k if EVICTING.contains(&k) => spec.cache_tokens = Some(context),
-        StrategyKind::Sink => {
+        "sink" => {
             spec.cache_tokens = Some(context);
             spec.sink_tokens = Some(SINK_TOKENS);
         }
-        StrategyKind::Paged => spec.block_size = Some(BLOCK_SIZE),
+        "paged" => spec.block_size = Some(BLOCK_SIZE),
         _ => {}
     }
     spec
@@ -160,15 +153,15 @@ impl CacheAtContext {
             &device,
         );
         let (cache, refill) = match kind {
-            StrategyKind::Concat => {
+            StrategyKind::CONCAT => {
                 let mut template = ConcatCache::<B>::new(KvLayout::new(config, 1));
                 fill(&mut template, config, context, &rope, &device);
                 (Box::new(template.clone()) as Box<dyn KvCache<B>>, Refill::Template(template))
             }
             _ => {
                 let refill = match kind {
-                    StrategyKind::Static => Refill::ResetCommit,
-                    StrategyKind::Paged => Refill::Rebuild,
+                    StrategyKind::STATIC => Refill::ResetCommit,
+                    StrategyKind::PAGED => Refill::Rebuild,
                     k if positions_grow(k) => Refill::Rebuild,
                     _ => Refill::Never,
                 };
@@ -318,7 +311,7 @@ mod tests {
     #[test]
     fn steps_keep_the_context() {
         let config = ModelConfig::seed_toy();
-        for kind in STRATEGIES {
+        for kind in strategies() {
             let mut c = CacheAtContext::new(kind, 64, &config);
             for _ in 0..MARGIN + 3 {
                 c.timed_step();

@@ -8,10 +8,26 @@ use crate::backend::BackendName;
 use crate::sweep::{AXES, Role, Workload};
 use crate::workloads;
 
+/// A kind's parameters, each with its default where it has one.
+fn parameters(kind: StrategyKind) -> String {
+    let params = kind.entry().parameters;
+    if params.is_empty() {
+        return "-".into();
+    }
+    let shown: Vec<String> = params
+        .iter()
+        .map(|p| match p.default {
+            Some(d) => format!("{} (default {d})", p.key),
+            None => p.key.to_string(),
+        })
+        .collect();
+    shown.join(", ")
+}
+
 /// `runner list`.
 pub fn list() -> String {
     let mut s = String::from("Strategies (sweep key `strategy`):\n");
-    for kind in StrategyKind::ALL {
+    for kind in StrategyKind::all() {
         let params = kind.parameters();
         let mut probe = serde_json::json!({ "kind": kind.name() });
         let probes = [
@@ -36,7 +52,7 @@ pub fn list() -> String {
             kind.summary(),
             if built.is_ok() { "" } else { "  [not built yet]" },
             "",
-            if params.is_empty() { "-".to_string() } else { params.join(", ") }
+            parameters(kind)
         );
     }
     s += "\nSweep keys (expansion order, outermost first):\n";

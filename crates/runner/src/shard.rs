@@ -244,7 +244,7 @@ fn model_config(name: &str) -> ModelConfig {
 /// Tokens pushed through the model by a run (one token recomputed per position of the context
 /// counts once per position: `none` pays the whole prefix again at every step).
 fn tokens_processed(e: &Experiment, run: &Run) -> u128 {
-    let recompute = run.kind() == StrategyKind::None;
+    let recompute = run.kind() == StrategyKind::NONE;
     // Streaming `steps` tokens one at a time after a prefill of `prefix`.
     let streamed = |prefix: u128, steps: u128| -> u128 {
         if recompute { (1..=steps).map(|i| prefix + i).sum::<u128>() } else { prefix + steps }

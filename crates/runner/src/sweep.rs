@@ -49,8 +49,8 @@ impl Run {
 
     pub fn kind(&self) -> StrategyKind {
         match self.get("strategy") {
-            Some(Value::Str(s)) => s.parse().unwrap_or(StrategyKind::Concat),
-            _ => StrategyKind::Concat,
+            Some(Value::Str(s)) => s.parse().unwrap_or(StrategyKind::CONCAT),
+            _ => StrategyKind::CONCAT,
         }
     }
 

@@ -77,7 +77,7 @@ pub fn timed_generate<B: Backend>(
     }
     let device = model.device();
     let prompts = vec![prompt.to_vec(); batch];
-    let spec = StrategySpec::new(StrategyKind::Static);
+    let spec = StrategySpec::new(StrategyKind::STATIC);
     let mut report = GenerateReport {
         engine: "kvlab",
         backend,

@@ -53,7 +53,7 @@ fn cached_decode_equals_recompute_on_wgpu() {
             .map(|r| (0..PROMPT as u32).map(|i| (i * 7 + r * 13 + 3) % 100).collect())
             .collect();
         let (want_tokens, want_logits) = decode(&model, &mut NoCache::new(2), &prompts);
-        for kind in [StrategyKind::Concat, StrategyKind::Static, StrategyKind::Paged] {
+        for kind in [StrategyKind::CONCAT, StrategyKind::STATIC, StrategyKind::PAGED] {
             let name = kind.name();
             let spec = StrategySpec { block_size: Some(4), ..StrategySpec::new(kind) };
             let mut cache = spec.build::<Wgpu>(&config, 2, PROMPT + STEPS, &device).unwrap();
@@ -98,7 +98,7 @@ fn bucketed_keys_give_unbucketed_logits_on_wgpu() {
     let mut model = Model::<Wgpu>::from_weights(&random_weights(&config, 7), &device).unwrap();
     let prompts: Vec<Vec<u32>> =
         (0..2).map(|r| (0..PROMPT as u32).map(|i| (i * 7 + r * 13 + 3) % 100).collect()).collect();
-    for kind in [StrategyKind::Static, StrategyKind::Paged] {
+    for kind in [StrategyKind::STATIC, StrategyKind::PAGED] {
         let spec = StrategySpec { block_size: Some(4), ..StrategySpec::new(kind) };
         let mut run = |bucket| {
             model.set_key_bucket(bucket);

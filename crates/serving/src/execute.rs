@@ -24,116 +24,14 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 use kvlab_model::model::tokens_tensor;
-use kvlab_model::{CacheError, KvCache, KvMemory, KvView, Model, RotaryEncoding};
-use kvlab_strategies::paged::read_tables;
-use kvlab_strategies::store::to_slots;
-use kvlab_strategies::{F32Store, SlotStore};
+use kvlab_model::{KvCache, Model};
+use kvlab_strategies::SlotStore;
+use kvlab_strategies::table_cache::TableCache;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::memory::SlotCopy;
 use crate::work::{Executor, IterationWork, RowWork};
-
-/// A cache whose rows, slots and new-token count are set from outside before each forward:
-/// the serving executor's view of the shared store.
-pub struct TableCache<B: Backend> {
-    store: F32Store<B>,
-    n_slots: usize,
-    /// Per batch row: slots of every token attention sees after this forward, new ones last.
-    tables: Vec<Vec<usize>>,
-    /// New tokens per row in this forward.
-    t: usize,
-    /// `[n_kv, head_dim]` of a slot.
-    heads: [usize; 2],
-}
-
-impl<B: Backend> TableCache<B> {
-    pub fn new(
-        n_layers: usize,
-        n_slots: usize,
-        n_kv: usize,
-        head_dim: usize,
-        device: &B::Device,
-    ) -> Self {
-        let store = F32Store::new(n_layers, n_slots, n_kv, head_dim, device);
-        Self { store, n_slots, tables: Vec::new(), t: 0, heads: [n_kv, head_dim] }
-    }
-
-    /// The next forward feeds `t` tokens to each row of `tables`.
-    ///
-    /// # Panics
-    /// When a row holds fewer than `t` slots or names a slot outside the store.
-    pub fn set_rows(&mut self, tables: Vec<Vec<usize>>, t: usize) {
-        for row in &tables {
-            assert!(row.len() >= t && t > 0, "a row needs its {t} new tokens' slots");
-            assert!(row.iter().all(|&s| s < self.n_slots), "slot outside the store");
-        }
-        self.tables = tables;
-        self.t = t;
-    }
-}
-
-impl<B: Backend> KvCache<B> for TableCache<B> {
-    fn next_input(&self, total: usize) -> Range<usize> {
-        total - self.t..total
-    }
-
-    fn query_start(&self) -> Vec<usize> {
-        self.tables.iter().map(|row| row.len() - self.t).collect()
-    }
-
-    fn write(
-        &mut self,
-        layer: usize,
-        k: Tensor<B, 4>,
-        v: Tensor<B, 4>,
-        rope: &RotaryEncoding<B>,
-    ) -> Result<(), CacheError> {
-        let [b, _, t, _] = k.dims();
-        if b != self.tables.len() || t != self.t {
-            return Err(CacheError::Invalid(format!(
-                "forward of [{b}, {t}] new tokens, rows set for [{}, {}]",
-                self.tables.len(),
-                self.t
-            )));
-        }
-        let k = rope.apply(k, &self.query_start());
-        let written: Vec<usize> =
-            self.tables.iter().flat_map(|row| row[row.len() - t..].iter().copied()).collect();
-        self.store.write(layer, &written, to_slots(k), to_slots(v));
-        Ok(())
-    }
-
-    fn view(
-        &self,
-        layer: usize,
-        new_tokens: usize,
-        _rope: &RotaryEncoding<B>,
-    ) -> Result<KvView<B>, CacheError> {
-        Ok(read_tables(&self.store, layer, &self.tables, new_tokens, self.heads))
-    }
-
-    fn commit(&mut self, _new_tokens: usize) {}
-
-    fn reset(&mut self) {
-        self.tables.clear();
-    }
-
-    fn memory(&self) -> KvMemory {
-        let live: usize = self.tables.iter().map(Vec::len).sum();
-        let m = self.store.memory(live);
-        KvMemory {
-            allocated_bytes: m.allocated_bytes,
-            live_bytes: m.live_bytes,
-            metadata_bytes: m.metadata_bytes,
-            tokens: self.tables.iter().map(Vec::len).max().unwrap_or(0),
-        }
-    }
-
-    fn stored_shape(&self, _layer: usize) -> Option<[usize; 4]> {
-        None
-    }
-}
 
 /// What executing a schedule measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -241,7 +139,7 @@ impl<'m, B: Backend> ModelExecutor<'m, B> {
         let refs: Vec<&[u32]> = inputs.iter().map(Vec::as_slice).collect();
         let device = self.model.device();
         let ids = tokens_tensor::<B>(&refs, &device);
-        self.cache.set_rows(tables.clone(), t);
+        self.cache.set_rows(tables.clone(), t).map_err(|e| e.to_string())?;
         let logits = self.model.forward_last(ids, &mut self.cache).map_err(|e| e.to_string())?;
         let next: Vec<i64> =
             logits.argmax(1).into_data().convert::<i64>().to_vec().map_err(|e| format!("{e:?}"))?;
@@ -257,8 +155,8 @@ impl<'m, B: Backend> ModelExecutor<'m, B> {
     /// Copies slots' K/V within the store, every layer (a copy-on-write).
     fn copy(&mut self, c: &SlotCopy) {
         for layer in 0..self.model.config.n_layers {
-            let (k, v) = self.cache.store.read(layer, &c.from);
-            self.cache.store.write(layer, &c.to, k, v);
+            let (k, v) = self.cache.store().read(layer, &c.from);
+            self.cache.store_mut().write(layer, &c.to, k, v);
         }
     }
 
@@ -267,7 +165,7 @@ impl<'m, B: Backend> ModelExecutor<'m, B> {
         let start = Instant::now();
         let mut layers = Vec::with_capacity(self.model.config.n_layers);
         for layer in 0..self.model.config.n_layers {
-            let (k, v) = self.cache.store.read(layer, &row.slots);
+            let (k, v) = self.cache.store().read(layer, &row.slots);
             layers.push((k.into_data(), v.into_data()));
         }
         self.swapped.insert(row.id, layers);
@@ -287,7 +185,7 @@ impl<'m, B: Backend> ModelExecutor<'m, B> {
             n = k.shape[0];
             let slots = row.slots.get(..n).ok_or("fewer slots than swapped tokens")?;
             let (k, v) = (Tensor::from_data(k, &device), Tensor::from_data(v, &device));
-            self.cache.store.write(layer, slots, k, v);
+            self.cache.store_mut().write(layer, slots, k, v);
         }
         self.stored.insert(row.id, n);
         // The copy is not done until the device says so.

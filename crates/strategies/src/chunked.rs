@@ -16,7 +16,7 @@ use burn::prelude::*;
 use burn::tensor::BasicOps;
 
 use crate::in_place;
-use crate::store::runs;
+use crate::slot_runs::runs;
 
 /// Rows per chunk: small enough that a write's copy is cheap (128 × 3 heads × 64 dims × 4 B =
 /// 96 KiB for SmolLM2), large enough that a 16k-token read stitches only 128 pieces.
@@ -66,8 +66,8 @@ where
     /// Pieces `(chunk, first_row_in_chunk, first_source_row, len)` covering `rows`, in order.
     fn pieces(rows: &[usize]) -> Vec<(usize, usize, usize, usize)> {
         let mut out = Vec::new();
-        for (row, src, len) in runs(rows) {
-            let (mut row, mut src, mut len) = (row, src, len);
+        for run in runs(rows) {
+            let (mut row, mut src, mut len) = (run.first_slot, run.first_token, run.len);
             while len > 0 {
                 let (c, at) = (row / CHUNK_ROWS, row % CHUNK_ROWS);
                 let take = len.min(CHUNK_ROWS - at);

@@ -9,7 +9,16 @@ use kvlab_model::{
     AttentionMask, CacheError, KeyPositions, KvCache, KvMemory, KvView, RotaryEncoding,
 };
 
+use crate::entry::{Entry, Holds, no_check};
 use crate::layout::{F32_BYTES, KvLayout};
+
+pub const ENTRY: Entry = Entry {
+    name: "concat",
+    summary: "grow K/V by concatenation (HF DynamicCache, the article's cache)",
+    parameters: &[],
+    check: no_check,
+    holds: Holds::Concat,
+};
 
 #[derive(Debug, Clone)]
 pub struct ConcatCache<B: Backend> {

@@ -17,7 +17,7 @@ use kvlab_model::ModelWeights;
 use kvlab_model::weights::HostTensor;
 use serde::{Deserialize, Serialize};
 
-use crate::spec::SpecError;
+use crate::error::SpecError;
 
 /// How a group of KV heads becomes one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -3,3 +3,13 @@
 //! strategy are tested against.
 
 pub use kvlab_model::no_cache::NoCache;
+
+use crate::entry::{Entry, Holds, no_check};
+
+pub const ENTRY: Entry = Entry {
+    name: "none",
+    summary: "no cache: recompute the whole sequence every step",
+    parameters: &[],
+    check: no_check,
+    holds: Holds::Nothing,
+};

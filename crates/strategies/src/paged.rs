@@ -14,8 +14,18 @@ use kvlab_model::{
 };
 
 use crate::block_pool::{BlockPool, PoolError, SeqId};
+use crate::entry::{Entry, Holds, Param, no_check};
 use crate::layout::KvLayout;
-use crate::store::{SlotStore, read_rows, runs, to_slots};
+use crate::slot_runs::runs;
+use crate::store::{SlotStore, read_rows, to_slots};
+
+pub const ENTRY: Entry = Entry {
+    name: "paged",
+    summary: "block pool + block tables, allocated on demand (vLLM)",
+    parameters: &[Param { key: "block_size", get: |s| s.block_size, default: None, min: 1 }],
+    check: no_check,
+    holds: Holds::Paged,
+};
 
 pub struct PagedCache<B: Backend> {
     layout: KvLayout,
@@ -215,10 +225,8 @@ pub fn read_tables<B: Backend>(
     let b = tables.len();
     let lens: Vec<usize> = tables.iter().map(Vec::len).collect();
     let longest = lens.iter().copied().max().unwrap_or(0);
-    let rows: Vec<Vec<Range<usize>>> = tables
-        .iter()
-        .map(|slots| runs(slots).into_iter().map(|(s, _, n)| s..s + n).collect())
-        .collect();
+    let rows: Vec<Vec<Range<usize>>> =
+        tables.iter().map(|slots| runs(slots).iter().map(|r| r.slots()).collect()).collect();
     let kv = read_rows(store, layer, &rows, n_kv, head_dim);
     let view = KvView { kv, mask: AttentionMask::CausalEnd };
     let mask = if lens.iter().all(|&l| l == longest) {

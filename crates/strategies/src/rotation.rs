@@ -21,7 +21,7 @@ use std::ops::Range;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::spec::SpecError;
+use crate::error::SpecError;
 use crate::store::{SlotStore, StoreMemory};
 
 /// Whether a store rotates head vectors before encoding them.

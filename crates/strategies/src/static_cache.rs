@@ -7,9 +7,18 @@ use std::ops::Range;
 use burn::prelude::*;
 use kvlab_model::{CacheError, KeyPositions, KvCache, KvMemory, KvView, RotaryEncoding};
 
+use crate::entry::{Entry, Holds, no_check};
 use crate::layout::KvLayout;
 use crate::rows::RowSlots;
 use crate::store::SlotStore;
+
+pub const ENTRY: Entry = Entry {
+    name: "static",
+    summary: "max_seq slots per sequence, preallocated, written in place at input_pos",
+    parameters: &[],
+    check: no_check,
+    holds: Holds::Static,
+};
 
 #[derive(Debug)]
 pub struct StaticCache<B: Backend> {

@@ -52,19 +52,6 @@ pub struct StoreMemory {
     pub metadata_bytes: usize,
 }
 
-/// Consecutive slot runs: `[(first_slot, first_token, len)]`, so a write or read touches each run
-/// with one slice instead of one op per token.
-pub fn runs(slots: &[usize]) -> Vec<(usize, usize, usize)> {
-    let mut out: Vec<(usize, usize, usize)> = Vec::new();
-    for (i, &s) in slots.iter().enumerate() {
-        match out.last_mut() {
-            Some((start, _, len)) if *start + *len == s => *len += 1,
-            _ => out.push((s, i, 1)),
-        }
-    }
-    out
-}
-
 /// Full-precision slots: per layer, `n_slots` slots of `[n_kv, head_dim]` f32 keys and as
 /// many values, allocated once, in [`Chunked`] buffers so a write costs O(written slots).
 #[derive(Debug, Clone)]
@@ -177,15 +164,4 @@ pub fn to_slots<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
 pub fn from_slots<B: Backend>(x: Tensor<B, 3>, batch: usize) -> Tensor<B, 4> {
     let [n, h, d] = x.dims();
     x.reshape([batch, n / batch, h, d]).swap_dims(1, 2)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_coalesce_consecutive_slots() {
-        assert_eq!(runs(&[3, 4, 5, 0, 1, 9]), vec![(3, 0, 3), (0, 3, 2), (9, 5, 1)]);
-        assert!(runs(&[]).is_empty());
-    }
 }

@@ -5,8 +5,8 @@
 
 use burn::prelude::*;
 use burn::tensor::f16;
+use kvlab_strategies::SpecError;
 use kvlab_strategies::quant::{Axis, QuantConfig, QuantStore, Scheme};
-use kvlab_strategies::spec::SpecError;
 use kvlab_strategies::store::SlotStore;
 
 type B = burn_flex::Flex;
@@ -270,7 +270,7 @@ fn llama_cpp_key_order_is_interleaved_for_llama_and_half_split_for_neox_families
         group_size: Some(QK),
         scheme: Some(Scheme::Q4_0),
         key_order: Some(order),
-        ..StrategySpec::new(StrategyKind::Static)
+        ..StrategySpec::new(StrategyKind::STATIC)
     };
     for neox_rope in [false, true] {
         let mut config = ModelConfig::seed_toy();

@@ -124,11 +124,11 @@ fn past_their_budget_bounded_strategies_equal_the_reference() {
         let (config, model) = toy_model(kv_heads);
         let p = prompts(batch, prompt);
         let cases = [
-            (spec(StrategyKind::Window, 8, None), Rule::Window(8)),
-            (spec(StrategyKind::ShiftWindow, 8, None), Rule::Window(8)),
-            (spec(StrategyKind::Sink, 8, Some(2)), Rule::Sink { c: 8, s: 2 }),
-            (spec(StrategyKind::Sink, 12, Some(4)), Rule::Sink { c: 12, s: 4 }),
-            (spec(StrategyKind::Sink, 6, Some(1)), Rule::Sink { c: 6, s: 1 }),
+            (spec(StrategyKind::named("window"), 8, None), Rule::Window(8)),
+            (spec(StrategyKind::named("shift-window"), 8, None), Rule::Window(8)),
+            (spec(StrategyKind::named("sink"), 8, Some(2)), Rule::Sink { c: 8, s: 2 }),
+            (spec(StrategyKind::named("sink"), 12, Some(4)), Rule::Sink { c: 12, s: 4 }),
+            (spec(StrategyKind::named("sink"), 6, Some(1)), Rule::Sink { c: 6, s: 1 }),
         ];
         for (spec, rule) in cases {
             let mut reference =
@@ -150,7 +150,7 @@ fn a_long_prompt_is_fed_in_steps_the_window_accepts() {
     let mut reference =
         Reference { rule: Rule::Window(8), batch: 2, history: vec![None; 2], seen: 0 };
     let want = step_logits(&model, &mut reference, &p, 4);
-    for kind in [StrategyKind::Window, StrategyKind::ShiftWindow] {
+    for kind in [StrategyKind::named("window"), StrategyKind::named("shift-window")] {
         let mut cache =
             spec(kind, 8, None).build::<B>(&config, 2, 24, &Default::default()).unwrap();
         assert_close(kind.name(), &step_logits(&model, cache.as_mut(), &p, 4), &want);
@@ -161,10 +161,10 @@ fn a_long_prompt_is_fed_in_steps_the_window_accepts() {
 fn window_and_shift_window_agree_at_every_length() {
     let (config, model) = toy_model(2);
     let p = prompts(2, 3);
-    let mut a = spec(StrategyKind::Window, 5, None)
+    let mut a = spec(StrategyKind::named("window"), 5, None)
         .build::<B>(&config, 2, 64, &Default::default())
         .unwrap();
-    let mut b = spec(StrategyKind::ShiftWindow, 5, None)
+    let mut b = spec(StrategyKind::named("shift-window"), 5, None)
         .build::<B>(&config, 2, 64, &Default::default())
         .unwrap();
     assert_close(
@@ -182,13 +182,13 @@ fn while_the_sequence_fits_every_strategy_equals_recompute() {
     let want = step_logits(&model, &mut NoCache::new(2), &p, steps);
     let budget = prompt + steps;
     let specs = [
-        StrategySpec::new(StrategyKind::Concat),
-        StrategySpec::new(StrategyKind::Static),
-        spec(StrategyKind::Window, budget, None),
-        spec(StrategyKind::ShiftWindow, budget, None),
-        spec(StrategyKind::Sink, budget, Some(4)),
-        StrategySpec { block_size: Some(4), ..StrategySpec::new(StrategyKind::Paged) },
-        StrategySpec { block_size: Some(16), ..StrategySpec::new(StrategyKind::Paged) },
+        StrategySpec::new(StrategyKind::CONCAT),
+        StrategySpec::new(StrategyKind::STATIC),
+        spec(StrategyKind::named("window"), budget, None),
+        spec(StrategyKind::named("shift-window"), budget, None),
+        spec(StrategyKind::named("sink"), budget, Some(4)),
+        StrategySpec { block_size: Some(4), ..StrategySpec::new(StrategyKind::PAGED) },
+        StrategySpec { block_size: Some(16), ..StrategySpec::new(StrategyKind::PAGED) },
     ];
     for s in specs {
         let mut cache = s.build::<B>(&config, 2, budget, &Default::default()).unwrap();

@@ -58,7 +58,7 @@ fn check_backend<B: Backend>(device: &B::Device) {
         let (want_tokens, want_logits) = decode(&model, &mut NoCache::new(2), &prompts);
         // Evicting policies with room for every token must be exact too.
         let room = Some(PROMPT + STEPS);
-        for kind in StrategyKind::ALL.into_iter().filter(|&k| k != StrategyKind::None) {
+        for kind in StrategyKind::all().filter(|&k| k != StrategyKind::NONE) {
             let name = kind.name();
             let spec = StrategySpec {
                 block_size: Some(4),
@@ -100,18 +100,21 @@ fn specs() -> Vec<(String, Option<StrategySpec>)> {
     let window = |kind| StrategySpec { cache_tokens: Some(8), ..StrategySpec::new(kind) };
     vec![
         ("none".into(), None),
-        ("concat".into(), Some(StrategySpec::new(StrategyKind::Concat))),
-        ("static".into(), Some(StrategySpec::new(StrategyKind::Static))),
+        ("concat".into(), Some(StrategySpec::new(StrategyKind::CONCAT))),
+        ("static".into(), Some(StrategySpec::new(StrategyKind::STATIC))),
         (
             "static int8".into(),
-            Some(StrategySpec { bits: Some(8), ..StrategySpec::new(StrategyKind::Static) }),
+            Some(StrategySpec { bits: Some(8), ..StrategySpec::new(StrategyKind::STATIC) }),
         ),
-        ("window".into(), Some(window(StrategyKind::Window))),
-        ("shift-window".into(), Some(window(StrategyKind::ShiftWindow))),
-        ("sink".into(), Some(StrategySpec { sink_tokens: Some(2), ..window(StrategyKind::Sink) })),
+        ("window".into(), Some(window(StrategyKind::named("window")))),
+        ("shift-window".into(), Some(window(StrategyKind::named("shift-window")))),
+        (
+            "sink".into(),
+            Some(StrategySpec { sink_tokens: Some(2), ..window(StrategyKind::named("sink")) }),
+        ),
         (
             "paged".into(),
-            Some(StrategySpec { block_size: Some(4), ..StrategySpec::new(StrategyKind::Paged) }),
+            Some(StrategySpec { block_size: Some(4), ..StrategySpec::new(StrategyKind::PAGED) }),
         ),
     ]
 }
@@ -169,7 +172,7 @@ fn streaming_perplexity_of_recomputation_equals_the_full_cache() {
     let config = ModelConfig::seed_toy();
     let model = Model::<B>::from_weights(&random_weights(&config, 7), &Default::default()).unwrap();
     let tokens: Vec<u32> = (0..24u32).map(|i| (i * 11 + 5) % 100).collect();
-    let mut full = StrategySpec::new(StrategyKind::Concat)
+    let mut full = StrategySpec::new(StrategyKind::CONCAT)
         .build::<B>(&config, 1, tokens.len(), &Default::default())
         .unwrap();
     let compared = kvlab_model::perplexity::streaming_against(

@@ -313,11 +313,11 @@ fn with_room_for_every_token_each_policy_equals_recompute() {
         let p = prompts(2, prompt);
         let (want_tokens, want) = run(&model, &mut NoCache::new(2), &p, steps);
         let specs = [
-            spec(StrategyKind::H2o, budget),
-            spec(StrategyKind::Tova, budget),
-            spec(StrategyKind::KeyNorm, budget),
-            snap(StrategyKind::SnapKv, prompt, 4, 3),
-            snap(StrategyKind::PyramidKv, prompt, 4, 3),
+            spec(StrategyKind::named("h2o"), budget),
+            spec(StrategyKind::named("tova"), budget),
+            spec(StrategyKind::named("key-norm"), budget),
+            snap(StrategyKind::named("snapkv"), prompt, 4, 3),
+            snap(StrategyKind::named("pyramidkv"), prompt, 4, 3),
         ];
         for s in specs {
             let mut cache = s.build::<B>(&config, 2, budget, &Default::default()).unwrap();
@@ -356,23 +356,23 @@ fn past_their_budget_streaming_policies_equal_the_reference() {
         let p = prompts(batch, prompt);
         let cases = [
             (
-                StrategySpec { recent: Some(3), ..spec(StrategyKind::H2o, 8) },
+                StrategySpec { recent: Some(3), ..spec(StrategyKind::named("h2o"), 8) },
                 Rule::H2o { budget: 8, recent: 3 },
             ),
-            (spec(StrategyKind::H2o, 8), Rule::H2o { budget: 8, recent: 4 }),
+            (spec(StrategyKind::named("h2o"), 8), Rule::H2o { budget: 8, recent: 4 }),
             (
-                StrategySpec { recent: Some(0), ..spec(StrategyKind::H2o, 6) },
+                StrategySpec { recent: Some(0), ..spec(StrategyKind::named("h2o"), 6) },
                 Rule::H2o { budget: 6, recent: 0 },
             ),
-            (spec(StrategyKind::Tova, 8), Rule::Tova { budget: 8 }),
-            (spec(StrategyKind::Tova, 3), Rule::Tova { budget: 3 }),
-            (spec(StrategyKind::KeyNorm, 8), Rule::KeyNorm { budget: 8 }),
+            (spec(StrategyKind::named("tova"), 8), Rule::Tova { budget: 8 }),
+            (spec(StrategyKind::named("tova"), 3), Rule::Tova { budget: 3 }),
+            (spec(StrategyKind::named("key-norm"), 8), Rule::KeyNorm { budget: 8 }),
         ];
         for (s, rule) in cases {
             let what = format!("{rule:?} kv_heads {kv_heads}");
             let (_, got) = against_reference(&s, rule, (&config, &model), &p, steps);
             // And the rule bit: a full window of the same budget reads different logits.
-            let mut window = spec(StrategyKind::Window, s.cache_tokens.unwrap())
+            let mut window = spec(StrategyKind::named("window"), s.cache_tokens.unwrap())
                 .build::<B>(&config, batch, prompt + steps, &Default::default())
                 .unwrap();
             let (_, window_logits) = run(&model, window.as_mut(), &p, steps);
@@ -393,9 +393,9 @@ fn past_their_budget_prompt_policies_equal_the_reference() {
         let p = prompts(batch, prompt);
         let layers = config.n_layers;
         let cases = [
-            (snap(StrategyKind::SnapKv, 8, 3, 3), vec![8; layers], 3, 3),
-            (snap(StrategyKind::SnapKv, 12, 4, 1), vec![12; layers], 4, 1),
-            (snap(StrategyKind::PyramidKv, 8, 3, 3), pyramid_budgets(layers, 8, 3), 3, 3),
+            (snap(StrategyKind::named("snapkv"), 8, 3, 3), vec![8; layers], 3, 3),
+            (snap(StrategyKind::named("snapkv"), 12, 4, 1), vec![12; layers], 4, 1),
+            (snap(StrategyKind::named("pyramidkv"), 8, 3, 3), pyramid_budgets(layers, 8, 3), 3, 3),
         ];
         for (s, budgets, window, kernel) in cases {
             let cache_tokens = s.cache_tokens.unwrap();
@@ -419,8 +419,9 @@ fn a_long_prompt_fills_the_budget_then_streams_one_token_at_a_time() {
     let p = prompts(2, 20);
     let mut reference = Reference::new(Rule::H2o { budget: 8, recent: 4 }, &config, 2);
     let (_, want) = run(&model, &mut reference, &p, 4);
-    let mut cache =
-        spec(StrategyKind::H2o, 8).build::<B>(&config, 2, 24, &Default::default()).unwrap();
+    let mut cache = spec(StrategyKind::named("h2o"), 8)
+        .build::<B>(&config, 2, 24, &Default::default())
+        .unwrap();
     assert_eq!(cache.max_step_tokens(), 8);
     let (_, got) = run(&model, cache.as_mut(), &p, 4);
     assert_close("h2o, a 20-token prompt into 8 slots", &got, &want);
@@ -437,11 +438,15 @@ fn policies_compose_with_quantized_stores_and_converted_heads() {
         let p = prompts(2, prompt);
         for bits in [8, 4] {
             let quant = |s: StrategySpec| StrategySpec { bits: Some(bits), ..s };
-            let mut reference = quant(StrategySpec::new(StrategyKind::Static))
+            let mut reference = quant(StrategySpec::new(StrategyKind::STATIC))
                 .build::<B>(&config, 2, prompt + steps, &Default::default())
                 .unwrap();
             let (_, want) = run(&model, reference.as_mut(), &p, steps);
-            for kind in [StrategyKind::H2o, StrategyKind::Tova, StrategyKind::KeyNorm] {
+            for kind in [
+                StrategyKind::named("h2o"),
+                StrategyKind::named("tova"),
+                StrategyKind::named("key-norm"),
+            ] {
                 let mut cache = quant(spec(kind, prompt + steps))
                     .build::<B>(&config, 2, prompt + steps, &Default::default())
                     .unwrap();
@@ -449,10 +454,10 @@ fn policies_compose_with_quantized_stores_and_converted_heads() {
                 assert_close(&format!("{kind} int{bits} kv_heads {kv_heads}"), &got, &want);
             }
             // Past the budget, bits still apply: the int4 cache differs from the f32 one.
-            let mut f32_cache = spec(StrategyKind::H2o, 6)
+            let mut f32_cache = spec(StrategyKind::named("h2o"), 6)
                 .build::<B>(&config, 2, prompt + steps, &Default::default())
                 .unwrap();
-            let mut q_cache = quant(spec(StrategyKind::H2o, 6))
+            let mut q_cache = quant(spec(StrategyKind::named("h2o"), 6))
                 .build::<B>(&config, 2, prompt + steps, &Default::default())
                 .unwrap();
             let (_, a) = run(&model, f32_cache.as_mut(), &p, steps);
@@ -470,9 +475,9 @@ fn memory_is_the_store_plus_positions_plus_scores() {
     let per_token = 2 * l * b * h * d * 4; // K and V, f32, every layer and row
     let p = prompts(b, 5);
     for (kind, score_bytes) in [
-        (StrategyKind::H2o, l * b * h * c * 4),
-        (StrategyKind::KeyNorm, l * b * h * c * 4),
-        (StrategyKind::Tova, l * b * 4),
+        (StrategyKind::named("h2o"), l * b * h * c * 4),
+        (StrategyKind::named("key-norm"), l * b * h * c * 4),
+        (StrategyKind::named("tova"), l * b * 4),
     ] {
         let mut cache = spec(kind, c).build::<B>(&config, b, 64, &Default::default()).unwrap();
         // One step: the 5 prompt tokens are fed; the chosen token is not.
@@ -486,14 +491,14 @@ fn memory_is_the_store_plus_positions_plus_scores() {
     }
     // Over int8 codes (per-token groups of 32: a byte a value, an f32 scale and zero per group),
     // live bytes are the kept tokens' codes, as the static cache counts them.
-    let int8 = StrategySpec { bits: Some(8), ..spec(StrategyKind::H2o, c) };
+    let int8 = StrategySpec { bits: Some(8), ..spec(StrategyKind::named("h2o"), c) };
     let mut cache = int8.build::<B>(&config, b, 64, &Default::default()).unwrap();
     run(&model, cache.as_mut(), &p, 1);
     let m = cache.memory();
     assert_eq!((m.allocated_bytes, m.live_bytes), (per_token / 4 * c, per_token / 4 * 5), "int8");
     // SnapKV holds the whole sequence's slots (the prompt is prefilled whole), and keeps its
     // budget of the prompt once cut.
-    let mut cache = snap(StrategyKind::SnapKv, 8, 2, 3)
+    let mut cache = snap(StrategyKind::named("snapkv"), 8, 2, 3)
         .build::<B>(&config, b, 40, &Default::default())
         .unwrap();
     run(&model, cache.as_mut(), &prompts(b, 30), 1);
@@ -505,10 +510,12 @@ fn memory_is_the_store_plus_positions_plus_scores() {
 fn bad_parameters_name_the_key() {
     let err = |s: StrategySpec| s.validate().unwrap_err().to_string();
     assert!(
-        err(StrategySpec { recent: Some(8), ..spec(StrategyKind::H2o, 8) })
+        err(StrategySpec { recent: Some(8), ..spec(StrategyKind::named("h2o"), 8) })
             .starts_with("recent = 8")
     );
-    assert!(err(snap(StrategyKind::SnapKv, 8, 8, 3)).starts_with("window = 8"));
-    assert!(err(snap(StrategyKind::PyramidKv, 8, 2, 4)).starts_with("kernel = 4"));
-    assert!(err(StrategySpec::new(StrategyKind::Tova)).starts_with("cache_tokens = missing"));
+    assert!(err(snap(StrategyKind::named("snapkv"), 8, 8, 3)).starts_with("window = 8"));
+    assert!(err(snap(StrategyKind::named("pyramidkv"), 8, 2, 4)).starts_with("kernel = 4"));
+    assert!(
+        err(StrategySpec::new(StrategyKind::named("tova"))).starts_with("cache_tokens = missing")
+    );
 }

@@ -17,7 +17,7 @@ fn gemma_cache_bytes_equal_the_per_layer_formula() {
     // Lengths in whole 16-token blocks, so that paging rounds nothing up.
     for (batch, max_seq) in [(1, 2048), (2, 320), (3, 4096)] {
         let device = Default::default();
-        for kind in [StrategyKind::Static, StrategyKind::Paged] {
+        for kind in [StrategyKind::STATIC, StrategyKind::PAGED] {
             let spec = StrategySpec { block_size: Some(16), ..StrategySpec::new(kind) };
             let cache = spec.build::<B>(&config, batch, max_seq, &device).unwrap();
             assert_eq!(
@@ -67,7 +67,7 @@ fn lossless_strategies_stream_gemma_past_its_window_as_one_full_forward() {
     let full = model.forward(tokens_tensor(&[&tokens], &model.device()), &mut NoCache::new(1));
     let full: Vec<f32> = full.unwrap().into_data().to_vec().unwrap();
     let vocab = weights.config.vocab_size;
-    for kind in [StrategyKind::Static, StrategyKind::Concat] {
+    for kind in [StrategyKind::STATIC, StrategyKind::CONCAT] {
         let mut cache =
             StrategySpec::new(kind).build::<B>(&weights.config, 1, n, &model.device()).unwrap();
         let rows = streamed(&model, cache.as_mut(), &tokens);

@@ -42,9 +42,9 @@ fn reported_bytes_equal_the_closed_form_for_every_strategy() {
     for fed in [1, 7, 13, 30] {
         let kv = |tokens: usize| formula(&c, tokens, BATCH);
         let cases: Vec<(StrategySpec, KvMemory)> = vec![
-            (StrategySpec::new(StrategyKind::None), KvMemory::default()),
+            (StrategySpec::new(StrategyKind::NONE), KvMemory::default()),
             (
-                StrategySpec::new(StrategyKind::Concat),
+                StrategySpec::new(StrategyKind::CONCAT),
                 KvMemory {
                     allocated_bytes: kv(fed),
                     live_bytes: kv(fed),
@@ -53,7 +53,7 @@ fn reported_bytes_equal_the_closed_form_for_every_strategy() {
                 },
             ),
             (
-                StrategySpec::new(StrategyKind::Static),
+                StrategySpec::new(StrategyKind::STATIC),
                 KvMemory {
                     allocated_bytes: kv(MAX_SEQ),
                     live_bytes: kv(fed),
@@ -62,7 +62,7 @@ fn reported_bytes_equal_the_closed_form_for_every_strategy() {
                 },
             ),
             (
-                with(StrategyKind::Window, Some(8), None, None),
+                with(StrategyKind::named("window"), Some(8), None, None),
                 KvMemory {
                     allocated_bytes: kv(8),
                     live_bytes: kv(fed.min(8)),
@@ -71,7 +71,7 @@ fn reported_bytes_equal_the_closed_form_for_every_strategy() {
                 },
             ),
             (
-                with(StrategyKind::ShiftWindow, Some(8), None, None),
+                with(StrategyKind::named("shift-window"), Some(8), None, None),
                 KvMemory {
                     allocated_bytes: kv(8),
                     live_bytes: kv(fed.min(8)),
@@ -80,7 +80,7 @@ fn reported_bytes_equal_the_closed_form_for_every_strategy() {
                 },
             ),
             (
-                with(StrategyKind::Sink, Some(10), Some(4), None),
+                with(StrategyKind::named("sink"), Some(10), Some(4), None),
                 KvMemory {
                     allocated_bytes: kv(10),
                     live_bytes: kv(fed.min(10)),
@@ -89,7 +89,7 @@ fn reported_bytes_equal_the_closed_form_for_every_strategy() {
                 },
             ),
             (
-                with(StrategyKind::Paged, None, None, Some(16)),
+                with(StrategyKind::PAGED, None, None, Some(16)),
                 KvMemory {
                     // The pool: ceil(40 / 16) = 3 blocks of 16 slots per row, allocated up front.
                     allocated_bytes: kv(3 * 16),

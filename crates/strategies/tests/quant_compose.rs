@@ -32,15 +32,18 @@ fn int8_and_int4_wrap_every_slot_strategy() {
     let config = ModelConfig::seed_toy().with_kv_heads(2).unwrap();
     let model = Model::<B>::from_weights(&random_weights(&config, 9), &Default::default()).unwrap();
     let bases = [
-        StrategySpec::new(StrategyKind::Static),
-        StrategySpec { cache_tokens: Some(16), ..StrategySpec::new(StrategyKind::Window) },
-        StrategySpec { cache_tokens: Some(16), ..StrategySpec::new(StrategyKind::ShiftWindow) },
+        StrategySpec::new(StrategyKind::STATIC),
+        StrategySpec { cache_tokens: Some(16), ..StrategySpec::new(StrategyKind::named("window")) },
+        StrategySpec {
+            cache_tokens: Some(16),
+            ..StrategySpec::new(StrategyKind::named("shift-window"))
+        },
         StrategySpec {
             cache_tokens: Some(16),
             sink_tokens: Some(4),
-            ..StrategySpec::new(StrategyKind::Sink)
+            ..StrategySpec::new(StrategyKind::named("sink"))
         },
-        StrategySpec { block_size: Some(16), ..StrategySpec::new(StrategyKind::Paged) },
+        StrategySpec { block_size: Some(16), ..StrategySpec::new(StrategyKind::PAGED) },
     ];
     for base in bases {
         let mut f32_cache = base.build::<B>(&config, 2, 32, &Default::default()).unwrap();
@@ -84,14 +87,14 @@ fn int8_and_int4_wrap_every_slot_strategy() {
 
 #[test]
 fn quantizing_a_store_less_strategy_is_rejected() {
-    let spec = StrategySpec { bits: Some(8), ..StrategySpec::new(StrategyKind::Concat) };
+    let spec = StrategySpec { bits: Some(8), ..StrategySpec::new(StrategyKind::CONCAT) };
     assert!(spec.validate().unwrap_err().to_string().contains("bits = 8"));
-    let spec = StrategySpec { bits: Some(5), ..StrategySpec::new(StrategyKind::Static) };
+    let spec = StrategySpec { bits: Some(5), ..StrategySpec::new(StrategyKind::STATIC) };
     assert!(spec.validate().unwrap_err().to_string().contains("expected 4, 8 or 32"));
     let spec = StrategySpec {
         bits: Some(8),
         group_size: Some(24),
-        ..StrategySpec::new(StrategyKind::Static)
+        ..StrategySpec::new(StrategyKind::STATIC)
     };
     let Err(err) = spec.build::<B>(&ModelConfig::seed_toy(), 1, 32, &Default::default()) else {
         panic!("a group of 24 does not divide head_dim 64");

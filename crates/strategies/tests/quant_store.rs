@@ -2,8 +2,8 @@
 //! per-channel groups, `move_slots`, validation, and a memory report equal to its closed form.
 
 use burn::prelude::*;
+use kvlab_strategies::SpecError;
 use kvlab_strategies::quant::{Axis, QuantConfig, QuantStore, Scheme};
-use kvlab_strategies::spec::SpecError;
 use kvlab_strategies::store::{SlotStore, StoreMemory};
 
 type B = burn_flex::Flex;

@@ -38,9 +38,12 @@ fn rotation_with_f32_storage_gives_the_unrotated_logits() {
     for kv_heads in [4, 2, 1] {
         let config = ModelConfig::seed_toy().with_kv_heads(kv_heads).unwrap();
         let model = Model::<B>::from_weights(&random_weights(&config, 11), &device).unwrap();
-        for kind in
-            [StrategyKind::Static, StrategyKind::Window, StrategyKind::Sink, StrategyKind::Paged]
-        {
+        for kind in [
+            StrategyKind::STATIC,
+            StrategyKind::named("window"),
+            StrategyKind::named("sink"),
+            StrategyKind::PAGED,
+        ] {
             let plain = StrategySpec {
                 cache_tokens: Some(16),
                 sink_tokens: Some(2),
@@ -64,7 +67,7 @@ fn rotation_adds_one_matrix_of_metadata_and_no_byte_per_token() {
     let device = Default::default();
     let config = ModelConfig::seed_toy();
     for bits in [32, 8, 4] {
-        let plain = StrategySpec { bits: Some(bits), ..StrategySpec::new(StrategyKind::Static) };
+        let plain = StrategySpec { bits: Some(bits), ..StrategySpec::new(StrategyKind::STATIC) };
         let rotated = StrategySpec { rotation: Some(Rotation::Hadamard), ..plain.clone() };
         let memory = |s: &StrategySpec| s.build::<B>(&config, 2, 32, &device).unwrap().memory();
         let (a, b) = (memory(&plain), memory(&rotated));

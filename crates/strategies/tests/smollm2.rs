@@ -43,28 +43,43 @@ fn lossless_strategies_equal_recompute_on_smollm2() {
     let (want_tokens, want) = run(&model, &mut NoCache::new(1));
     let budget = 18;
     let specs = [
-        StrategySpec::new(StrategyKind::Concat),
-        StrategySpec::new(StrategyKind::Static),
-        StrategySpec { block_size: Some(8), ..StrategySpec::new(StrategyKind::Paged) },
-        StrategySpec { cache_tokens: Some(budget), ..StrategySpec::new(StrategyKind::Window) },
-        StrategySpec { cache_tokens: Some(budget), ..StrategySpec::new(StrategyKind::ShiftWindow) },
+        StrategySpec::new(StrategyKind::CONCAT),
+        StrategySpec::new(StrategyKind::STATIC),
+        StrategySpec { block_size: Some(8), ..StrategySpec::new(StrategyKind::PAGED) },
+        StrategySpec {
+            cache_tokens: Some(budget),
+            ..StrategySpec::new(StrategyKind::named("window"))
+        },
+        StrategySpec {
+            cache_tokens: Some(budget),
+            ..StrategySpec::new(StrategyKind::named("shift-window"))
+        },
         StrategySpec {
             cache_tokens: Some(budget),
             sink_tokens: Some(4),
-            ..StrategySpec::new(StrategyKind::Sink)
-        },
-        StrategySpec { cache_tokens: Some(budget), ..StrategySpec::new(StrategyKind::H2o) },
-        StrategySpec { cache_tokens: Some(budget), ..StrategySpec::new(StrategyKind::Tova) },
-        StrategySpec { cache_tokens: Some(budget), ..StrategySpec::new(StrategyKind::KeyNorm) },
-        StrategySpec {
-            cache_tokens: Some(budget),
-            window: Some(4),
-            ..StrategySpec::new(StrategyKind::SnapKv)
+            ..StrategySpec::new(StrategyKind::named("sink"))
         },
         StrategySpec {
             cache_tokens: Some(budget),
+            ..StrategySpec::new(StrategyKind::named("h2o"))
+        },
+        StrategySpec {
+            cache_tokens: Some(budget),
+            ..StrategySpec::new(StrategyKind::named("tova"))
+        },
+        StrategySpec {
+            cache_tokens: Some(budget),
+            ..StrategySpec::new(StrategyKind::named("key-norm"))
+        },
+        StrategySpec {
+            cache_tokens: Some(budget),
             window: Some(4),
-            ..StrategySpec::new(StrategyKind::PyramidKv)
+            ..StrategySpec::new(StrategyKind::named("snapkv"))
+        },
+        StrategySpec {
+            cache_tokens: Some(budget),
+            window: Some(4),
+            ..StrategySpec::new(StrategyKind::named("pyramidkv"))
         },
     ];
     for spec in specs {
@@ -89,7 +104,7 @@ fn head_conversions_of_smollm2() {
     assert_eq!(mha.config.n_kv_heads, 9);
     let mha = Model::<B>::from_weights(&mha, &device).unwrap();
     let mut cache =
-        StrategySpec::new(StrategyKind::Static).build::<B>(&mha.config, 1, 18, &device).unwrap();
+        StrategySpec::new(StrategyKind::STATIC).build::<B>(&mha.config, 1, 18, &device).unwrap();
     let (_, got) = run(&mha, cache.as_mut());
     let diff = max_diff(&got, &want);
     println!("MHA (9 KV heads) vs original (3): max |Δlogit| {diff:e}");
@@ -101,7 +116,7 @@ fn head_conversions_of_smollm2() {
     for how in [HeadReduction::MeanPool, HeadReduction::FirstHead] {
         let mqa = convert_kv_heads(base, 1, how).unwrap();
         let mqa = Model::<B>::from_weights(&mqa, &device).unwrap();
-        let mut cache = StrategySpec::new(StrategyKind::Static)
+        let mut cache = StrategySpec::new(StrategyKind::STATIC)
             .build::<B>(&mqa.config, 1, 18, &device)
             .unwrap();
         let (tokens, got) = run(&mqa, cache.as_mut());
@@ -129,7 +144,7 @@ fn lossless_strategies_agree_with_a_lock_step_full_cache_on_smollm2() {
     let model = Model::<B>::from_weights(weights(), &Default::default()).unwrap();
     let tokens = hamlet_tokens(257); // 256 predicted tokens
     let build = |spec: &StrategySpec| spec.build::<B>(&model.config, 1, 257, &Default::default());
-    let concat = StrategySpec::new(StrategyKind::Concat);
+    let concat = StrategySpec::new(StrategyKind::CONCAT);
     fn compare(
         model: &Model<B>,
         tokens: &[u32],
@@ -149,7 +164,7 @@ fn lossless_strategies_agree_with_a_lock_step_full_cache_on_smollm2() {
     let got = compare(
         &model,
         &tokens,
-        &StrategySpec::new(StrategyKind::Static),
+        &StrategySpec::new(StrategyKind::STATIC),
         lock_step,
         Some(&mut recorded),
     );
@@ -158,23 +173,29 @@ fn lossless_strategies_agree_with_a_lock_step_full_cache_on_smollm2() {
     assert!((got.run.ppl - reference.ppl).abs() <= 1e-9 * reference.ppl);
 
     let lossless = [
-        StrategySpec::new(StrategyKind::Static),
-        StrategySpec { block_size: Some(16), ..StrategySpec::new(StrategyKind::Paged) },
-        StrategySpec { cache_tokens: Some(257), ..StrategySpec::new(StrategyKind::Window) },
+        StrategySpec::new(StrategyKind::STATIC),
+        StrategySpec { block_size: Some(16), ..StrategySpec::new(StrategyKind::PAGED) },
+        StrategySpec {
+            cache_tokens: Some(257),
+            ..StrategySpec::new(StrategyKind::named("window"))
+        },
         StrategySpec {
             cache_tokens: Some(257),
             sink_tokens: Some(4),
-            ..StrategySpec::new(StrategyKind::Sink)
+            ..StrategySpec::new(StrategyKind::named("sink"))
         },
         StrategySpec {
             rotation: Some(kvlab_strategies::rotation::Rotation::Hadamard),
-            ..StrategySpec::new(StrategyKind::Static)
+            ..StrategySpec::new(StrategyKind::STATIC)
         },
         // The keep-policies with room for every token: attention is shown to them at every
         // step (H2O, TOVA) or key norms reported (key-norm), and nothing leaves.
-        StrategySpec { cache_tokens: Some(257), ..StrategySpec::new(StrategyKind::H2o) },
-        StrategySpec { cache_tokens: Some(257), ..StrategySpec::new(StrategyKind::Tova) },
-        StrategySpec { cache_tokens: Some(257), ..StrategySpec::new(StrategyKind::KeyNorm) },
+        StrategySpec { cache_tokens: Some(257), ..StrategySpec::new(StrategyKind::named("h2o")) },
+        StrategySpec { cache_tokens: Some(257), ..StrategySpec::new(StrategyKind::named("tova")) },
+        StrategySpec {
+            cache_tokens: Some(257),
+            ..StrategySpec::new(StrategyKind::named("key-norm"))
+        },
     ];
     for (i, spec) in lossless.iter().enumerate() {
         let d = if i == 0 {
@@ -189,7 +210,8 @@ fn lossless_strategies_agree_with_a_lock_step_full_cache_on_smollm2() {
     }
 
     // A window of 16 tokens forgets: the same measure sees it.
-    let small = StrategySpec { cache_tokens: Some(16), ..StrategySpec::new(StrategyKind::Window) };
+    let small =
+        StrategySpec { cache_tokens: Some(16), ..StrategySpec::new(StrategyKind::named("window")) };
     let d = compare(&model, &tokens, &small, FullReference::Recorded(&recorded), None).divergence;
     println!("window 16: {d:?}");
     assert!(d.kl_mean > 1e-2 && d.top1_agree_pct < 95.0, "{d:?}");

@@ -119,20 +119,20 @@ pub fn estimate(e: &Experiment, run: &Run) -> Option<Need> {
     let held = match &spec {
         None => 0, // chunked perplexity: no cache
         Some(s) => match s.kind {
-            StrategyKind::None => 0,
-            StrategyKind::Paged => {
+            StrategyKind::NONE => 0,
+            StrategyKind::PAGED => {
                 let block = s.block_size.unwrap_or(16).max(1) as u128;
                 longest.div_ceil(block) * block
             }
             // The whole prompt is held until it is cut.
-            k if k.cuts_prompt() => longest,
+            _ if s.cuts_prompt() => longest,
             _ => s.cache_tokens.map_or(longest, |c| longest.min(c as u128)),
         },
     };
     let kv = 2 * held * batch * n_kv * config.head_dim as u128 * config.n_layers as u128 * bits / 8;
     // The largest forward pass: `queries` new tokens over `keys` keys.
     let (queries, keys) = match run.workload {
-        _ if kind == Some(StrategyKind::None) => (longest, longest),
+        _ if kind == Some(StrategyKind::NONE) => (longest, longest),
         Workload::Perplexity => {
             match e.file.workload.perplexity.as_ref().map(|p| (p.mode, p.chunk)) {
                 Some((PplMode::Chunked, Some(chunk))) => (chunk as u128, chunk as u128),

@@ -149,7 +149,7 @@ fn parse_only_for(
                 Some(Ok(kind)) => parsed.push(kind),
                 _ => err(format!(
                     "{name}.only_for.{key}[{i}] = {item}: expected a strategy kind ({})",
-                    StrategyKind::ALL.map(|k| k.name()).join(", ")
+                    StrategyKind::all().map(|k| k.name()).collect::<Vec<_>>().join(", ")
                 )),
             }
         }

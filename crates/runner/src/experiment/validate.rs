@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use super::{Experiment, ExperimentFile, Invalid, PplMode, RetrievalParams, sweep_table};
 use crate::workloads::haystack::HaystackKind;
-use kvlab_strategies::StrategyKind;
 
 use crate::backend::BackendName;
 use crate::sweep::{self, AXES, AxisValues, Role, Run, Value, ValueKind, Workload};
@@ -388,17 +387,17 @@ fn check_run(experiment: &Experiment, run: &Run) -> Result<(), String> {
     }
     let longest = longest_sequence(experiment, run);
     crate::model::check_buildable(&spec, longest)?;
-    if spec.kind.cuts_prompt() && run.workload == Workload::Perplexity {
+    if spec.cuts_prompt() && run.workload == Workload::Perplexity {
         return Err(format!(
             "strategy = \"{}\": cuts a prompt prefilled in one forward, but perplexity streams one \
              token per step, so it would keep every token (score it with the retrieval workload)",
             spec.kind
         ));
     }
-    // Only sink re-assigns positions inside its budget; every other strategy (a window too)
-    // rotates each key by its position in the stream, so the rotary table must cover it all.
-    let positions_bounded = spec.kind == StrategyKind::Sink;
-    if !positions_bounded && longest > config.max_positions {
+    // Only a policy that rotates keys by their rank in the cache (sink) keeps positions inside
+    // its budget; every other strategy (a window too) rotates each key by its position in the
+    // stream, so the rotary table must cover it all.
+    if !spec.rotates_in_cache() && longest > config.max_positions {
         return Err(format!(
             "{longest} tokens exceed the model's max_positions = {}",
             config.max_positions

@@ -49,7 +49,7 @@ pub fn read_table(dir: &Path, workload: Workload) -> Result<Option<Table>> {
 /// Strategies in their declaration order (simplest first), numbers by value, the rest as text.
 fn cmp_values(col: &str, a: &str, b: &str) -> Ordering {
     if col == "strategy" {
-        let pos = |s: &str| StrategyKind::ALL.iter().position(|k| k.name() == s);
+        let pos = |s: &str| StrategyKind::all().position(|k| k.name() == s);
         return pos(a).cmp(&pos(b)).then_with(|| a.cmp(b));
     }
     match (a.parse::<f64>(), b.parse::<f64>()) {

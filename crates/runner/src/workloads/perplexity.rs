@@ -116,7 +116,7 @@ pub fn recorded_bytes(tokens: usize, vocab: usize) -> usize {
 /// checkpoint's own heads (a converted model is compared with the checkpoint it came from).
 fn is_reference<B: Backend>(ctx: &RunCtx<'_, B>, mode: PplMode) -> bool {
     ctx.run.get("strategy").is_some()
-        && ctx.run.kind() == StrategyKind::Concat
+        && ctx.run.kind() == StrategyKind::CONCAT
         && ctx.run.get("kv_heads").is_none()
         && mode == PplMode::Streaming
 }
@@ -161,7 +161,7 @@ pub fn measure<B: Backend>(
                 FullReference::Recorded(logits)
             } else {
                 let model = native()?;
-                full_cache = StrategySpec::new(StrategyKind::Concat).build::<B>(
+                full_cache = StrategySpec::new(StrategyKind::CONCAT).build::<B>(
                     &model.config,
                     1,
                     tokens.len(),
@@ -240,7 +240,7 @@ fn full_cache_perplexity<B: Backend>(
     native: &Model<B>,
     tokens: &[u32],
 ) -> Result<f64> {
-    let spec = StrategySpec::new(StrategyKind::Concat);
+    let spec = StrategySpec::new(StrategyKind::CONCAT);
     let mut cache = spec.build::<B>(&native.config, 1, tokens.len(), ctx.device)?;
     let sub = ctx.progress.sub_bar(tokens.len() as u64 - 1, "tokens (reference: concat)");
     let r = streaming(native, cache.as_mut(), tokens, |i, _| sub.set_position(i as u64))?;

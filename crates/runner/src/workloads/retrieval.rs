@@ -30,7 +30,7 @@ use burn::prelude::Backend;
 use kvlab_model::generate::{Sampling, feed_pending, generate};
 use kvlab_model::gguf::GgufFile;
 use kvlab_model::tokenizer::Tokenizer;
-use kvlab_strategies::{StrategyKind, StrategySpec};
+use kvlab_strategies::StrategySpec;
 use serde::{Deserialize, Serialize};
 
 use super::RunCtx;
@@ -225,29 +225,12 @@ fn answer<B: Backend>(
 }
 
 /// The percent of the needle's tokens a cache of `spec` holds after `seen` prompt tokens, for
-/// the caches whose kept set follows from positions alone (`None` for the others; a cache that
-/// keeps every token holds all of it).
+/// the caches whose kept set follows from positions alone (`None` where attention decides, per
+/// layer and head; a cache that keeps every token holds all of it). The policy says what it
+/// keeps ([`StrategySpec::kept_positions`]).
 pub fn needle_kept_pct(spec: &StrategySpec, seen: usize, case: &Case) -> Option<f64> {
     let needle = &case.needle;
-    let budget = spec.cache_tokens.unwrap_or(usize::MAX);
-    let kept: Vec<Range<usize>> = match spec.kind {
-        StrategyKind::None | StrategyKind::Concat | StrategyKind::Static | StrategyKind::Paged => {
-            std::iter::once(0..seen).collect()
-        }
-        StrategyKind::Window | StrategyKind::ShiftWindow => {
-            std::iter::once(seen.saturating_sub(budget)..seen).collect()
-        }
-        StrategyKind::Sink => {
-            let sinks = spec.sink_tokens.unwrap_or(0).min(budget);
-            vec![0..sinks, seen.saturating_sub(budget - sinks).max(sinks)..seen]
-        }
-        // Attention decides what they keep, per layer and head.
-        StrategyKind::H2o
-        | StrategyKind::Tova
-        | StrategyKind::KeyNorm
-        | StrategyKind::SnapKv
-        | StrategyKind::PyramidKv => return None,
-    };
+    let kept: Vec<Range<usize>> = spec.kept_positions(seen)?;
     let held: usize =
         kept.iter().map(|k| needle.end.min(k.end).saturating_sub(needle.start.max(k.start))).sum();
     Some(100.0 * held as f64 / needle.len().max(1) as f64)

@@ -6,6 +6,31 @@
 
 use super::policy::{KeepPolicy, Shown, lowest};
 use super::table::SlotTable;
+use crate::entry::{CACHE_TOKENS, Entry, Holds, Param};
+use crate::error::{SpecError, invalid};
+use crate::spec::StrategySpec;
+
+pub const ENTRY: Entry = Entry {
+    name: "h2o",
+    summary: "recent + heavy hitters by accumulated attention, per KV head (H2O, 2023)",
+    parameters: &[
+        CACHE_TOKENS,
+        Param { key: "recent", get: |s| s.recent, default: Some("cache_tokens / 2"), min: 0 },
+    ],
+    check: room_for_heavy_hitters,
+    holds: Holds::Policy(|a| Box::new(H2o::new(a.spec.h2o_recent(), a.regions(), a.budget()))),
+};
+
+fn room_for_heavy_hitters(spec: &StrategySpec) -> Result<(), SpecError> {
+    match spec.cache_tokens {
+        Some(c) if spec.h2o_recent() >= c => Err(invalid(
+            "recent",
+            spec.h2o_recent(),
+            format!("must be < cache_tokens = {c} (room is needed for heavy hitters)"),
+        )),
+        _ => Ok(()),
+    }
+}
 
 #[derive(Debug)]
 pub struct H2o {

@@ -15,15 +15,20 @@
 //! cannot get room fails before anything is written.
 
 pub mod discipline;
-pub mod h2o;
-pub mod key_norm;
 pub mod policy;
-pub mod shift_window;
-pub mod sink;
-pub mod snapkv;
 pub mod table;
-pub mod tova;
-pub mod window;
+
+/// Declares each keep-policy's file and lists its registry entry (`ENTRY`) in [`POLICIES`]:
+/// adding a policy is its file plus its name here.
+macro_rules! keep_policies {
+    ($($policy:ident),* $(,)?) => {
+        $(pub mod $policy;)*
+        /// Every keep-policy's entry, in the order `runner list` and reports show them.
+        pub const POLICIES: &[&crate::entry::Entry] = &[$(&$policy::ENTRY),*];
+    };
+}
+
+keep_policies![window, shift_window, sink, h2o, tova, key_norm, snapkv, pyramidkv];
 
 use std::ops::Range;
 
@@ -31,7 +36,8 @@ use burn::prelude::*;
 use kvlab_model::{AttentionMask, CacheError, KvCache, KvMemory, KvView, RotaryEncoding};
 
 use crate::layout::KvLayout;
-use crate::store::{SlotStore, from_slots, read_rows, runs, to_slots};
+use crate::slot_runs::runs;
+use crate::store::{SlotStore, from_slots, read_rows, to_slots};
 use discipline::{Discipline, Evict, Rope};
 use policy::{KeepPolicy, Scope, Shown};
 use table::SlotTable;
@@ -324,7 +330,10 @@ impl<B: Backend> KvCache<B> for EvictingCache<B> {
             .map(|(row, g)| {
                 let base = self.store_slot(row, g, 0);
                 let live = self.table.live(self.table.region(layer, row, g));
-                runs(live).into_iter().map(|(s, _, n)| base + s..base + s + n).collect()
+                runs(live)
+                    .iter()
+                    .map(|r| base + r.first_slot..base + r.first_slot + r.len)
+                    .collect()
             })
             .collect();
         if regions == 1 && self.discipline.rope == Rope::Text {

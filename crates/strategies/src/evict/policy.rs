@@ -66,6 +66,13 @@ pub trait KeepPolicy: Send + std::fmt::Debug {
         None
     }
 
+    /// The positions a region holds after `seen` tokens with a budget of `budget`, where they
+    /// follow from positions alone (window, sink); `None` where attention or keys decide.
+    /// Serving's simulator and the retrieval workload ask this instead of restating the rule.
+    fn kept(&self, _seen: usize, _budget: usize) -> Option<Vec<Range<usize>>> {
+        None
+    }
+
     /// Bytes of the policy's own state (scores, norms) for a table of this shape.
     fn metadata_bytes(&self, _table: &SlotTable) -> usize {
         0

@@ -13,6 +13,45 @@
 
 use super::policy::{KeepPolicy, Scope, Shown};
 use super::table::SlotTable;
+use crate::entry::{CACHE_TOKENS, Entry, Holds, Param};
+use crate::error::{SpecError, invalid};
+use crate::spec::StrategySpec;
+
+pub const ENTRY: Entry = Entry {
+    name: "snapkv",
+    summary: "cut the prompt by its last queries' pooled attention (SnapKV, 2024)",
+    parameters: &PARAMETERS,
+    check: window_fits,
+    holds: Holds::Policy(|a| {
+        let s = a.spec;
+        Box::new(SnapKv::uniform(a.layers, a.budget(), s.snap_window(), s.snap_kernel()))
+    }),
+};
+
+/// SnapKV's and PyramidKV's: the prompt's budget, the observation window, the pool's width.
+pub const PARAMETERS: [Param; 3] = [
+    CACHE_TOKENS,
+    Param { key: "window", get: |s| s.window, default: Some("32"), min: 1 },
+    Param { key: "kernel", get: |s| s.kernel, default: Some("5"), min: 1 },
+];
+
+/// The window leaves room to select, and the pool is centred on each key.
+pub fn window_fits(spec: &StrategySpec) -> Result<(), SpecError> {
+    let (w, k) = (spec.snap_window(), spec.snap_kernel());
+    if let Some(c) = spec.cache_tokens
+        && w >= c
+    {
+        return Err(invalid(
+            "window",
+            w,
+            format!("must be in 1..cache_tokens = {c} (room is needed to select)"),
+        ));
+    }
+    if k % 2 == 0 {
+        return Err(invalid("kernel", k, "must be odd (a pool centred on each key)"));
+    }
+    Ok(())
+}
 
 /// PyramidKV's last layer selects `1 / PYRAMID_BETA` of the mean selected budget
 /// (KVCache-Factory's `beta = 20`).
@@ -61,7 +100,8 @@ impl SnapKv {
 /// `2m - m/β` at the first layer to `m/β` at the last, `m = cache_tokens - window`, rounded so
 /// that they sum to exactly `layers · m` (largest remainders first).
 pub fn pyramid_budgets(layers: usize, cache_tokens: usize, window: usize) -> Vec<usize> {
-    let m = cache_tokens - window;
+    // Validation keeps window < cache_tokens; saturate for a policy built to be asked only.
+    let m = cache_tokens.saturating_sub(window);
     if layers < 2 {
         return vec![cache_tokens; layers];
     }

@@ -8,6 +8,15 @@
 
 use super::policy::{KeepPolicy, Shown};
 use super::table::SlotTable;
+use crate::entry::{CACHE_TOKENS, Entry, Holds, no_check};
+
+pub const ENTRY: Entry = Entry {
+    name: "tova",
+    summary: "evict what the current query attends least, per layer (TOVA, 2024)",
+    parameters: &[CACHE_TOKENS],
+    check: no_check,
+    holds: Holds::Policy(|a| Box::new(Tova::new(a.layers, a.batch))),
+};
 
 #[derive(Debug)]
 pub struct Tova {

@@ -3,8 +3,19 @@
 //! write costs O(1) whatever the context. Keys keep their text positions; once full, attention
 //! reads the ring in slot order (its result does not depend on key order).
 
+use std::ops::Range;
+
 use super::discipline::Discipline;
 use super::policy::KeepPolicy;
+use crate::entry::{CACHE_TOKENS, Entry, Holds, no_check};
+
+pub const ENTRY: Entry = Entry {
+    name: "window",
+    summary: "rolling buffer of cache_tokens slots written modulo W (Mistral)",
+    parameters: &[CACHE_TOKENS],
+    check: no_check,
+    holds: Holds::Policy(|_| Box::new(Window)),
+};
 
 #[derive(Debug, Default)]
 pub struct Window;
@@ -14,4 +25,13 @@ impl KeepPolicy for Window {
     fn discipline(&self) -> Discipline {
         Discipline::POSITIONAL
     }
+
+    fn kept(&self, seen: usize, budget: usize) -> Option<Vec<Range<usize>>> {
+        Some(vec![newest(seen, budget)])
+    }
+}
+
+/// The newest `budget` of `seen` positions.
+pub fn newest(seen: usize, budget: usize) -> Range<usize> {
+    seen.saturating_sub(budget)..seen
 }

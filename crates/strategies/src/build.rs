@@ -1,0 +1,180 @@
+//! How a spec becomes a cache for a backend: through the model's layer plan, then the
+//! registry entry's [`Holds`], with the slot store the bits lever asks for (f32 or codes,
+//! rotated, keys reordered as llama.cpp holds them).
+
+use burn::prelude::*;
+use kvlab_model::{Arch, KvCache, ModelConfig};
+
+use crate::entry::{Holds, PolicyArgs};
+use crate::error::SpecError;
+use crate::evict::EvictingCache;
+use crate::evict::policy::{KeepPolicy, Scope};
+use crate::key_order::{InterleavedKeys, KeyOrder};
+use crate::kind::StrategyKind;
+use crate::layer_plan::{PlannedCache, split_layers};
+use crate::layout::KvLayout;
+use crate::quant::{QuantPreset, QuantStore, Scheme};
+use crate::rotation::{RotatedStore, Rotation};
+use crate::spec::StrategySpec;
+use crate::store::{F32Store, SlotStore};
+use crate::{ConcatCache, NoCache, PagedCache, StaticCache};
+
+impl StrategySpec {
+    /// Builds the cache for `config` through the model's layer plan ([`crate::layer_plan`]): on
+    /// a model with sliding-window layers, a rolling window on those and this strategy on the
+    /// others; on any other model, this strategy on every layer.
+    pub fn build<B: Backend>(
+        &self,
+        config: &ModelConfig,
+        batch: usize,
+        max_seq: usize,
+        device: &B::Device,
+    ) -> Result<Box<dyn KvCache<B>>, SpecError> {
+        if self.key_order == Some(KeyOrder::LlamaCpp) {
+            let key_order = Some(KeyOrder::llama_cpp(config.arch.neox_rope));
+            return StrategySpec { key_order, ..self.clone() }
+                .build(config, batch, max_seq, device);
+        }
+        let Some((is_local, window)) =
+            split_layers(config).filter(|_| self.kind != StrategyKind::NONE)
+        else {
+            return self.build_uniform(config, batch, max_seq, device);
+        };
+        let n_local = is_local.iter().filter(|&&l| l).count();
+        if n_local == config.n_layers {
+            return Err(SpecError::Build(
+                "a model whose every layer is local has no layer plan yet".into(),
+            ));
+        }
+        let slots = window.min(max_seq);
+        let local_window = StrategySpec {
+            kind: StrategyKind(crate::evict::window::ENTRY.name),
+            cache_tokens: Some(slots),
+            recent: None,
+            window: None,
+            kernel: None,
+            sink_tokens: None,
+            block_size: None,
+            ..self.clone()
+        };
+        // Each side's cache sees a plain model of its layers (no local layers left to plan).
+        let arch = Arch { sliding_window: None, ..config.arch };
+        let layers = |n_layers| ModelConfig { n_layers, arch, ..config.clone() };
+        let local = local_window.build_uniform(&layers(n_local), batch, max_seq, device)?;
+        let global =
+            self.build_uniform(&layers(config.n_layers - n_local), batch, max_seq, device)?;
+        Ok(Box::new(PlannedCache::new(&is_local, slots, local, global)))
+    }
+
+    /// Builds the cache for `batch` sequences of at most `max_seq` tokens.
+    fn build_uniform<B: Backend>(
+        &self,
+        config: &ModelConfig,
+        batch: usize,
+        max_seq: usize,
+        device: &B::Device,
+    ) -> Result<Box<dyn KvCache<B>>, SpecError> {
+        self.validate()?;
+        let layout = KvLayout::new(config, batch);
+        let build = |e: kvlab_model::CacheError| SpecError::Build(e.to_string());
+        Ok(match self.kind.entry().holds {
+            Holds::Nothing => Box::new(NoCache::new(batch)),
+            Holds::Concat => Box::new(ConcatCache::<B>::new(layout)),
+            Holds::Static => Box::new(
+                StaticCache::new(
+                    layout,
+                    max_seq,
+                    self.store(layout, batch * max_seq, max_seq, device)?,
+                )
+                .map_err(build)?,
+            ),
+            Holds::Paged => {
+                let block = self.block_size.unwrap_or(0);
+                let blocks = PagedCache::<B>::blocks_for(batch, max_seq, block);
+                let store = self.store(layout, blocks * block, block, device)?;
+                Box::new(PagedCache::new(layout, blocks, block, store).map_err(build)?)
+            }
+            Holds::Policy(policy) => Box::new(self.evicting(policy, layout, max_seq, device)?),
+        })
+    }
+
+    /// An [`EvictingCache`] with this spec's policy: per-head slots, so its store sees
+    /// `batch × kv_heads` rows of one head each — per-row slots for a positional policy.
+    fn evicting<B: Backend>(
+        &self,
+        policy: fn(&PolicyArgs) -> Box<dyn KeepPolicy>,
+        layout: KvLayout,
+        max_seq: usize,
+        device: &B::Device,
+    ) -> Result<EvictingCache<B>, SpecError> {
+        let args = PolicyArgs {
+            spec: self,
+            layers: layout.n_layers,
+            batch: layout.batch,
+            kv_heads: layout.n_kv_heads,
+        };
+        let policy = policy(&args);
+        let capacity = match policy.scope() {
+            Scope::EveryStep => args.budget(),
+            // The whole prompt is held until it is cut.
+            Scope::Prompt => max_seq.max(args.budget()),
+        };
+        let slots = if policy.discipline().positional {
+            layout
+        } else {
+            KvLayout { batch: layout.batch * layout.n_kv_heads, n_kv_heads: 1, ..layout }
+        };
+        let store = self.store(slots, slots.batch * capacity, capacity, device)?;
+        EvictingCache::new(layout, capacity, policy, store)
+            .map_err(|e| SpecError::Build(e.to_string()))
+    }
+
+    /// The slot store holding `n_slots` slots in every layer; `region` is the slots one
+    /// sequence owns contiguously (its rows, or one block), which per-channel groups must divide.
+    fn store<B: Backend>(
+        &self,
+        layout: KvLayout,
+        n_slots: usize,
+        region: usize,
+        device: &B::Device,
+    ) -> Result<Box<dyn SlotStore<B>>, SpecError> {
+        let store = self.encoding_store(layout, n_slots, region, device)?;
+        let store: Box<dyn SlotStore<B>> = match self.rotation.unwrap_or_default() {
+            Rotation::None => store,
+            Rotation::Hadamard => Box::new(RotatedStore::new(store, layout.head_dim, device)?),
+        };
+        // Outermost: keys are put in llama.cpp's channel order before they are rotated and
+        // encoded, as its cache holds them.
+        Ok(match self.key_order.unwrap_or_default() {
+            KeyOrder::HalfSplit => store,
+            KeyOrder::Interleaved => Box::new(InterleavedKeys::new(store, layout.head_dim, device)),
+            KeyOrder::LlamaCpp => {
+                return Err(SpecError::Build(
+                    "key_order \"llama-cpp\" is resolved for the model before a store is built"
+                        .into(),
+                ));
+            }
+        })
+    }
+
+    /// The store that encodes slots: f32, or int8/int4 codes.
+    fn encoding_store<B: Backend>(
+        &self,
+        layout: KvLayout,
+        n_slots: usize,
+        region: usize,
+        device: &B::Device,
+    ) -> Result<Box<dyn SlotStore<B>>, SpecError> {
+        let (n, h, d) = (layout.n_layers, layout.n_kv_heads, layout.head_dim);
+        let Some(bits) = self.quant_bits() else {
+            return Ok(Box::new(F32Store::new(n, n_slots, h, d, device)));
+        };
+        let preset = self.quant_axis.unwrap_or(QuantPreset::PerToken);
+        let mut config = preset.config(bits, self.group_size.unwrap_or(32), 0);
+        config.scheme = self.scheme.unwrap_or(Scheme::Asymmetric);
+        // The store counts residual slots over all rows.
+        config.residual = self.residual.unwrap_or(0) * layout.batch;
+        config.check_alignment(region)?;
+        Ok(Box::new(QuantStore::new(config, n, n_slots, h, d, device)?))
+    }
+}
