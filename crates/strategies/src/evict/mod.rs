@@ -28,7 +28,7 @@ macro_rules! keep_policies {
     };
 }
 
-keep_policies![window, shift_window, sink, h2o, tova, key_norm, snapkv, pyramidkv];
+keep_policies![window, shift_window, sink, h2o, tova, key_norm, snapkv, pyramidkv, random];
 
 use std::ops::Range;
 
