@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-pub use canvas::{DrawResult, Figure, save};
+pub use canvas::save;
 pub use chart::{Chart, Level, Point, Series, Shape, XAxis};
 
 impl Chart {
