@@ -18,7 +18,6 @@ use kvlab_strategies::block_pool::{BlockCopy, BlockPool, Moved, PoolError, SeqId
 use crate::{
     ServingError,
     allocator::{AllocError, FirstFit},
-    metrics::MemorySample,
     policy::Policy,
     trace::Request,
 };
@@ -80,25 +79,6 @@ pub(crate) struct Holding {
     pub context: usize,
     /// Tokens it will hold when it finishes: prompt + output.
     pub total: usize,
-}
-
-/// One iteration's memory: the budget split, and what sharing saved.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Snapshot {
-    pub parts: MemorySample,
-    /// The most internal-fragmentation tokens any one request holds.
-    pub max_internal_tokens: usize,
-    /// Bytes the running requests hold, each physical block once.
-    pub held_bytes: u64,
-    /// Bytes they would hold without sharing: every request's table counted in full.
-    pub unshared_bytes: u64,
-    /// Bytes of the host swap pool in use.
-    pub swapped_bytes: u64,
-    /// Paged: live tokens of the running requests, blocks in use, and blocks a request holds
-    /// alone with at least one evicted slot.
-    pub live_tokens: usize,
-    pub blocks_held: usize,
-    pub stranded_blocks: usize,
 }
 
 #[derive(Debug)]
@@ -395,6 +375,7 @@ fn slot_copy(c: BlockCopy, block_size: usize) -> SlotCopy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MemorySample;
 
     fn req(prompt: usize, output: usize) -> Request {
         Request::new(0, 0, prompt, output)

@@ -48,39 +48,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::{ServingError, memory::Snapshot, policy::Policy};
-
-/// The budget split at one iteration, in bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct MemorySample {
-    pub token_state: u64,
-    pub stranded: u64,
-    pub shared: u64,
-    pub reserved: u64,
-    pub internal: u64,
-    pub external: u64,
-    pub free: u64,
-}
-
-impl MemorySample {
-    /// The parts in a fixed order (the order of [`Summary`]'s percentages).
-    pub fn parts(&self) -> [u64; 7] {
-        [
-            self.token_state,
-            self.shared,
-            self.reserved,
-            self.internal,
-            self.external,
-            self.free,
-            self.stranded,
-        ]
-    }
-
-    /// The parts summed; equals the budget when the books balance.
-    pub fn total(&self) -> u128 {
-        self.parts().iter().map(|&b| u128::from(b)).sum()
-    }
-}
+pub use crate::budget_split::MemorySample;
+use crate::{ServingError, budget_split::Snapshot, policy::Policy};
 
 /// One row of the concurrency-over-time series.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

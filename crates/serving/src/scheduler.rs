@@ -39,95 +39,18 @@
 
 use std::collections::VecDeque;
 
-use kvlab_strategies::block_pool::Moved;
-
-use serde::Serialize;
-
+pub use crate::sim_result::{Rejections, SimResult, Traffic};
 use crate::{
     ServingError,
-    config::{Eviction, KeepRule, Preemption, SimConfig},
-    latency::{Instant, Latency, LatencyBook},
-    memory::{Donor, Growth, Holding, KvMemory, Lease, Swapped},
-    metrics::{Accumulator, IterationSample, RunCounts, Summary},
+    config::{Preemption, SimConfig},
+    in_flight::{Running, Waiting},
+    keep_policy::{eviction_unsupported, keep},
+    latency::{Instant, LatencyBook},
+    memory::{Donor, Growth, KvMemory, Lease, Swapped},
+    metrics::{Accumulator, RunCounts},
     trace::Request,
     work::{Executor, IterationWork, RowWork},
 };
-
-/// Requests the run refused, by reason.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Rejections {
-    /// `prompt + output > max_seq_len`.
-    pub too_long: usize,
-    /// Larger than the whole budget under this policy (it could never be admitted).
-    pub never_fits: usize,
-}
-
-/// What preemption and sharing moved, copied or spared.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Traffic {
-    /// Prompt tokens prefilled, recomputed tokens included (shared ones not).
-    pub prefill_tokens: u64,
-    /// Prompt and generated tokens prefilled again after recompute preemptions.
-    pub recomputed_tokens: u64,
-    /// Prompt tokens not computed because a running request of their group held them.
-    pub prefix_hit_tokens: u64,
-    /// Token slots copied by copy-on-write.
-    pub cow_tokens: u64,
-    pub swap_outs: u64,
-    pub swap_ins: u64,
-    /// Blocks and bytes moved between device and host, both ways.
-    pub swap_blocks: u64,
-    pub swap_bytes: u64,
-    /// Seconds of the run: measured (executed) or modelled; `None` without a clock.
-    pub elapsed_s: Option<f64>,
-    /// Tokens a keep-policy evicted, blocks that released, and tokens compaction moved.
-    pub evicted_tokens: u64,
-    pub blocks_reclaimed: u64,
-    pub compacted_tokens: u64,
-}
-
-/// Everything one run measured.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SimResult {
-    pub summary: Summary,
-    /// One row per busy iteration, for concurrency-over-time charts.
-    pub series: Vec<IterationSample>,
-    pub rejections: Rejections,
-    pub traffic: Traffic,
-    pub latency: Latency,
-    /// The most internal-fragmentation tokens any single request held at any iteration:
-    /// below `block_size` for `paged`, `reservation - (prompt + output)` for `reserve-*`.
-    pub max_internal_tokens_per_request: usize,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Waiting {
-    req: Request,
-    /// Tokens generated before a preemption (0 for a fresh request).
-    generated: usize,
-    /// Its KV in the host pool, when it was swapped out.
-    swapped: Option<Swapped>,
-}
-
-#[derive(Debug, Clone)]
-struct Running {
-    req: Request,
-    generated: usize,
-    lease: Lease,
-    /// Under a keep-policy: the logical slots of its live tokens, oldest first.
-    ages: VecDeque<usize>,
-}
-
-impl Running {
-    /// Token slots it holds: prompt + generated (the last one's K/V is written when it is fed).
-    fn held(&self) -> usize {
-        self.req.prompt_tokens + self.generated
-    }
-
-    fn holding(&self) -> Holding {
-        Holding { lease: self.lease, context: self.held(), total: self.req.total_tokens() }
-    }
-}
 
 /// Serves `requests` under `config` and reports what memory did (nothing is executed, and no
 /// per-iteration work is built).
@@ -152,314 +75,386 @@ pub fn simulate_with(
 /// zero prompt or output tokens or a prefix longer than its prompt, and internal
 /// inconsistencies (never expected). Requests that are too long or too large for the budget
 /// are *rejected and counted*, not errors.
-fn serve(
-    config: &SimConfig,
+fn serve<'a>(
+    config: &'a SimConfig,
     requests: &[Request],
-    mut exec: Option<&mut dyn Executor>,
+    exec: Option<&'a mut dyn Executor>,
 ) -> Result<SimResult, ServingError> {
-    if let Some(why) = config.cost.as_ref().and_then(|c| c.invalid()) {
-        return Err(ServingError::InvalidConfig(why));
-    }
-    if let Some(why) =
-        config.eviction.and_then(|ev| eviction_unsupported(config, &ev, exec.is_some()))
-    {
-        return Err(ServingError::InvalidConfig(why));
-    }
-    let swap_bytes = match config.preemption {
-        Preemption::Swap => config.swap_bytes,
-        Preemption::Recompute => 0,
-    };
-    let mut memory = KvMemory::new(
-        config.policy,
-        config.budget_bytes,
-        config.bytes_per_token,
-        config.max_seq_len,
-        swap_bytes,
-    )?;
-    let sharing = config.sharing && config.policy.block_size().is_some();
-    let mut rejections = Rejections::default();
-    let mut pending: Vec<Request> = Vec::with_capacity(requests.len());
-    for req in requests {
-        if req.prompt_tokens == 0 || req.output_tokens == 0 {
-            return Err(ServingError::InvalidRequest {
-                id: req.id,
-                reason: "prompt and output need at least one token each",
-            });
+    let mut server = Server::new(config, requests, exec)?;
+    while server.next_busy_iteration() {
+        server.arrivals();
+        if server.acc.iterations() >= server.max_busy {
+            return Err(ServingError::NoProgress { iterations: server.acc.iterations() });
         }
-        if req.prefix.is_some_and(|p| p.tokens == 0 || p.tokens > req.prompt_tokens) {
-            return Err(ServingError::InvalidRequest {
-                id: req.id,
-                reason: "a shared prefix needs 1 to prompt_tokens tokens",
-            });
+        let mut step = Step::default();
+        server.decode(&mut step)?;
+        // vLLM skips admission in a step that preempted.
+        if !step.preempted {
+            server.admit(&mut step)?;
         }
-        if req.total_tokens() > config.max_seq_len {
-            rejections.too_long += 1;
-        } else if !memory.ever_fits(req) {
-            rejections.never_fits += 1;
-        } else {
-            pending.push(*req);
+        if server.running.is_empty() && !server.waiting.is_empty() {
+            // Unreachable after the up-front filter; reject rather than wait forever.
+            server.waiting.pop_front();
+            server.rejections.never_fits += 1;
+            continue;
         }
+        server.sample(&step)?;
+        let end = server.run(&mut step)?;
+        server.finish(end)?;
+        server.iteration += 1;
     }
-    pending.sort_by_key(|r| r.arrival); // stable: ties keep slice order
-    let max_busy: u64 = pending.iter().map(|r| r.output_tokens as u64).sum::<u64>() + 1;
-    let mut pending: VecDeque<Request> = pending.into();
+    Ok(server.result())
+}
 
-    let mut waiting: VecDeque<Waiting> = VecDeque::new();
-    let mut running: Vec<Running> = Vec::new();
-    let mut acc = Accumulator::default();
-    let mut counts = RunCounts { requests: requests.len(), ..RunCounts::default() };
-    let mut traffic = Traffic::default();
-    let mut latency = LatencyBook::default();
-    let mut max_internal = 0usize;
-    let mut iteration = 0u64;
-    let clocked = exec.is_some() || config.cost.is_some();
-    let mut clock = 0.0f64;
-    let block_bytes = memory.block_bytes();
+/// What one iteration did so far: its work for the executor and what it costs.
+#[derive(Default)]
+struct Step {
+    work: IterationWork,
+    /// Prompt tokens prefilled (recomputed ones included) and blocks swapped, either way.
+    prefill_tokens: u64,
+    swap_blocks: u64,
+    /// Whether decode preempted someone (then nothing is admitted).
+    preempted: bool,
+    /// Running requests that decode this iteration (those admitted before it).
+    decoders: usize,
+}
 
-    loop {
-        if waiting.is_empty() && running.is_empty() {
-            match pending.front() {
-                None => break,
-                Some(next) => iteration = iteration.max(next.arrival),
+/// The scheduler's state between iterations.
+struct Server<'a> {
+    config: &'a SimConfig,
+    exec: Option<&'a mut dyn Executor>,
+    memory: KvMemory,
+    sharing: bool,
+    /// Accepted requests not arrived yet, in arrival order.
+    pending: VecDeque<Request>,
+    waiting: VecDeque<Waiting>,
+    running: Vec<Running>,
+    rejections: Rejections,
+    /// Busy iterations after which the run cannot be making progress.
+    max_busy: u64,
+    acc: Accumulator,
+    counts: RunCounts,
+    traffic: Traffic,
+    latency: LatencyBook,
+    max_internal: usize,
+    iteration: u64,
+    /// Whether iterations take seconds (measured or modelled), and the seconds so far.
+    clocked: bool,
+    clock: f64,
+    block_bytes: u64,
+}
+
+impl<'a> Server<'a> {
+    /// Checks `config` and `requests`, and sets aside those too long or too large to serve.
+    fn new(
+        config: &'a SimConfig,
+        requests: &[Request],
+        exec: Option<&'a mut dyn Executor>,
+    ) -> Result<Self, ServingError> {
+        if let Some(why) = config.cost.as_ref().and_then(|c| c.invalid()) {
+            return Err(ServingError::InvalidConfig(why));
+        }
+        if let Some(why) =
+            config.eviction.and_then(|ev| eviction_unsupported(config, &ev, exec.is_some()))
+        {
+            return Err(ServingError::InvalidConfig(why));
+        }
+        let swap_bytes = match config.preemption {
+            Preemption::Swap => config.swap_bytes,
+            Preemption::Recompute => 0,
+        };
+        let memory = KvMemory::new(
+            config.policy,
+            config.budget_bytes,
+            config.bytes_per_token,
+            config.max_seq_len,
+            swap_bytes,
+        )?;
+        let mut rejections = Rejections::default();
+        let mut pending: Vec<Request> = Vec::with_capacity(requests.len());
+        for req in requests {
+            check_request(req)?;
+            if req.total_tokens() > config.max_seq_len {
+                rejections.too_long += 1;
+            } else if !memory.ever_fits(req) {
+                rejections.never_fits += 1;
+            } else {
+                pending.push(*req);
             }
         }
-        let now = Instant { iteration, seconds: clocked.then_some(clock) };
-        while let Some(req) = pending.front().copied().filter(|r| r.arrival <= iteration) {
-            pending.pop_front();
-            latency.arrived(req.id, now);
-            waiting.push_back(Waiting { req, generated: 0, swapped: None });
-        }
-        if acc.iterations() >= max_busy {
-            return Err(ServingError::NoProgress { iterations: acc.iterations() });
-        }
-        let mut work = IterationWork::default();
-        let (mut prefill_now, mut swap_blocks_now) = (0u64, 0u64);
+        pending.sort_by_key(|r| r.arrival); // stable: ties keep slice order
+        let max_busy: u64 = pending.iter().map(|r| r.output_tokens as u64).sum::<u64>() + 1;
+        Ok(Server {
+            config,
+            clocked: exec.is_some() || config.cost.is_some(),
+            exec,
+            sharing: config.sharing && config.policy.block_size().is_some(),
+            block_bytes: memory.block_bytes(),
+            memory,
+            pending: pending.into(),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            rejections,
+            max_busy,
+            acc: Accumulator::default(),
+            counts: RunCounts { requests: requests.len(), ..RunCounts::default() },
+            traffic: Traffic::default(),
+            latency: LatencyBook::default(),
+            max_internal: 0,
+            iteration: 0,
+            clock: 0.0,
+        })
+    }
 
-        // Decode, oldest first; preempt the latest admitted when the pool is dry.
-        let mut preempted_now = false;
+    fn now(&self) -> Instant {
+        Instant { iteration: self.iteration, seconds: self.clocked.then_some(self.clock) }
+    }
+
+    /// Skips idle iterations to the next arrival; false once nothing is left to serve.
+    fn next_busy_iteration(&mut self) -> bool {
+        if self.waiting.is_empty() && self.running.is_empty() {
+            match self.pending.front() {
+                None => return false,
+                Some(next) => self.iteration = self.iteration.max(next.arrival),
+            }
+        }
+        true
+    }
+
+    /// Requests whose arrival is due join the back of the queue.
+    fn arrivals(&mut self) {
+        let now = self.now();
+        while let Some(req) = self.pending.front().copied().filter(|r| r.arrival <= self.iteration)
+        {
+            self.pending.pop_front();
+            self.latency.arrived(req.id, now);
+            self.waiting.push_back(Waiting { req, generated: 0, swapped: None });
+        }
+    }
+
+    /// Decode, oldest first; preempt the latest admitted when the pool is dry.
+    fn decode(&mut self, step: &mut Step) -> Result<(), ServingError> {
+        let config = self.config;
         let mut i = 0;
-        while i < running.len() {
-            match memory.grow(running[i].lease)? {
+        while i < self.running.len() {
+            match self.memory.grow(self.running[i].lease)? {
                 Growth::Grown(copy) => {
                     if let Some(copy) = copy {
-                        traffic.cow_tokens += copy.from.len() as u64;
-                        work.copies.push(copy);
+                        self.traffic.cow_tokens += copy.from.len() as u64;
+                        step.work.copies.push(copy);
                     }
-                    running[i].generated += 1;
+                    let r = &mut self.running[i];
+                    r.generated += 1;
                     if let Some(ev) = &config.eviction {
-                        let (used, _) = memory.used_and_live(running[i].lease)?;
-                        running[i].ages.push_back(used - 1);
-                        keep(ev, &mut running[i], &mut memory, &mut traffic)?;
+                        let (used, _) = self.memory.used_and_live(r.lease)?;
+                        r.ages.push_back(used - 1);
+                        keep(ev, r, &mut self.memory, &mut self.traffic)?;
                     }
                     i += 1;
                 }
-                Growth::NeedsMemory => {
-                    let victim = running.pop().ok_or(ServingError::LeaseMismatch)?;
-                    // Its K/V: every held slot but the last (that token is not fed yet).
-                    let stored = victim.held() - 1;
-                    let slots = match exec {
-                        Some(_) => memory.slots(victim.lease, stored)?,
-                        None => Vec::new(),
-                    };
-                    let swapped = match config.preemption {
-                        Preemption::Swap => memory.swap_out(victim.lease)?,
-                        Preemption::Recompute => None,
-                    };
-                    match swapped {
-                        Some(sw) => {
-                            traffic.swap_outs += 1;
-                            swap_blocks_now += sw.blocks as u64;
-                            work.swapped_out.push(RowWork::new(&victim.req, slots));
-                        }
-                        None => {
-                            memory.release(victim.lease)?;
-                            work.preempted.push(victim.req.id);
-                        }
-                    }
-                    waiting.push_front(Waiting {
-                        req: victim.req,
-                        generated: victim.generated,
-                        swapped,
-                    });
-                    counts.preemptions += 1;
-                    preempted_now = true;
-                }
+                Growth::NeedsMemory => self.preempt_latest(step)?,
             }
         }
+        step.decoders = self.running.len();
+        Ok(())
+    }
 
-        // Admit FCFS while the head fits (vLLM skips admission in a step that preempted).
-        let decoders = running.len();
-        if !preempted_now {
-            while let Some(w) = waiting.front().copied() {
-                let context = w.req.prompt_tokens + w.generated + 1;
-                let row = if let Some(sw) = w.swapped {
-                    let Some(lease) = memory.swap_in(sw, context)? else { break };
-                    traffic.swap_ins += 1;
-                    swap_blocks_now += sw.blocks as u64;
-                    prefill_now += 1;
-                    (lease, RowWork { swapped_in: true, ..RowWork::new(&w.req, Vec::new()) })
-                } else {
-                    let donor = if sharing { donor_for(&running, &w.req, context) } else { None };
-                    let Some(adm) = memory.try_admit(&w.req, context, donor)? else { break };
-                    let fed = (context - 1) as u64;
-                    let computed = fed - adm.shared_tokens as u64;
-                    prefill_now += computed;
-                    traffic.prefix_hit_tokens += adm.shared_tokens as u64;
-                    if w.generated > 0 {
-                        traffic.recomputed_tokens += fed;
-                    }
-                    if let Some(c) = &adm.copy {
-                        traffic.cow_tokens += c.from.len() as u64;
-                    }
-                    let base = RowWork::new(&w.req, Vec::new());
-                    (adm.lease, RowWork { shared: adm.shared_tokens, copy: adm.copy, ..base })
-                };
-                waiting.pop_front();
-                let (lease, mut row) = row;
-                if exec.is_some() {
-                    row.slots = memory.slots(lease, context)?;
-                    work.prefill.push(row);
-                }
-                let mut r = Running {
-                    req: w.req,
-                    generated: w.generated + 1,
-                    lease,
-                    ages: VecDeque::new(),
-                };
-                if let Some(ev) = &config.eviction {
-                    r.ages = (0..context).collect();
-                    keep(ev, &mut r, &mut memory, &mut traffic)?;
-                }
-                running.push(r);
+    /// Preempts the latest admitted running request: swapped out or freed, back to the front.
+    fn preempt_latest(&mut self, step: &mut Step) -> Result<(), ServingError> {
+        let victim = self.running.pop().ok_or(ServingError::LeaseMismatch)?;
+        // Its K/V: every held slot but the last (that token is not fed yet).
+        let stored = victim.held() - 1;
+        let slots = match self.exec {
+            Some(_) => self.memory.slots(victim.lease, stored)?,
+            None => Vec::new(),
+        };
+        let swapped = match self.config.preemption {
+            Preemption::Swap => self.memory.swap_out(victim.lease)?,
+            Preemption::Recompute => None,
+        };
+        match swapped {
+            Some(sw) => {
+                self.traffic.swap_outs += 1;
+                step.swap_blocks += sw.blocks as u64;
+                step.work.swapped_out.push(RowWork::new(&victim.req, slots));
+            }
+            None => {
+                self.memory.release(victim.lease)?;
+                step.work.preempted.push(victim.req.id);
             }
         }
-        if running.is_empty() && !waiting.is_empty() {
-            // Unreachable after the up-front filter; reject rather than wait forever.
-            waiting.pop_front();
-            rejections.never_fits += 1;
-            continue;
-        }
+        self.waiting.push_front(Waiting { req: victim.req, generated: victim.generated, swapped });
+        self.counts.preemptions += 1;
+        step.preempted = true;
+        Ok(())
+    }
 
-        let snap =
-            memory.sample(running.iter().map(Running::holding), waiting.front().map(|w| &w.req))?;
-        if snap.parts.total() != u128::from(config.budget_bytes) {
+    /// Admits FCFS while the head of the queue fits.
+    fn admit(&mut self, step: &mut Step) -> Result<(), ServingError> {
+        while let Some(w) = self.waiting.front().copied() {
+            let context = w.req.prompt_tokens + w.generated + 1;
+            let row = match w.swapped {
+                Some(sw) => self.swap_in(&w, sw, context, step)?,
+                None => self.prefill(&w, context, step)?,
+            };
+            let Some((lease, mut row)) = row else { break };
+            self.waiting.pop_front();
+            if self.exec.is_some() {
+                row.slots = self.memory.slots(lease, context)?;
+                step.work.prefill.push(row);
+            }
+            let mut r =
+                Running { req: w.req, generated: w.generated + 1, lease, ages: VecDeque::new() };
+            if let Some(ev) = &self.config.eviction {
+                r.ages = (0..context).collect();
+                keep(ev, &mut r, &mut self.memory, &mut self.traffic)?;
+            }
+            self.running.push(r);
+        }
+        Ok(())
+    }
+
+    /// A swapped-out request gets fresh blocks and its KV copied back; `None` if none fit.
+    fn swap_in(
+        &mut self,
+        w: &Waiting,
+        sw: Swapped,
+        context: usize,
+        step: &mut Step,
+    ) -> Result<Option<(Lease, RowWork)>, ServingError> {
+        let Some(lease) = self.memory.swap_in(sw, context)? else { return Ok(None) };
+        self.traffic.swap_ins += 1;
+        step.swap_blocks += sw.blocks as u64;
+        step.prefill_tokens += 1;
+        Ok(Some((lease, RowWork { swapped_in: true, ..RowWork::new(&w.req, Vec::new()) })))
+    }
+
+    /// A fresh or recomputed request is admitted, sharing a donor's prefix when it can, and
+    /// prefills the rest; `None` if it does not fit.
+    fn prefill(
+        &mut self,
+        w: &Waiting,
+        context: usize,
+        step: &mut Step,
+    ) -> Result<Option<(Lease, RowWork)>, ServingError> {
+        let donor = if self.sharing { donor_for(&self.running, &w.req, context) } else { None };
+        let Some(adm) = self.memory.try_admit(&w.req, context, donor)? else { return Ok(None) };
+        let fed = (context - 1) as u64;
+        let computed = fed - adm.shared_tokens as u64;
+        step.prefill_tokens += computed;
+        self.traffic.prefix_hit_tokens += adm.shared_tokens as u64;
+        if w.generated > 0 {
+            self.traffic.recomputed_tokens += fed;
+        }
+        if let Some(c) = &adm.copy {
+            self.traffic.cow_tokens += c.from.len() as u64;
+        }
+        let base = RowWork::new(&w.req, Vec::new());
+        Ok(Some((adm.lease, RowWork { shared: adm.shared_tokens, copy: adm.copy, ..base })))
+    }
+
+    /// Samples the memory split, checks it sums to the budget, and counts the iteration.
+    fn sample(&mut self, step: &Step) -> Result<(), ServingError> {
+        let budget = self.config.budget_bytes;
+        let head = self.waiting.front().map(|w| &w.req);
+        let snap = self.memory.sample(self.running.iter().map(Running::holding), head)?;
+        if snap.parts.total() != u128::from(budget) {
             return Err(ServingError::AccountingMismatch {
-                iteration,
+                iteration: self.iteration,
                 accounted: snap.parts.total(),
-                budget: config.budget_bytes,
+                budget,
             });
         }
-        max_internal = max_internal.max(snap.max_internal_tokens);
-        counts.tokens_produced += running.len() as u64;
-        acc.record(iteration, &snap, running.len(), waiting.len(), config.budget_bytes);
-        traffic.prefill_tokens += prefill_now;
-        traffic.swap_blocks += swap_blocks_now;
-        traffic.swap_bytes += swap_blocks_now * block_bytes;
+        self.max_internal = self.max_internal.max(snap.max_internal_tokens);
+        self.counts.tokens_produced += self.running.len() as u64;
+        self.acc.record(self.iteration, &snap, self.running.len(), self.waiting.len(), budget);
+        self.traffic.prefill_tokens += step.prefill_tokens;
+        self.traffic.swap_blocks += step.swap_blocks;
+        self.traffic.swap_bytes += step.swap_blocks * self.block_bytes;
+        Ok(())
+    }
 
-        let seconds = match exec.as_deref_mut() {
+    /// The iteration's seconds, measured by the executor or from the cost model; returns
+    /// the instant it ends, at which every running request produced a token.
+    fn run(&mut self, step: &mut Step) -> Result<Instant, ServingError> {
+        let seconds = match self.exec.as_deref_mut() {
             Some(exec) => {
-                for r in &running[..decoders] {
-                    work.decode.push(RowWork {
-                        slots: memory.slots(r.lease, r.held())?,
+                for r in &self.running[..step.decoders] {
+                    step.work.decode.push(RowWork {
+                        slots: self.memory.slots(r.lease, r.held())?,
                         ..RowWork::new(&r.req, Vec::new())
                     });
                 }
-                work.finished = running
+                step.work.finished = self
+                    .running
                     .iter()
                     .filter(|r| r.generated >= r.req.output_tokens)
                     .map(|r| r.req.id)
                     .collect();
-                Some(exec.iteration(&work).map_err(ServingError::Execution)?)
+                Some(exec.iteration(&step.work).map_err(ServingError::Execution)?)
             }
-            None => config.cost.map(|c| {
+            None => self.config.cost.map(|c| {
                 c.iteration_s(
-                    decoders > 0,
-                    prefill_now,
-                    swap_blocks_now,
-                    swap_blocks_now * block_bytes,
+                    step.decoders > 0,
+                    step.prefill_tokens,
+                    step.swap_blocks,
+                    step.swap_blocks * self.block_bytes,
                 )
             }),
         };
-        clock += seconds.unwrap_or(0.0);
-        let end = Instant { iteration, seconds: clocked.then_some(clock) };
-        for r in &running {
-            latency.produced(r.req.id, end);
+        self.clock += seconds.unwrap_or(0.0);
+        let end = self.now();
+        for r in &self.running {
+            self.latency.produced(r.req.id, end);
         }
+        Ok(end)
+    }
 
-        let mut still = Vec::with_capacity(running.len());
-        for r in running.drain(..) {
+    /// Requests that produced all their output tokens finish and free their memory.
+    fn finish(&mut self, end: Instant) -> Result<(), ServingError> {
+        let mut still = Vec::with_capacity(self.running.len());
+        for r in self.running.drain(..) {
             if r.generated >= r.req.output_tokens {
-                memory.release(r.lease)?;
-                latency.finished(r.req.id, end, r.req.output_tokens);
-                counts.completed += 1;
+                self.memory.release(r.lease)?;
+                self.latency.finished(r.req.id, end, r.req.output_tokens);
+                self.counts.completed += 1;
             } else {
                 still.push(r);
             }
         }
-        running = still;
-        iteration += 1;
+        self.running = still;
+        Ok(())
     }
 
-    counts.rejected = rejections.too_long + rejections.never_fits;
-    traffic.elapsed_s = clocked.then_some(clock);
-    let summary = acc.summary(config.policy, config.budget_bytes, counts);
-    Ok(SimResult {
-        summary,
-        series: std::mem::take(&mut acc.series),
-        rejections,
-        traffic,
-        latency: latency.summary(),
-        max_internal_tokens_per_request: max_internal,
-    })
-}
-
-/// Why a keep-policy cannot run with the rest of `config`, if it cannot.
-fn eviction_unsupported(config: &SimConfig, ev: &Eviction, executed: bool) -> Option<&'static str> {
-    let sinks = match ev.rule {
-        KeepRule::Sink { tokens } => tokens,
-        KeepRule::Window => 0,
-    };
-    if config.policy.block_size().is_none() {
-        Some("a keep-policy evicts from paged memory only (a reservation keeps its extent)")
-    } else if ev.keep_tokens <= sinks {
-        Some("a keep-policy needs keep_tokens above its sink tokens")
-    } else if config.sharing || config.preemption == Preemption::Swap {
-        Some("a keep-policy runs without sharing and with recompute preemption")
-    } else if executed {
-        Some("a keep-policy on the paged pool is simulated only (not executed)")
-    } else {
-        None
-    }
-}
-
-/// Evicts `r`'s tokens by `ev.rule` until it keeps `ev.keep_tokens`, then compacts when asked.
-fn keep(
-    ev: &Eviction,
-    r: &mut Running,
-    memory: &mut KvMemory,
-    traffic: &mut Traffic,
-) -> Result<(), ServingError> {
-    while r.ages.len() > ev.keep_tokens {
-        let at = match ev.rule {
-            KeepRule::Window => 0,
-            KeepRule::Sink { tokens } => tokens,
-        };
-        let victim = r.ages.remove(at).ok_or(ServingError::Internal("no token to evict"))?;
-        traffic.blocks_reclaimed += u64::from(memory.evict(r.lease, victim)?);
-        traffic.evicted_tokens += 1;
-    }
-    // Compact once a whole block's worth is stranded: then it frees a block the request will
-    // not need again at once (a window strands less than a block, and is never compacted).
-    if ev.compaction && memory.stranded(r.lease)? >= memory.block_tokens() {
-        let moves: Vec<Moved> = memory.compact(r.lease)?;
-        for m in &moves {
-            let at = r.ages.iter().position(|&k| k == m.from);
-            let slot = at.and_then(|i| r.ages.get_mut(i)).ok_or(ServingError::Internal(
-                "compaction moved a token the request does not hold",
-            ))?;
-            *slot = m.to;
+    fn result(mut self) -> SimResult {
+        self.counts.rejected = self.rejections.too_long + self.rejections.never_fits;
+        self.traffic.elapsed_s = self.clocked.then_some(self.clock);
+        let summary = self.acc.summary(self.config.policy, self.config.budget_bytes, self.counts);
+        SimResult {
+            summary,
+            series: std::mem::take(&mut self.acc.series),
+            rejections: self.rejections,
+            traffic: self.traffic,
+            latency: self.latency.summary(),
+            max_internal_tokens_per_request: self.max_internal,
         }
-        traffic.compacted_tokens += moves.len() as u64;
+    }
+}
+
+/// A request with no prompt or output token, or a shared prefix outside its prompt, is an
+/// error (not a rejection: the trace itself is wrong).
+fn check_request(req: &Request) -> Result<(), ServingError> {
+    if req.prompt_tokens == 0 || req.output_tokens == 0 {
+        return Err(ServingError::InvalidRequest {
+            id: req.id,
+            reason: "prompt and output need at least one token each",
+        });
+    }
+    if req.prefix.is_some_and(|p| p.tokens == 0 || p.tokens > req.prompt_tokens) {
+        return Err(ServingError::InvalidRequest {
+            id: req.id,
+            reason: "a shared prefix needs 1 to prompt_tokens tokens",
+        });
     }
     Ok(())
 }

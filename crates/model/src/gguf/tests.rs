@@ -2,6 +2,7 @@
 
 use super::*;
 use half::f16;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Minimal GGUF writer for tests.

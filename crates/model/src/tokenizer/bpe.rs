@@ -48,7 +48,8 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer as HfTokenizer};
 
-use super::{TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED, TokenizerError, hf};
+use super::error::{TokenizerError, hf};
+use super::token_type::{TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED};
 use crate::gguf::GgufFile;
 
 /// Qwen2's split (see the module docs).

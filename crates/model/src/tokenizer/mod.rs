@@ -6,42 +6,17 @@
 //! files say false, matching HF, which adds nothing; Gemma's says true).
 
 mod bpe;
+mod error;
 mod spm;
+mod token_type;
 
 use tokenizers::Tokenizer as HfTokenizer;
 
-use crate::gguf::{GgufError, GgufFile};
+use crate::gguf::GgufFile;
+pub use error::TokenizerError;
+use error::hf;
 use spm::Spm;
-
-/// GGUF token type of control tokens (`<|im_start|>` ...).
-const TOKEN_TYPE_CONTROL: i32 = 3;
-/// GGUF token type of user-defined tokens.
-const TOKEN_TYPE_USER_DEFINED: i32 = 4;
-
-/// Errors building or using the tokenizer.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenizerError {
-    #[error(transparent)]
-    Gguf(#[from] GgufError),
-    #[error(
-        "unsupported tokenizer model '{0}' (supported: \"gpt2\" byte-level BPE, \"llama\" SentencePiece)"
-    )]
-    UnsupportedModel(String),
-    #[error(
-        "unsupported pre-tokenizer '{0}' (supported: default, gpt2, smollm, starcoder, refact, qwen2)"
-    )]
-    UnsupportedPre(String),
-    #[error("merge {index} ('{merge}') is not two space-separated tokens")]
-    BadMerge { index: usize, merge: String },
-    #[error("tokenizer.ggml.{key} has {entries} entries but there are {tokens} tokens")]
-    ArrayLength { key: &'static str, entries: usize, tokens: usize },
-    #[error("special token id {id} ({what}) is outside the vocabulary of {vocab} tokens")]
-    BadSpecialId { what: &'static str, id: u32, vocab: usize },
-    #[error("token id {id} is outside the vocabulary of {vocab} tokens")]
-    BadId { id: u32, vocab: usize },
-    #[error("tokenizers: {0}")]
-    Hf(String),
-}
+use token_type::TOKEN_TYPE_USER_DEFINED;
 
 /// How the vocabulary splits text.
 #[derive(Debug)]
@@ -60,10 +35,6 @@ pub struct Tokenizer {
     unk: Option<u32>,
     pad: Option<u32>,
     add_bos: bool,
-}
-
-fn hf(e: tokenizers::Error) -> TokenizerError {
-    TokenizerError::Hf(e.to_string())
 }
 
 impl Tokenizer {

@@ -31,7 +31,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 pub use self::columns::{ColumnClass, classify};
-pub use self::outcome::{Difference, Outcome};
+pub use self::outcome::{Difference, Outcome, Worst};
 use crate::csv_sink;
 
 mod columns;
@@ -169,86 +169,8 @@ fn compare_file(file: &str, bp: &Path, np: &Path, opts: &Options, out: &mut Outc
             let Some(j) = nh.iter().position(|c| c == col) else { continue };
             let (b, n) =
                 (brow.get(i).map_or("", String::as_str), nrow.get(j).map_or("", String::as_str));
-            match classify(col) {
-                ColumnClass::Identity => {}
-                ColumnClass::Exact => {
-                    if b != n {
-                        out.differences.push(diff(key, col, b, n, "mismatch".into(), true));
-                    }
-                }
-                ColumnClass::Tolerance => {
-                    if b == n {
-                        continue;
-                    }
-                    match (b.parse::<f64>(), n.parse::<f64>()) {
-                        (Ok(x), Ok(y)) => {
-                            let delta = (x - y).abs();
-                            let scale = x.abs().max(y.abs());
-                            let rel = if scale > 0.0 { delta / scale } else { 0.0 };
-                            let within = delta <= opts.ppl_tol * scale.max(1.0) || x == y;
-                            out.differences.push(diff(
-                                key,
-                                col,
-                                b,
-                                n,
-                                format!(
-                                    "{} (rel {rel:.2e}, tol {:.0e})",
-                                    if within { "within tolerance" } else { "beyond tolerance" },
-                                    opts.ppl_tol
-                                ),
-                                !within,
-                            ));
-                        }
-                        _ => out.differences.push(diff(key, col, b, n, "mismatch".into(), true)),
-                    }
-                }
-                ColumnClass::Process => {
-                    if b != n {
-                        out.differences.push(diff(
-                            key,
-                            col,
-                            b,
-                            n,
-                            "process measurement (never fails)".into(),
-                            false,
-                        ));
-                    }
-                }
-                ColumnClass::Timing { higher_is_better } => {
-                    let (Ok(x), Ok(y)) = (b.parse::<f64>(), n.parse::<f64>()) else {
-                        if b != n && (b.is_empty() || n.is_empty()) {
-                            out.differences.push(diff(
-                                key,
-                                col,
-                                b,
-                                n,
-                                "timing present on one side only".into(),
-                                true,
-                            ));
-                        }
-                        continue;
-                    };
-                    if x <= 0.0 || y <= 0.0 {
-                        continue;
-                    }
-                    let slowdown = if higher_is_better { x / y } else { y / x };
-                    timing.0 += 1;
-                    if timing.1.as_ref().is_none_or(|(w, _, _)| slowdown > *w) {
-                        timing.1 = Some((slowdown, key.clone(), col.clone()));
-                    }
-                    if let Some(max) = opts.max_slowdown
-                        && slowdown > max
-                    {
-                        out.differences.push(diff(
-                            key,
-                            col,
-                            b,
-                            n,
-                            format!("slowdown {slowdown:.2}x > --max-slowdown {max}"),
-                            true,
-                        ));
-                    }
-                }
+            if let Some((what, regression)) = compare_cell(key, col, b, n, opts, timing) {
+                out.differences.push(diff(key, col, b, n, what, regression));
             }
         }
     }
@@ -256,4 +178,54 @@ fn compare_file(file: &str, bp: &Path, np: &Path, opts: &Options, out: &mut Outc
         out.differences.push(diff(key, "", "", "", "missing in baseline".into(), true));
     }
     Ok(())
+}
+
+/// How one cell of a row found on both sides compares, by its column's class: the
+/// difference to report, if any (what, and whether it fails the comparison). Timing cells
+/// also count into `timing`, which keeps the file's worst slowdown.
+fn compare_cell(
+    key: &str,
+    col: &str,
+    b: &str,
+    n: &str,
+    opts: &Options,
+    timing: &mut (usize, Option<Worst>),
+) -> Option<(String, bool)> {
+    match classify(col) {
+        ColumnClass::Identity => None,
+        ColumnClass::Exact => (b != n).then(|| ("mismatch".into(), true)),
+        ColumnClass::Tolerance => {
+            if b == n {
+                return None;
+            }
+            let (Ok(x), Ok(y)) = (b.parse::<f64>(), n.parse::<f64>()) else {
+                return Some(("mismatch".into(), true));
+            };
+            let delta = (x - y).abs();
+            let scale = x.abs().max(y.abs());
+            let rel = if scale > 0.0 { delta / scale } else { 0.0 };
+            let within = delta <= opts.ppl_tol * scale.max(1.0) || x == y;
+            let verdict = if within { "within tolerance" } else { "beyond tolerance" };
+            Some((format!("{verdict} (rel {rel:.2e}, tol {:.0e})", opts.ppl_tol), !within))
+        }
+        ColumnClass::Process => {
+            (b != n).then(|| ("process measurement (never fails)".into(), false))
+        }
+        ColumnClass::Timing { higher_is_better } => {
+            let (Ok(x), Ok(y)) = (b.parse::<f64>(), n.parse::<f64>()) else {
+                let one_sided = b != n && (b.is_empty() || n.is_empty());
+                return one_sided.then(|| ("timing present on one side only".into(), true));
+            };
+            if x <= 0.0 || y <= 0.0 {
+                return None;
+            }
+            let slowdown = if higher_is_better { x / y } else { y / x };
+            timing.0 += 1;
+            if timing.1.as_ref().is_none_or(|(w, _, _)| slowdown > *w) {
+                timing.1 = Some((slowdown, key.to_string(), col.to_string()));
+            }
+            let max = opts.max_slowdown.filter(|&max| slowdown > max)?;
+            Some((format!("slowdown {slowdown:.2}x > --max-slowdown {max}"), true))
+        }
+    }
 }

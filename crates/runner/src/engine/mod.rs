@@ -253,25 +253,7 @@ fn execute<B: Backend>(
             for run in runs.iter().filter(|r| r.model() == name) {
                 bar.set_message(format!("{w}: {}", run.label()));
                 if *w == Workload::Fragmentation {
-                    // A simulation; with `execute`, its batches also run through the model.
-                    let executed = workloads::fragmentation::executes(e);
-                    if executed {
-                        model.ensure_layout(None, device)?;
-                        model.set_fused_attention(fused_attention(run));
-                    }
-                    let m = executed.then(|| model.current()).transpose()?;
-                    let (metrics, series) = workloads::fragmentation::measure(e, run, m)
-                        .with_context(|| format!("run {w}: {}", run.label()))?;
-                    let id = run.id(e.backend.name());
-                    workloads::fragmentation::append_series(
-                        env.dir,
-                        e,
-                        run,
-                        &id,
-                        metrics.kv_budget_bytes,
-                        &series,
-                    )?;
-                    env.append(sink, run, &device_name, &metrics)?;
+                    run_fragmentation(env, run, &mut model, device, sink, &device_name)?;
                     bar.inc(1);
                     continue;
                 }
@@ -356,6 +338,37 @@ fn execute<B: Backend>(
         ));
     }
     Ok(())
+}
+
+/// One fragmentation run: a simulation; with `execute`, its batches also run through the
+/// model. Its row goes to `sink`, its per-iteration series to the side CSV.
+fn run_fragmentation<B: Backend>(
+    env: &Env<'_>,
+    run: &Run,
+    model: &mut LoadedModel<B>,
+    device: &B::Device,
+    sink: &mut CsvSink,
+    device_name: &str,
+) -> Result<()> {
+    let e = env.experiment;
+    let executed = workloads::fragmentation::executes(e);
+    if executed {
+        model.ensure_layout(None, device)?;
+        model.set_fused_attention(fused_attention(run));
+    }
+    let m = executed.then(|| model.current()).transpose()?;
+    let (metrics, series) = workloads::fragmentation::measure(e, run, m)
+        .with_context(|| format!("run {}: {}", Workload::Fragmentation, run.label()))?;
+    let id = run.id(e.backend.name());
+    workloads::fragmentation::append_series(
+        env.dir,
+        e,
+        run,
+        &id,
+        metrics.kv_budget_bytes,
+        &series,
+    )?;
+    env.append(sink, run, device_name, &metrics)
 }
 
 /// The longest `context` of the experiment (the longest haystack).

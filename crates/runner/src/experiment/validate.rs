@@ -3,7 +3,11 @@
 
 use std::path::PathBuf;
 
-use super::{Experiment, ExperimentFile, Invalid, PplMode, RetrievalParams, sweep_table};
+use super::invalid::Invalid;
+use super::schema::{ExperimentFile, PplMode, RetrievalParams};
+use super::sweep_table;
+use super::validate_fragmentation::check_fragmentation;
+use super::validated::Experiment;
 use crate::workloads::haystack::HaystackKind;
 
 use crate::backend::BackendName;
@@ -20,13 +24,46 @@ pub fn parse(
     let mut errors = vec![];
     let mut err = |msg: String| errors.push(format!("{shown}: {msg}"));
 
+    let backend = check_header(&file, backend, &mut err);
+    let (axes, also) = sweep_axes(&file, &mut err);
+    let experiment = Experiment {
+        path: PathBuf::from(shown),
+        source: source.to_string(),
+        file: file.clone(),
+        backend,
+        axes,
+        also,
+    };
+    let workloads = experiment.workloads();
+    check_also_adds(&experiment, &workloads, &mut err);
+    check_workload_axes(&experiment, &workloads, &mut err);
+    check_workload_params(&experiment, &mut err);
+    // Models.
+    for m in experiment.axes.get("model").unwrap_or_default() {
+        if let Err(why) = crate::model::check(&m.to_string(), file.experiment.weights) {
+            err(format!("model {m:?}: {why}"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Invalid(errors));
+    }
+    check_runs(shown, &experiment, &workloads)?;
+    Ok(experiment)
+}
+
+/// `[experiment]`'s name and question; returns the backend (`--backend` over the file's).
+fn check_header(
+    file: &ExperimentFile,
+    backend: Option<BackendName>,
+    err: &mut impl FnMut(String),
+) -> BackendName {
     let ex = &file.experiment;
     if ex.name.is_empty()
         || !ex.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         err(format!(
             "experiment.name = {:?}: expected a non-empty name of letters, digits, '-' and '_' \
-             (it names the results directory)",
+         (it names the results directory)",
             ex.name
         ));
     }
@@ -37,7 +74,16 @@ pub fn parse(
     if let Err(e) = backend.ensure_compiled_in() {
         err(e);
     }
+    backend
+}
 
+/// The sweep's axis values: `[sweep]` arrays over `[strategy]` defaults over built-in
+/// fallbacks; and the `[[sweep.also]]` entries.
+fn sweep_axes(
+    file: &ExperimentFile,
+    err: &mut impl FnMut(String),
+) -> (AxisValues, Vec<AxisValues>) {
+    let ex = &file.experiment;
     let mut values: Vec<(&'static str, Vec<Value>)> = vec![];
     // [strategy] defaults: single values.
     let mut defaults: Vec<(&'static str, Value)> = vec![];
@@ -60,7 +106,7 @@ pub fn parse(
         }
     }
     // [sweep] arrays, only_for and also.
-    let parsed = sweep_table::parse_sweep(&file.sweep, &mut err);
+    let parsed = sweep_table::parse_sweep(&file.sweep, err);
     let swept = parsed.swept;
     let only_for = parsed.only_for;
     for axis in AXES {
@@ -84,9 +130,9 @@ pub fn parse(
     }
     let axes = AxisValues { values, only_for };
     let also = sweep_table::also_axes(&axes, &parsed.also);
-    check_formats_have_bits(&axes, "sweep", &mut err);
+    check_formats_have_bits(&axes, "sweep", err);
     for (i, also) in also.iter().enumerate() {
-        check_formats_have_bits(also, &format!("sweep.also[{i}]"), &mut err);
+        check_formats_have_bits(also, &format!("sweep.also[{i}]"), err);
     }
     if let Some(Value::Str(m)) = axes.get("model").and_then(|v| v.first())
         && file.sweep.get("model").is_none()
@@ -94,16 +140,12 @@ pub fn parse(
     {
         err(format!("experiment.model = {m:?}: expected {}", ValueKind::Model.allowed()));
     }
+    (axes, also)
+}
 
-    let mut experiment = Experiment {
-        path: PathBuf::from(shown),
-        source: source.to_string(),
-        file: file.clone(),
-        backend,
-        axes,
-        also,
-    };
-    let workloads = experiment.workloads();
+/// An `also` entry whose points are all the main sweep's (or all skipped) adds nothing; and
+/// an experiment needs a workload.
+fn check_also_adds(experiment: &Experiment, workloads: &[Workload], err: &mut impl FnMut(String)) {
     // An `also` entry whose points are all the main sweep's (or all skipped) adds nothing.
     for (i, axes) in experiment.also.iter().enumerate() {
         let main: Vec<Run> =
@@ -118,16 +160,22 @@ pub fn parse(
     }
     if workloads.is_empty() {
         err("no workload: add at least one of [workload.walkthrough], [workload.memory], \
-             [workload.throughput], [workload.perplexity], [workload.fragmentation], \
-             [workload.retrieval]"
+         [workload.throughput], [workload.perplexity], [workload.fragmentation], \
+         [workload.retrieval]"
             .into());
     }
+}
 
-    // Workload axes must be read by some workload; memory/throughput need a context.
+/// Workload axes must be read by some workload; memory/throughput need a context.
+fn check_workload_axes(
+    experiment: &Experiment,
+    workloads: &[Workload],
+    err: &mut impl FnMut(String),
+) {
     for axis in AXES.iter().filter(|a| a.role == Role::Workload) {
         let readers: Vec<&str> =
             workloads.iter().filter(|w| w.axes().contains(&axis.key)).map(|w| w.name()).collect();
-        if file.sweep.contains_key(axis.key) && readers.is_empty() {
+        if experiment.file.sweep.contains_key(axis.key) && readers.is_empty() {
             err(format!(
                 "sweep.{}: no workload of this experiment reads it (read by: {})",
                 axis.key,
@@ -144,8 +192,11 @@ pub fn parse(
             err(format!("sweep.context: required by workload.{}", readers[0]));
         }
     }
-    // Workload parameters.
-    let w = &file.workload;
+}
+
+/// Each configured workload's parameters.
+fn check_workload_params(experiment: &Experiment, err: &mut impl FnMut(String)) {
+    let w = &experiment.file.workload;
     if let Some(p) = &w.walkthrough {
         if p.prompt_tokens == 0 {
             err("workload.walkthrough.prompt_tokens = 0: expected an integer ≥ 1".into());
@@ -165,7 +216,7 @@ pub fn parse(
         if p.tokens < 2 {
             err(format!("workload.perplexity.tokens = {}: expected an integer ≥ 2", p.tokens));
         }
-        if let Err(why) = super::check_corpus(&p.corpus) {
+        if let Err(why) = super::schema::check_corpus(&p.corpus) {
             err(format!("workload.perplexity.corpus = {:?}: {why}", p.corpus));
         }
         match (p.mode, p.chunk) {
@@ -183,114 +234,24 @@ pub fn parse(
         }
     }
     if let Some(p) = &w.retrieval {
-        check_retrieval(p, &experiment, &mut err);
+        check_retrieval(p, experiment, err);
     }
     if let Some(p) = &w.fragmentation {
-        let (tokens, bytes) =
-            (experiment.axes.get("budget_tokens"), experiment.axes.get("budget_bytes"));
-        if tokens.is_some() == bytes.is_some() {
-            err(
-                "workload.fragmentation: give the KV budget as exactly one of sweep.budget_tokens \
-                 (tokens of the model's KV) or sweep.budget_bytes"
-                    .into(),
-            );
-        }
-        if p.max_seq_len == 0 {
-            err("workload.fragmentation.max_seq_len = 0: expected an integer ≥ 1".into());
-        }
-        if p.requests == Some(0) {
-            err("workload.fragmentation.requests = 0: expected an integer ≥ 1".into());
-        }
-        // Every trace and prompt length the sweep names, and every cost profile.
-        let values = |key: &'static str| -> Vec<Option<String>> {
-            let v = experiment.axes.get(key).unwrap_or_default();
-            if v.is_empty() { vec![None] } else { v.iter().map(|x| Some(x.to_string())).collect() }
-        };
-        let traces = values("trace_kind");
-        'traces: for trace in &traces {
-            for prompt in values("prompt_tokens") {
-                let prompt = prompt.and_then(|n| n.parse().ok());
-                if let Err(why) = p.trace(ex.seed, trace.as_deref(), prompt) {
-                    let name = trace.as_deref().unwrap_or(&p.trace);
-                    err(format!("workload.fragmentation.trace = {name:?}: {why}"));
-                    break 'traces;
-                }
-            }
-        }
-        let uses = |kind: &str| traces.iter().any(|t| t.as_deref().unwrap_or(&p.trace) == kind);
-        if p.prefix_tokens.is_some() && !uses("system-prompt") {
-            err("workload.fragmentation.prefix_tokens: read by trace = \"system-prompt\" only"
-                .into());
-        }
-        if p.samples.is_some() && !uses("samples") {
-            err("workload.fragmentation.samples: read by trace = \"samples\" only".into());
-        }
-        for cost in values("cost") {
-            if let Err(why) = p.cost_model(cost.as_deref()) {
-                err(why);
-            }
-        }
-        // Keep-policies on the paged pool: simulated, paged only, on their own.
-        let evicts: Vec<String> =
-            values("evict").into_iter().flatten().filter(|v| v != "off").collect();
-        if let Some(rule) = evicts.first() {
-            let named =
-                |key: &'static str, bad: &str| values(key).iter().flatten().any(|v| v == bad);
-            let reserved = values("policy").iter().flatten().any(|v| v != "paged");
-            if reserved {
-                err(format!(
-                    "sweep.evict = {rule:?}: a keep-policy evicts from paged memory only; set \
-                     sweep.policy = [\"paged\"]"
-                ));
-            }
-            if named("sharing", "on") || named("preemption", "swap") {
-                err(format!(
-                    "sweep.evict = {rule:?}: runs without sharing and with recompute preemption"
-                ));
-            }
-            if p.execute {
-                err(format!("sweep.evict = {rule:?}: simulated only; remove execute = true"));
-            }
-            let keeps: Vec<usize> =
-                values("keep_tokens").iter().flatten().filter_map(|v| v.parse().ok()).collect();
-            match keeps.iter().min() {
-                None => err(format!("sweep.evict = {rule:?} needs sweep.keep_tokens")),
-                Some(&k) if evicts.iter().any(|e| e == "sink") && k <= p.sinks => err(format!(
-                    "sweep.keep_tokens = {k}: a sink cache keeps more than its {} sinks",
-                    p.sinks
-                )),
-                _ => {}
-            }
-        }
-        for (name, params) in &p.cost {
-            if let Err(why) = params.model(name) {
-                err(why);
-            }
-        }
+        check_fragmentation(p, experiment, err);
     }
-    // Models.
-    for m in experiment.axes.get("model").unwrap_or_default() {
-        if let Err(why) = crate::model::check(&m.to_string(), ex.weights) {
-            err(format!("model {m:?}: {why}"));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(Invalid(errors));
-    }
-    // Every run: a valid, buildable strategy that fits the model's positions.
+}
+
+/// Every run: a valid, buildable strategy that fits the model's positions.
+fn check_runs(shown: &str, experiment: &Experiment, workloads: &[Workload]) -> Result<(), Invalid> {
     let mut errors = vec![];
-    for workload in &workloads {
+    for workload in workloads {
         for (i, run) in experiment.runs(*workload).iter().enumerate() {
-            if let Err(why) = check_run(&experiment, run) {
+            if let Err(why) = check_run(experiment, run) {
                 errors.push(format!("{shown}: run {workload}#{i} ({}): {why}", run.label()));
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(Invalid(errors));
-    }
-    experiment.path = PathBuf::from(shown);
-    Ok(experiment)
+    if errors.is_empty() { Ok(()) } else { Err(Invalid(errors)) }
 }
 
 /// The retrieval workload's keys; with a valid model and corpus, whether the corpus holds the
@@ -316,7 +277,7 @@ fn check_retrieval(p: &RetrievalParams, e: &Experiment, err: &mut impl FnMut(Str
         }
     }
     if p.haystack == HaystackKind::Corpus
-        && let Err(why) = super::check_corpus(&p.corpus)
+        && let Err(why) = super::schema::check_corpus(&p.corpus)
     {
         err(format!("workload.retrieval.corpus = {:?}: {why}", p.corpus));
         return;

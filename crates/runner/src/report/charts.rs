@@ -2,7 +2,7 @@
 //! drawing is `figure`'s).
 
 use super::figure::{Chart, Level, Point, Series, XAxis};
-use super::fragmentation::policy_label;
+use super::serving_labels::policy_label;
 use super::table::{MIB, Table};
 use crate::sweep::Workload;
 

@@ -11,8 +11,10 @@ use anyhow::Result;
 use plotters::style::RGBColor;
 
 use super::figure::stacked::StackedBars;
-use super::figure::{self, Chart, Point, Series, XAxis};
-use super::slug;
+use super::figure::{self, Chart, XAxis};
+use super::serving_labels::policy_label;
+use super::serving_traces::traces;
+use super::slug::slug;
 use super::table::Table;
 use crate::csv_sink;
 use crate::workloads;
@@ -28,54 +30,6 @@ const SPLIT: [(&str, &str, RGBColor); 7] = [
     ("external_pct", "external fragmentation", RGBColor(148, 103, 189)),
     ("free_pct", "free", RGBColor(200, 200, 200)),
 ];
-
-/// The serving axes a legend names, after the policy: column, and how its value reads
-/// (`None`: the default, left out).
-type Reading = fn(&str) -> Option<String>;
-const LABELLED: [(&str, Reading); 9] = [
-    ("trace_kind", |v| Some(v.to_string())),
-    ("sharing", |v| (v == "on").then(|| "shared".into())),
-    ("preemption", |v| (v == "swap").then(|| "swap".into())),
-    ("prompt_tokens", |v| Some(format!("prompt {v}"))),
-    ("evict", |v| (v != "off").then(|| v.to_string())),
-    ("keep_tokens", |v| Some(format!("keep {v}"))),
-    ("compaction", |v| (v == "on").then(|| "compacted".into())),
-    ("cost", |v| Some(format!("({v})"))),
-    ("attention", |v| (v == "fused").then(|| "fused".into())),
-];
-
-/// A run's legend name: `paged-16`, `reserve-max`, `paged-16 samples shared`,
-/// `paged-16 sink keep 256 compacted`, `paged-16 swap prompt 1024 (gpu)`.
-pub fn policy_label(t: &Table, r: &[String]) -> String {
-    let col = |c: &str| if t.header.iter().any(|h| h == c) { t.get(r, c) } else { "" };
-    named_policy(t.get(r, "policy"), t.get(r, "block_size"), LABELLED.map(|(c, _)| col(c)))
-}
-
-/// A serving table row's first cells: `| model | trace | budget_tokens | run label |`.
-pub fn lead_cells(t: &Table, r: &[String]) -> String {
-    format!(
-        "| {} | {} | {} | {} |",
-        t.get(r, "model"),
-        t.get(r, "trace"),
-        t.get(r, "kv_budget_tokens"),
-        policy_label(t, r)
-    )
-}
-
-/// `paged-16` (or `reserve-max`), then each non-default value of [`LABELLED`], in its order.
-fn named_policy(policy: &str, block_size: &str, values: [&str; LABELLED.len()]) -> String {
-    let mut name = match block_size {
-        "" => policy.to_string(),
-        b => format!("{policy}-{b}"),
-    };
-    for ((_, read), value) in LABELLED.iter().zip(values) {
-        if let Some(piece) = (!value.is_empty()).then(|| read(value)).flatten() {
-            name += " ";
-            name += &piece;
-        }
-    }
-    name
-}
 
 /// The memory split as stacked bars per policy (one chart per model and budget), concurrency
 /// over time from `fragmentation_series.csv`, the measured throughput and the comparison with
@@ -157,67 +111,6 @@ fn concurrency(
     })
 }
 
-/// Whether a series row is wanted, given a reader of its cells by column name.
-pub type RowFilter = dyn Fn(&dyn Fn(&str) -> String) -> bool;
-
-/// `column` × `scale` per iteration, a series per run label, from the side CSV's rows of one
-/// model and budget that `keep` accepts (given a cell reader). `None` when the CSV lacks a
-/// column or no row is left.
-pub fn traces(
-    header: &[String],
-    rows: &[Vec<String>],
-    model: &str,
-    budget: &str,
-    column: &str,
-    scale: f64,
-    keep: &RowFilter,
-) -> Option<Vec<Series>> {
-    let col = |n: &str| header.iter().position(|c| c == n);
-    let (m, b, it, y_col, p, bs) = (
-        col("model")?,
-        col("kv_budget_bytes")?,
-        col("iteration")?,
-        col(column)?,
-        col("policy")?,
-        col("block_size")?,
-    );
-    // A series CSV written before an axis existed lacks its column: read as empty.
-    let extra = LABELLED.map(|(c, _)| col(c));
-    let mut series: Vec<Series> = vec![];
-    for r in rows.iter().filter(|r| r[m] == model && r[b] == budget) {
-        let cell = |name: &str| col(name).map_or(String::new(), |c| r[c].clone());
-        if !keep(&cell) {
-            continue;
-        }
-        let (Ok(x), Ok(y)) = (r[it].parse::<f64>(), r[y_col].parse::<f64>()) else { continue };
-        let value = |c: Option<usize>| c.map_or("", |c| r[c].as_str());
-        let label = named_policy(&r[p], &r[bs], extra.map(value));
-        let point = Point { x, y: y * scale, expected: None };
-        match series.iter_mut().find(|s| s.label == label) {
-            Some(s) => s.points.push(point),
-            None => series.push(Series { label, points: vec![point] }),
-        }
-    }
-    (!series.is_empty()).then(|| merge_identical(series))
-}
-
-/// Series with the same points drawn once, their labels joined with " = " (runs whose
-/// schedules coincide — the two preemption modes of one trace in iterations, a window with
-/// and without compaction — would otherwise hide each other and their legend entries).
-fn merge_identical(series: Vec<Series>) -> Vec<Series> {
-    let mut merged: Vec<Series> = vec![];
-    for s in series {
-        match merged.iter_mut().find(|m| m.points == s.points) {
-            Some(m) => {
-                m.label += " = ";
-                m.label += &s.label;
-            }
-            None => merged.push(s),
-        }
-    }
-    merged
-}
-
 /// With `execute = true`: measured tok/s of each policy against `reserve-max` on the same
 /// budget, said plainly whichever way it goes.
 fn measured_throughput(t: &Table) -> String {
@@ -282,34 +175,6 @@ fn measured_throughput(t: &Table) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identical_series_are_drawn_once() {
-        let p = |y| Point { x: 1.0, y, expected: None };
-        let s = |label: &str, y| Series { label: label.into(), points: vec![p(y)] };
-        let merged = merge_identical(vec![s("a", 1.0), s("b", 2.0), s("c", 1.0)]);
-        let labels: Vec<&str> = merged.iter().map(|m| m.label.as_str()).collect();
-        assert_eq!(labels, ["a = c", "b"]);
-    }
-
-    #[test]
-    fn policies_are_named_with_their_block_size() {
-        assert_eq!(named_policy("paged", "16", [""; 9]), "paged-16");
-        let plain = ["", "off", "recompute", "", "off", "", "off", "", "dense"];
-        assert_eq!(named_policy("reserve-max", "", plain), "reserve-max");
-        assert_eq!(
-            named_policy(
-                "paged",
-                "16",
-                ["samples", "on", "swap", "1024", "", "", "", "gpu", "fused"]
-            ),
-            "paged-16 samples shared swap prompt 1024 (gpu) fused"
-        );
-        assert_eq!(
-            named_policy("paged", "16", ["", "", "", "", "sink", "256", "on", "", ""]),
-            "paged-16 sink keep 256 compacted"
-        );
-    }
 
     #[test]
     fn the_trace_of_each_policy_is_its_own_series() {

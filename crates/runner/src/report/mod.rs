@@ -23,7 +23,10 @@ mod peers;
 mod preemption;
 mod retrieval;
 mod rotation;
+mod serving_labels;
+mod serving_traces;
 mod sharing;
+mod slug;
 mod stranding;
 mod table;
 
@@ -35,6 +38,7 @@ use anyhow::{Context, Result, bail};
 pub use table::{Table, read_table};
 
 use crate::sweep::Workload;
+use slug::slug;
 
 /// Writes charts and report.md for `dir` (one experiment's results) or for every experiment
 /// directory inside it. Returns the files written.
@@ -149,21 +153,5 @@ fn remove_stale_charts(charts: &Path, written: &[PathBuf]) {
     stale.sort();
     for p in stale {
         let _ = std::fs::remove_file(p);
-    }
-}
-
-/// A file-name-safe form of a label.
-fn slug(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slugs_keep_letters_digits_and_dashes() {
-        assert_eq!(slug("smollm2-135m"), "smollm2-135m");
-        assert_eq!(slug("models/tiny model.gguf"), "models_tiny_model_gguf");
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::figure::{Chart, Point, Series, XAxis};
-use super::fragmentation::{lead_cells, policy_label};
+use super::serving_labels::{lead_cells, policy_label};
 use super::table::Table;
 
 /// Below this relative difference, two measured (executed) runs are not told apart.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::fragmentation::lead_cells;
+use super::serving_labels::lead_cells;
 use super::table::Table;
 
 /// The vLLM paper's sharing figures (Kwon et al., SOSP 2023, §6.3 and Figure 15), as we read

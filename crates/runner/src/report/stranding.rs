@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::figure::{Chart, XAxis};
-use super::fragmentation::{policy_label, traces};
+use super::serving_labels::policy_label;
+use super::serving_traces::traces;
 use super::table::Table;
 
 /// Columns two runs must share to be the same case with compaction off and on.

@@ -2,11 +2,11 @@
 
 use kvlab_strategies::block_pool::BlockPool;
 
-use super::{Backing, Holding, KvMemory, Lease, Snapshot};
-use crate::{ServingError, trace::Request};
+use super::{Backing, Holding, KvMemory, Lease};
+use crate::{ServingError, budget_split::Snapshot, trace::Request};
 
 impl KvMemory {
-    /// Splits the budget into the parts of [`MemorySample`], given every running request
+    /// Splits the budget into the parts of [`crate::MemorySample`], given every running request
     /// and the head of the waiting queue, and counts what sharing saved.
     ///
     /// Under `paged`, a block several requests hold is `shared` (once), and is always full:

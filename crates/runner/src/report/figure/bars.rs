@@ -6,9 +6,10 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::canvas::{DrawResult, Figure, WIDTH};
+use super::chart::{Chart, Point};
 use super::legend::{Legend, Swatch};
 use super::style::{FAMILY, REFERENCE, color, font, text_width, tick, value_label};
-use super::{Chart, DrawResult, Figure, Point, WIDTH};
 
 /// One bar's thickness and the space between configurations, in pixels.
 const BAR: u32 = 16;

@@ -5,8 +5,8 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::canvas::{DrawResult, Figure, WIDTH};
 use super::style::{FAMILY, text_width};
-use super::{DrawResult, Figure, WIDTH};
 
 const CELL_HEIGHT: u32 = 36;
 const TOP: u32 = 48;

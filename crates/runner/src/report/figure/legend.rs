@@ -5,7 +5,7 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
-use super::DrawResult;
+use super::canvas::DrawResult;
 use super::style::{Marker, font, text_width};
 
 const FONT: u32 = 13;

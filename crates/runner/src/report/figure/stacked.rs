@@ -3,9 +3,9 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::canvas::{DrawResult, Figure, WIDTH};
 use super::legend::{Legend, Swatch};
 use super::style::{FAMILY, text_width, tick};
-use super::{DrawResult, Figure, WIDTH};
 
 const PLOT_HEIGHT: u32 = 560;
 const LABEL_SIZE: u32 = 13;

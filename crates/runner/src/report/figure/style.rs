@@ -4,7 +4,7 @@ use plotters::coord::CoordTranslate;
 use plotters::prelude::*;
 use plotters::style::FontDesc;
 
-use super::DrawResult;
+use super::canvas::DrawResult;
 
 /// The font every chart writes with.
 pub const FAMILY: &str = "sans-serif";

@@ -3,9 +3,10 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::canvas::{DrawResult, Figure, WIDTH};
+use super::chart::{Chart, Point};
 use super::legend::{Legend, Swatch};
 use super::style::{FAMILY, Marker, REFERENCE, color, tick};
-use super::{Chart, DrawResult, Figure, Point, WIDTH};
 
 /// The plot's height above the legend.
 const PLOT_HEIGHT: u32 = 540;
