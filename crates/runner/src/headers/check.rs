@@ -204,21 +204,22 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("experiment.toml"),
-            "[experiment]\nname = \"t\"\nquestion = \"?\"\nmodel = \"seed-toy\"\n[sweep]\nstrategy = [\"concat\"]\n\
-             [workload.memory]\n[workload.perplexity]\n",
+            "[experiment]\nname = \"t\"\nquestion = \"?\"\nmodel = \"seed-toy\"\n[sweep]\n\
+             strategy = [\"concat\"]\ncontext = [8]\n[workload.memory]\n\
+             [workload.walkthrough]\nprompt_tokens = 4\nsteps = 2\n",
         )
         .unwrap();
         let now = super::super::current("memory.csv").unwrap();
         std::fs::write(dir.join("memory.csv"), now.join(",") + "\n").unwrap();
         assert_eq!(
             check_dir(&dir).unwrap(),
-            vec![Finding { path: dir.join("perplexity.csv"), what: What::MissingFile }]
+            vec![Finding { path: dir.join("walkthrough.csv"), what: What::MissingFile }]
         );
-        std::fs::write(dir.join("perplexity.csv"), "experiment,run_id,ppl\n").unwrap();
+        std::fs::write(dir.join("walkthrough.csv"), "experiment,run_id,generated\n").unwrap();
         let found = check_dir(&dir).unwrap();
         assert_eq!(found.len(), 1);
         let What::Lags(columns) = &found[0].what else { panic!("{found:?}") };
-        assert!(columns.missing.contains(&"mean_nll".to_string()));
+        assert!(columns.missing.contains(&"steps".to_string()), "{columns:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
