@@ -44,6 +44,10 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Some(Command::Headers { files, check }) => match check {
+            Some(dir) => crate::headers::command::check(&dir),
+            None => crate::headers::command::print(&files, cli.global.backend),
+        },
         Some(Command::Plan { files, shards, json }) => {
             let loaded = load_all(&files, &cli.global)?;
             let plans = loaded

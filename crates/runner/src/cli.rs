@@ -23,6 +23,8 @@ Examples:
   runner tokens experiments/quant.toml         the token ids its perplexity workload scores
   runner model-path gemma3-270m                the pinned GGUF's path (fetched on first use)
   runner compare results/baseline /tmp/res/smoke   regression check (exit 1 on a regression)
+  runner headers experiments/gqa.toml         the columns of each CSV it writes (nothing run)
+  runner headers --check results               committed CSVs against the writer's headers
   runner plan experiments/sink.toml --shards 4 which runs each of 4 shards holds
   runner experiments/sink.toml --shard 0/4 --out /tmp/s0   run shard 0 of that plan
   runner merge /tmp/s0 /tmp/s1 /tmp/s2 /tmp/s3 --out /tmp/res   join shards into /tmp/res/sink";
@@ -128,6 +130,17 @@ pub enum Command {
         /// Fail when a timing column (tok/s, ms, s) is more than X times slower.
         #[arg(long, value_name = "X")]
         max_slowdown: Option<f64>,
+    },
+    /// Print the header of every CSV an experiment writes, without running it (e.g.
+    /// `runner headers experiments/gqa.toml`); with `--check DIR`, check every results
+    /// directory under DIR against the writer (one line per CSV not on the current header;
+    /// exits non-zero if one lags), e.g. `runner headers --check results`.
+    Headers {
+        #[arg(value_name = "EXPERIMENT.toml", required_unless_present = "check")]
+        files: Vec<PathBuf>,
+        /// A results directory (or a directory of them) to check.
+        #[arg(long, value_name = "DIR", conflicts_with = "files")]
+        check: Option<PathBuf>,
     },
     /// Split each experiment's runs into N shards balanced by estimated cost (tokens × model
     /// size) and print which runs each holds, e.g. `runner plan experiments/sink.toml --shards 4`.

@@ -13,6 +13,7 @@ pub mod csv_sink;
 pub mod engine;
 pub mod error_line;
 pub mod experiment;
+pub mod headers;
 pub mod list;
 pub mod merge;
 pub mod model;

@@ -136,3 +136,48 @@ fn only_compares_the_selected_runs() {
         text(&o)
     );
 }
+
+/// A throughput CSV with `header` and one row: the same run id, 1 in every other column but
+/// `two`, which holds 2.
+fn throughput_csv(header: &[String], two: &str) -> String {
+    let row: Vec<&str> = header
+        .iter()
+        .map(|c| match c.as_str() {
+            "run_id" => "backend=flex;model=seed-toy;strategy=static",
+            c if c == two => "2",
+            _ => "1",
+        })
+        .collect();
+    format!("{}\n{}\n", header.join(","), row.join(","))
+}
+
+#[test]
+fn an_older_header_version_compares_its_shared_columns_and_other_headers_fail() {
+    let tmp = common::tempdir();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let older = runner::headers::retired::RETIRED
+        .iter()
+        .find(|r| r.file == "throughput.csv")
+        .unwrap()
+        .columns()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    let now = runner::headers::current("throughput.csv").unwrap();
+    for (dir, header) in [(&a, &older), (&b, &now)] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("throughput.csv"), throughput_csv(header, "")).unwrap();
+    }
+    let o = compare(&a, &b, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("another version of the writer's header"), "{}", text(&o));
+    // A shared column that changed still fails.
+    std::fs::write(b.join("throughput.csv"), throughput_csv(&now, "decode_tokens")).unwrap();
+    let o = compare(&a, &b, &[]);
+    assert!(!o.status.success() && text(&o).contains("decode_tokens"), "{}", text(&o));
+    // A header the writer never wrote (a column dropped) is a failure, as before.
+    let dropped: Vec<String> = now.iter().filter(|c| *c != "decode_tok_per_s").cloned().collect();
+    std::fs::write(b.join("throughput.csv"), throughput_csv(&dropped, "")).unwrap();
+    let o = compare(&a, &b, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("column missing in new"), "{}", text(&o));
+}
