@@ -94,6 +94,16 @@ impl Rows {
     }
 }
 
+/// Floats the kernel holds besides its input and output while it attends over `keys` keys of
+/// head size `d` with `threads` work units running at once (the fork-join pool's
+/// participants): per unit, the keys transposed (`[d, keys]`), its block's scores
+/// (`[ROWS, keys]`) and its output rows (`[ROWS, d]`). It holds this instead of the dense
+/// path's `[batch, heads, queries, keys]` scores; memory estimates read it from here so they
+/// follow the kernel.
+pub fn scratch_floats(keys: usize, d: usize, threads: usize) -> usize {
+    threads * (d * keys + ROWS * keys + ROWS * d)
+}
+
 /// Attention of folded query rows over keys and values.
 ///
 /// # Shapes

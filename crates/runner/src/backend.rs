@@ -132,8 +132,15 @@ pub struct DeviceError {
 /// allocated, synced and read back. cubecl panics (in `unwrap`s, sometimes on its server thread)
 /// when there is no driver or device; those panics are caught with a quiet panic hook and turned
 /// into a [`DeviceError`] via [`explain_device_panic`].
+///
+/// On the cubecl backends (cuda, wgpu) the runtime is first set to one stream per device
+/// (`one_stream_per_device`), so a device opened here may be driven from several threads.
 pub fn open_device<B: Backend>(name: BackendName) -> Result<B::Device, DeviceError> {
     let probe = || {
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        if matches!(name, BackendName::Cuda | BackendName::Wgpu) {
+            one_stream_per_device()?;
+        }
         let device = B::Device::default();
         let t = Tensor::<B, 1>::zeros([4], &device);
         B::sync(&device).map_err(|e| format!("{e:?}"))?;
@@ -171,6 +178,40 @@ fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, Vec<String>> {
     panic::set_hook(previous);
     let seen = std::mem::take(&mut *SEEN.lock().unwrap_or_else(PoisonError::into_inner));
     result.map_err(|_| if seen.is_empty() { vec!["unknown panic".into()] } else { seen })
+}
+
+/// Sets cubecl's runtime config (read once per process, before the first device starts) to
+/// one stream per device, keeping the rest of it as cubecl would load it (`cubecl.toml`, the
+/// environment).
+///
+/// Why: cubecl 0.10 gives each thread its own stream on a device and orders work across
+/// streams itself; on wgpu, two threads each decoding with one model on one device got logits
+/// that differ from one thread's (greedy tokens differed in the first of four rounds of four
+/// threads on lavapipe; tests/backend_wgpu.rs), and with one stream they agree. One stream
+/// runs every thread's work in the order it was submitted, each thread's own work in its
+/// order; a runner drives each device from one thread, so it loses no concurrency.
+///
+/// `Err` (one line) if the config was already loaded, by code that used cubecl before this,
+/// with several streams: it can no longer be changed.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn one_stream_per_device() -> Result<(), String> {
+    use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+    let mut loaded = CubeClRuntimeConfig::storage().lock();
+    match loaded.as_ref() {
+        None => {
+            let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+            config.streaming.max_streams = 1;
+            *loaded = Some(std::sync::Arc::new(config));
+            Ok(())
+        }
+        Some(config) if config.streaming.max_streams == 1 => Ok(()),
+        Some(config) => Err(format!(
+            "cubecl's runtime config was loaded before kvlab opened the device, with \
+             streaming.max_streams = {}; kvlab needs 1 (threads sharing a device got wrong \
+             results on several streams): set `[streaming] max_streams = 1` in cubecl.toml",
+            config.streaming.max_streams
+        )),
+    }
 }
 
 fn one_line(s: &str) -> String {

@@ -10,23 +10,32 @@ use kvlab_model::init::random_weights;
 use kvlab_model::{KvCache, Model, ModelConfig, NoCache};
 use kvlab_strategies::{StrategyKind, StrategySpec};
 use runner::backend::{BackendName, device_memory, open_device};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 const PROMPT: usize = 10;
 const STEPS: usize = 16;
 const TOL: f32 = 1e-4;
+/// Threads decoding at once in the shared-device test.
+const THREADS: usize = 4;
 
-/// One test at a time on the device: two test threads decoding on the same wgpu device at once
-/// gave wrong logits (greedy tokens differing from recompute) on lavapipe, each test passing
-/// alone — a concurrency problem below kvlab (one runner process uses one thread per device).
-static DEVICE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The allocator's figures are the device's, not one test's: the test that reads them holds
+/// this for writing, so no other test allocates meanwhile; the decoding tests hold it for
+/// reading and run together on the device, as a library user's threads may.
+static ALLOCATOR: RwLock<()> = RwLock::new(());
 
 fn device() -> <Wgpu as burn::tensor::backend::BackendTypes>::Device {
     open_device::<Wgpu>(BackendName::Wgpu).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Holds the device for one test (a failed test's poison is not this test's failure).
-fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-    DEVICE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Shares the device with the other decoding tests (a failed test's poison is not this
+/// test's failure).
+fn decoding() -> RwLockReadGuard<'static, ()> {
+    ALLOCATOR.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Holds the device alone, for reading its allocator.
+fn alone() -> RwLockWriteGuard<'static, ()> {
+    ALLOCATOR.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn decode<B: Backend>(
@@ -44,7 +53,7 @@ fn decode<B: Backend>(
 
 #[test]
 fn cached_decode_equals_recompute_on_wgpu() {
-    let _device_held = exclusive();
+    let _device_shared = decoding();
     let device = device();
     for kv_heads in [4, 2, 1] {
         let config = ModelConfig::seed_toy().with_kv_heads(kv_heads).unwrap();
@@ -73,7 +82,7 @@ fn cached_decode_equals_recompute_on_wgpu() {
 
 #[test]
 fn wgpu_allocator_sees_a_held_tensor() {
-    let _device_held = exclusive();
+    let _device_held = alone();
     let device = device();
     <Wgpu as Backend>::sync(&device).unwrap();
     let before = device_memory::<Wgpu>(&device).expect("wgpu has a device allocator");
@@ -92,7 +101,7 @@ fn wgpu_allocator_sees_a_held_tensor() {
 /// backends like this one, which compile kernels per shape variant).
 #[test]
 fn bucketed_keys_give_unbucketed_logits_on_wgpu() {
-    let _device_held = exclusive();
+    let _device_shared = decoding();
     let device = device();
     let config = ModelConfig::seed_toy().with_kv_heads(2).unwrap();
     let mut model = Model::<Wgpu>::from_weights(&random_weights(&config, 7), &device).unwrap();
@@ -113,6 +122,37 @@ fn bucketed_keys_give_unbucketed_logits_on_wgpu() {
                 let diff = got.iter().zip(want).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
                 assert!(diff <= TOL, "{kind}, bucket {bucket}, step {step}: max |Δlogit| {diff}");
             }
+        }
+    }
+}
+
+/// Threads decoding with one model on one device get the logits one thread alone gets: cubecl
+/// gave each thread a stream of its own and, on lavapipe, four threads' greedy tokens differed
+/// from one thread's in every try; `open_device` now sets one stream per device
+/// (runner::backend).
+#[test]
+fn threads_sharing_a_device_get_single_threaded_logits() {
+    let _device_shared = decoding();
+    let device = device();
+    let config = ModelConfig::seed_toy().with_kv_heads(2).unwrap();
+    let model = Model::<Wgpu>::from_weights(&random_weights(&config, 7), &device).unwrap();
+    let prompts: Vec<Vec<u32>> =
+        (0..2).map(|r| (0..PROMPT as u32).map(|i| (i * 7 + r * 13 + 3) % 100).collect()).collect();
+    let run = || {
+        let spec = StrategySpec { block_size: Some(4), ..StrategySpec::new(StrategyKind::Paged) };
+        let mut cache = spec.build::<Wgpu>(&config, 2, PROMPT + STEPS, &device).unwrap();
+        decode(&model, cache.as_mut(), &prompts)
+    };
+    let (want_tokens, want_logits) = run();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..THREADS).map(|_| s.spawn(run)).collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for (thread, (tokens, logits)) in results.iter().enumerate() {
+        assert_eq!(tokens, &want_tokens, "thread {thread}: greedy tokens differ");
+        for (step, (got, want)) in logits.iter().zip(&want_logits).enumerate() {
+            let diff = got.iter().zip(want).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            assert!(diff <= TOL, "thread {thread}, step {step}: max |Δlogit| {diff}");
         }
     }
 }

@@ -390,6 +390,6 @@ pub fn git_commit() -> String {
 }
 
 /// The `attention` axis: the fused kernel where a run asks for it, else the dense reference.
-fn fused_attention(run: &Run) -> bool {
+pub(crate) fn fused_attention(run: &Run) -> bool {
     matches!(run.get("attention"), Some(Value::Str(s)) if s == "fused")
 }

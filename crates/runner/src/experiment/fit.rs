@@ -4,16 +4,21 @@
 //!
 //! The estimate is of the peak: weights (the host copy and the backend's copy), the KV cache
 //! the strategy allocates for the run's longest sequence, and the largest transient of one
-//! forward pass (dense attention scores, the MLP's activations, the logits). It is compared
+//! forward pass (attention's scores, the MLP's activations, the logits). Attention's scores
+//! follow the kernel the run uses ([`fused_kernel`]): the dense path makes the whole
+//! `[batch, heads, queries, keys]` matrix (and its softmax); the fused kernel only a block of
+//! scores per worker. It is compared
 //! with `MemAvailable` on the CPU backends, or with `--max-memory` where given (on cuda and
 //! wgpu only `--max-memory` applies: the device's limit is not known before it is opened).
 
 use std::fmt;
 
+use kvlab_model::fused_attention;
 use kvlab_strategies::StrategyKind;
 
 use super::validate::longest_sequence;
 use super::{Experiment, Invalid, PplMode};
+use crate::backend::BackendName;
 use crate::sweep::{Run, Workload};
 
 /// The memory a run may use, and where that number came from.
@@ -148,7 +153,12 @@ pub fn estimate(e: &Experiment, run: &Run) -> Option<Need> {
             (context, context)
         }
     };
-    let scores = 2 * batch * config.n_heads as u128 * queries * keys; // scores and softmax
+    let scores = if fused_kernel(e, run, kind) {
+        let threads = rayon::current_num_threads(); // the fork-join pool's size
+        fused_attention::scratch_floats(keys as usize, config.head_dim, threads) as u128
+    } else {
+        2 * batch * config.n_heads as u128 * queries * keys // scores and softmax
+    };
     let hidden = batch * queries * (4 * config.hidden_size + 3 * config.intermediate_size) as u128;
     let logits = batch * queries * config.vocab_size as u128;
     // Streaming perplexity keeps the full cache's logits of every step for the KL columns.
@@ -165,6 +175,17 @@ pub fn estimate(e: &Experiment, run: &Run) -> Option<Need> {
         * crate::model::parameters(&config)
         * if n_kv as usize != config.n_kv_heads { 3 } else { 2 };
     Some(Need { weights, kv, activations })
+}
+
+/// Whether the run attends with the fused kernel ([`fused_attention`]) rather than the dense
+/// path: the run asks for it (`attention = "fused"`), the backend is flex (the kernel reads
+/// flex tensors only; on the others the dense path runs), and the cache does not read
+/// attention's probabilities in the largest forward (H2O and TOVA at every step, SnapKV and
+/// PyramidKV at the prefill they cut: those forwards take the dense path, which makes them).
+fn fused_kernel(e: &Experiment, run: &Run, kind: Option<StrategyKind>) -> bool {
+    use StrategyKind::{H2o, PyramidKv, SnapKv, Tova};
+    let reads_probabilities = matches!(kind, Some(H2o | Tova | SnapKv | PyramidKv));
+    crate::engine::fused_attention(run) && e.backend == BackendName::Flex && !reads_probabilities
 }
 
 /// Refuses the runs (of those matching `only`) whose estimate exceeds `limit`, one line each
@@ -240,5 +261,48 @@ context = [32000]
             "{err}"
         );
         assert!(err.contains("needs ") && err.contains("25769803776 bytes"), "{err}");
+    }
+
+    /// A throughput run on flex with `attention = "fused"` holds each worker's block of scores
+    /// (keys transposed, 32 rows of scores, 32 output rows) instead of the dense path's scores
+    /// and softmax; on ndarray, and for a cache that reads attention (TOVA), it stays dense.
+    #[test]
+    fn fused_attention_holds_blocks_of_scores_not_the_score_matrix() {
+        let toml = r#"
+[experiment]
+name = "t"
+question = "q?"
+model = "smollm2-135m"
+[sweep]
+strategy = ["concat", "tova"]
+cache_tokens = [256]
+attention = ["dense", "fused"]
+batch = [2]
+context = [1024]
+[workload.throughput]
+"#;
+        let need = |backend| {
+            let e = super::super::parse("t.toml", toml, Some(backend)).unwrap();
+            let runs = e.runs(Workload::Throughput);
+            let by = |strategy: &str, attention: &str| {
+                let run = runs.iter().find(|r| {
+                    r.get("strategy").is_some_and(|v| v.to_string() == strategy)
+                        && r.get("attention").is_some_and(|v| v.to_string() == attention)
+                });
+                estimate(&e, run.expect("the run")).unwrap()
+            };
+            [by("concat", "dense"), by("concat", "fused"), by("tova", "dense"), by("tova", "fused")]
+        };
+        let [dense, fused, tova_dense, tova_fused] = need(BackendName::Flex);
+        // SmolLM2-135M: 9 heads of 64; 2 rows of 1,024 tokens; 4-byte floats.
+        let matrix = 4 * 2 * (2 * 9 * 1024 * 1024); // scores and softmax
+        let threads = rayon::current_num_threads() as u128;
+        let blocks = 4 * threads * (64 * 1024 + 32 * 1024 + 32 * 64);
+        assert_eq!(matrix, 150_994_944);
+        assert_eq!(dense.activations - fused.activations, matrix - blocks);
+        assert_eq!((dense.kv, dense.weights), (fused.kv, fused.weights));
+        assert_eq!(tova_dense, tova_fused, "TOVA reads the probabilities: dense");
+        let [dense, fused, ..] = need(BackendName::Ndarray);
+        assert_eq!(dense, fused, "the fused kernel runs on flex only");
     }
 }

@@ -41,7 +41,10 @@ pub fn parse(
     // Models.
     for m in experiment.axes.get("model").unwrap_or_default() {
         if let Err(why) = crate::model::check(&m.to_string(), file.experiment.weights) {
-            err(format!("model {m:?}: {why}"));
+            // A GGUF's error leads with its path: the model is named once.
+            let m = m.to_string();
+            let named = if why.contains(&m) { String::new() } else { format!(" {m}") };
+            err(format!("model{named}: {why}"));
         }
     }
     if !errors.is_empty() {
