@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::{Experiment, ExperimentFile, Invalid, PplMode, RetrievalParams, sweep_table};
 use crate::workloads::haystack::HaystackKind;
+use kvlab_model::printable::printable;
 use kvlab_strategies::StrategyKind;
 
 use crate::backend::BackendName;
@@ -17,9 +18,10 @@ pub fn parse(
     backend: Option<BackendName>,
 ) -> Result<Experiment, Invalid> {
     let file: ExperimentFile = toml::from_str(source)
-        .map_err(|e| Invalid(vec![format!("{shown}: {}", e.to_string().trim_end())]))?;
+        .map_err(|e| Invalid(vec![format!("{shown}: {}", toml_error_line(source, &e))]))?;
     let mut errors = vec![];
-    let mut err = |msg: String| errors.push(format!("{shown}: {msg}"));
+    // Messages quote keys and values from the file: escaped, each stays one line.
+    let mut err = |msg: String| errors.push(format!("{shown}: {}", printable(&msg)));
 
     let ex = &file.experiment;
     if ex.name.is_empty()
@@ -283,7 +285,8 @@ pub fn parse(
     for workload in &workloads {
         for (i, run) in experiment.runs(*workload).iter().enumerate() {
             if let Err(why) = check_run(&experiment, run) {
-                errors.push(format!("{shown}: run {workload}#{i} ({}): {why}", run.label()));
+                let line = format!("run {workload}#{i} ({}): {why}", run.label());
+                errors.push(format!("{shown}: {}", printable(&line)));
             }
         }
     }
@@ -292,6 +295,16 @@ pub fn parse(
     }
     experiment.path = PathBuf::from(shown);
     Ok(experiment)
+}
+
+/// A TOML syntax or schema error as one line, `line L, column C: what`: toml's own text adds
+/// a snippet of the file with a caret under the column, several lines.
+fn toml_error_line(source: &str, e: &toml::de::Error) -> String {
+    let what = printable(e.message().trim_end());
+    let Some(before) = e.span().and_then(|span| source.get(..span.start)) else { return what };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {what}")
 }
 
 /// The retrieval workload's keys; with a valid model and corpus, whether the corpus holds the
