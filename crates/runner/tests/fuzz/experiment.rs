@@ -106,7 +106,7 @@ fn table_at<'a>(root: &'a mut Table, path: &[String]) -> &'a mut Table {
 /// committed sweep of hundreds of runs costs tens of milliseconds; 3% of inputs keep them all.
 fn one_value_per_axis(rng: &mut ChaCha8Rng, root: &mut Table) {
     let Some(Value::Table(sweep)) = root.get_mut("sweep") else { return };
-    for v in sweep.values_mut() {
+    for (_, v) in sweep.iter_mut() {
         if let Value::Array(a) = v
             && a.len() > 1
         {
