@@ -297,14 +297,20 @@ pub fn parse(
     Ok(experiment)
 }
 
-/// A TOML syntax or schema error as one line, `line L, column C: what`: toml's own text adds
-/// a snippet of the file with a caret under the column, several lines.
+/// A TOML syntax or schema error as one line, `line L, column C (`the line`): what`: toml's
+/// own text adds the line and a caret under the column on lines of their own.
 fn toml_error_line(source: &str, e: &toml::de::Error) -> String {
     let what = printable(e.message().trim_end());
-    let Some(before) = e.span().and_then(|span| source.get(..span.start)) else { return what };
+    let Some(start) = e.span().map(|span| span.start).filter(|&s| source.is_char_boundary(s))
+    else {
+        return what;
+    };
+    let (before, after) = source.split_at(start);
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("line {line}, column {column}: {what}")
+    let head = before.rsplit('\n').next().unwrap_or_default();
+    let text = format!("{head}{}", after.split('\n').next().unwrap_or_default());
+    let column = head.chars().count() + 1;
+    format!("line {line}, column {column} (`{}`): {what}", printable(text.trim()))
 }
 
 /// The retrieval workload's keys; with a valid model and corpus, whether the corpus holds the
