@@ -24,6 +24,7 @@ pub mod mlp;
 pub mod model;
 pub mod no_cache;
 pub mod perplexity;
+pub mod printable;
 pub mod rope;
 pub mod sliding_window;
 pub mod tokenizer;

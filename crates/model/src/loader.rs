@@ -52,7 +52,7 @@ impl Family {
             "qwen2" => Ok(Family::Qwen2),
             other => Err(LoadError::Architecture {
                 path: file.path().display().to_string(),
-                found: other.to_string(),
+                found: crate::printable::printable(other),
             }),
         }
     }
@@ -97,7 +97,8 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig, LoadError> {
     // Gemma's heads are wider than hidden / heads (256 vs 160): its key_length says so.
     let head_dim = u32_key("attention.key_length")
         .or_else(|_| u32_key("rope.dimension_count"))
-        .unwrap_or(hidden / n_heads);
+        // No head count divides nothing: `validate` below names n_heads = 0.
+        .unwrap_or(hidden.checked_div(n_heads).unwrap_or(0));
     let config = ModelConfig {
         vocab_size: vocab,
         hidden_size: hidden,

@@ -54,6 +54,12 @@ impl Run {
         }
     }
 
+    /// The `attention` axis: the fused kernel where the run asks for it, else the dense
+    /// reference.
+    pub fn fused_attention(&self) -> bool {
+        matches!(self.get("attention"), Some(Value::Str(s)) if s == "fused")
+    }
+
     /// Batch size (1 where the workload has no batch axis).
     pub fn batch(&self) -> usize {
         self.usize("batch").unwrap_or(1)

@@ -247,3 +247,19 @@ scheme = ["q4_0"]
     let e = error("[sweep]\nalso = 3\n[workload.memory]\n");
     assert!(e.contains("sweep.also = 3: expected [[sweep.also]] tables"), "{e}");
 }
+
+#[test]
+fn a_toml_error_is_one_line_naming_line_and_column() {
+    // Fuzz input: an empty file (toml's own message adds a snippet under a caret, four lines).
+    let e = experiment::parse("t.toml", "", None).unwrap_err().0;
+    assert_eq!(e, ["t.toml: line 1, column 1 (``): missing field `experiment`"]);
+    let e = error("[workload.memory]\nfoo = 1\n");
+    assert!(!e.contains('\n') && e.contains("column 1 (`foo = 1`): unknown field `foo`"), "{e}");
+}
+
+#[test]
+fn a_key_holding_a_newline_stays_on_one_line() {
+    let e = parse("[strategy]\n\"bits\\nx\" = 4\n[workload.memory]\n").unwrap_err().0;
+    assert!(e[0].contains("strategy.bits\\nx: unknown key"), "{e:?}");
+    assert!(e.iter().all(|line| !line.contains('\n')), "{e:?}");
+}

@@ -10,6 +10,7 @@
 
 use std::{fmt, io::Read, path::Path, str::FromStr};
 
+use kvlab_model::printable::printable;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -103,7 +104,8 @@ pub fn read_csv(reader: impl Read) -> Result<Vec<Request>, TraceError> {
     let with_prefix =
         names.iter().copied().eq(CSV_COLUMNS.iter().chain(&CSV_PREFIX_COLUMNS).copied());
     if !with_prefix && names.iter().copied().ne(CSV_COLUMNS) {
-        return Err(TraceError::Header { found: header.iter().collect::<Vec<_>>().join(",") });
+        let found = printable(&header.iter().collect::<Vec<_>>().join(","));
+        return Err(TraceError::Header { found });
     }
     let expected = names.len();
     let mut out = Vec::new();
@@ -117,7 +119,7 @@ pub fn read_csv(reader: impl Read) -> Result<Vec<Request>, TraceError> {
         let bad = |column, value: &str, reason| TraceError::Value {
             line,
             column,
-            value: value.to_owned(),
+            value: printable(value),
             reason,
         };
         let arrival_raw = field(0);
@@ -444,6 +446,16 @@ mod tests {
         assert!(read_csv(text.as_bytes()).unwrap_err().to_string().contains("prefix_group"));
         let text = "time,prompt,output\n0,1,1\n";
         assert!(matches!(read_csv(text.as_bytes()), Err(TraceError::Header { .. })));
+    }
+
+    #[test]
+    fn quoted_newlines_in_a_value_or_header_stay_on_one_line() {
+        // Fuzz inputs: a quoted field holding a newline, as a value and as the whole header.
+        let text = "arrival_time,prompt_tokens,output_tokens\n3,\",\n2\",1\n";
+        let err = read_csv(text.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("`,\\n2`") && !err.contains('\n'), "{err}");
+        let err = read_csv("\"\r\n\"\n".as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("found `\\r\\n`") && !err.contains(['\n', '\r']), "{err}");
     }
 
     #[test]

@@ -319,3 +319,41 @@ fn an_unsupported_architecture_is_refused_in_one_line_naming_it() {
     assert!(e.contains("architecture 'mamba' is not supported") && !e.contains('\n'), "{e}");
     assert!(e.contains("llama, gemma3, qwen2"), "{e}");
 }
+
+#[test]
+fn names_with_control_characters_stay_on_one_line_in_errors() {
+    // Fuzz input: a metadata key holding a newline, the file ending before its value type.
+    let mut b = b"GGUF".to_vec();
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&0u64.to_le_bytes());
+    b.extend_from_slice(&1u64.to_le_bytes());
+    put_str(&mut b, "k1.\n.blk");
+    let e = open_bytes(&b).0.unwrap_err().to_string();
+    assert!(e.contains("'k1.\\n.blk'") && !e.contains('\n'), "{e}");
+    // A tensor named with a carriage return, of an unknown type.
+    let e = open_bytes(&Builder::new().tensor_at("t\r", &[4], 99, 0).build()).0.unwrap_err();
+    let e = e.to_string();
+    assert!(e.contains("'t\\r'") && !e.contains('\r'), "{e}");
+    // An architecture name with a newline.
+    let f = open_bytes(&Builder::new().kv_str("general.architecture", "ma\nmba").build()).0;
+    let e = crate::loader::config_from_gguf(&f.unwrap()).unwrap_err().to_string();
+    assert!(e.contains("'ma\\nmba'") && !e.contains('\n'), "{e}");
+}
+
+#[test]
+fn no_heads_is_refused_not_a_division_by_zero() {
+    // Fuzz input: head_count = 0 without key_length or rope.dimension_count, from which the
+    // head width is hidden / heads.
+    let b = Builder::new()
+        .kv_str("general.architecture", "llama")
+        .kv_u32("llama.attention.head_count", 0)
+        .kv_u32("llama.embedding_length", 64)
+        .kv_u32("llama.vocab_size", 16)
+        .kv_u32("llama.feed_forward_length", 128)
+        .kv_u32("llama.block_count", 1)
+        .kv_u32("llama.attention.head_count_kv", 1)
+        .kv_raw("llama.attention.layer_norm_rms_epsilon", 6, &1e-5f32.to_le_bytes());
+    let f = open_bytes(&b.build()).0.unwrap();
+    let e = crate::loader::config_from_gguf(&f).unwrap_err().to_string();
+    assert!(e.contains("n_heads must be > 0"), "{e}");
+}

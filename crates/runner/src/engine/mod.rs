@@ -14,7 +14,6 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::Backend;
 
 use self::models::{LoadedModel, head_layout};
-use crate::axes::Value;
 use crate::cli::Global;
 use crate::columns::PREFIX;
 use crate::csv_sink::CsvSink;
@@ -261,7 +260,7 @@ fn execute<B: Backend>(
                 model.set_key_bucket(
                     run.usize("key_bucket").unwrap_or(e.backend.default_key_bucket()),
                 );
-                model.set_fused_attention(fused_attention(run));
+                model.set_fused_attention(run.fused_attention());
                 let ctx = RunCtx {
                     model: model.current()?,
                     device,
@@ -354,7 +353,7 @@ fn run_fragmentation<B: Backend>(
     let executed = workloads::fragmentation::executes(e);
     if executed {
         model.ensure_layout(None, device)?;
-        model.set_fused_attention(fused_attention(run));
+        model.set_fused_attention(run.fused_attention());
     }
     let m = executed.then(|| model.current()).transpose()?;
     let (metrics, series) = workloads::fragmentation::measure(e, run, m)
@@ -387,9 +386,4 @@ pub fn git_commit() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".into())
-}
-
-/// The `attention` axis: the fused kernel where a run asks for it, else the dense reference.
-pub(crate) fn fused_attention(run: &Run) -> bool {
-    matches!(run.get("attention"), Some(Value::Str(s)) if s == "fused")
 }

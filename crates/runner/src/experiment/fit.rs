@@ -177,7 +177,7 @@ pub fn estimate(e: &Experiment, run: &Run) -> Option<Need> {
     Some(Need { weights, kv, activations })
 }
 
-/// Whether the run attends with the fused kernel ([`fused_attention`]) rather than the dense
+/// Whether the run attends with the fused kernel ([`Run::fused_attention`]) rather than the dense
 /// path: the run asks for it (`attention = "fused"`), the backend is flex (the kernel reads
 /// flex tensors only; on the others the dense path runs), and the cache does not read
 /// attention's probabilities in the largest forward (H2O and TOVA at every step, SnapKV and
@@ -185,7 +185,7 @@ pub fn estimate(e: &Experiment, run: &Run) -> Option<Need> {
 fn fused_kernel(e: &Experiment, run: &Run, kind: Option<StrategyKind>) -> bool {
     use StrategyKind::{H2o, PyramidKv, SnapKv, Tova};
     let reads_probabilities = matches!(kind, Some(H2o | Tova | SnapKv | PyramidKv));
-    crate::engine::fused_attention(run) && e.backend == BackendName::Flex && !reads_probabilities
+    run.fused_attention() && e.backend == BackendName::Flex && !reads_probabilities
 }
 
 /// Refuses the runs (of those matching `only`) whose estimate exceeds `limit`, one line each

@@ -9,6 +9,7 @@ use super::sweep_table;
 use super::validate_fragmentation::check_fragmentation;
 use super::validated::Experiment;
 use crate::workloads::haystack::HaystackKind;
+use kvlab_model::printable::printable;
 
 use crate::backend::BackendName;
 use crate::sweep::{self, AXES, AxisValues, Role, Run, Value, ValueKind, Workload};
@@ -20,9 +21,10 @@ pub fn parse(
     backend: Option<BackendName>,
 ) -> Result<Experiment, Invalid> {
     let file: ExperimentFile = toml::from_str(source)
-        .map_err(|e| Invalid(vec![format!("{shown}: {}", e.to_string().trim_end())]))?;
+        .map_err(|e| Invalid(vec![format!("{shown}: {}", toml_error_line(source, &e))]))?;
     let mut errors = vec![];
-    let mut err = |msg: String| errors.push(format!("{shown}: {msg}"));
+    // Messages quote keys and values from the file: escaped, each stays one line.
+    let mut err = |msg: String| errors.push(format!("{shown}: {}", printable(&msg)));
 
     let backend = check_header(&file, backend, &mut err);
     let (axes, also) = sweep_axes(&file, &mut err);
@@ -250,11 +252,28 @@ fn check_runs(shown: &str, experiment: &Experiment, workloads: &[Workload]) -> R
     for workload in workloads {
         for (i, run) in experiment.runs(*workload).iter().enumerate() {
             if let Err(why) = check_run(experiment, run) {
-                errors.push(format!("{shown}: run {workload}#{i} ({}): {why}", run.label()));
+                let line = format!("run {workload}#{i} ({}): {why}", run.label());
+                errors.push(format!("{shown}: {}", printable(&line)));
             }
         }
     }
     if errors.is_empty() { Ok(()) } else { Err(Invalid(errors)) }
+}
+
+/// A TOML syntax or schema error as one line, `line L, column C (`the line`): what`: toml's
+/// own text adds the line and a caret under the column on lines of their own.
+fn toml_error_line(source: &str, e: &toml::de::Error) -> String {
+    let what = printable(e.message().trim_end());
+    let Some(start) = e.span().map(|span| span.start).filter(|&s| source.is_char_boundary(s))
+    else {
+        return what;
+    };
+    let (before, after) = source.split_at(start);
+    let line = before.matches('\n').count() + 1;
+    let head = before.rsplit('\n').next().unwrap_or_default();
+    let text = format!("{head}{}", after.split('\n').next().unwrap_or_default());
+    let column = head.chars().count() + 1;
+    format!("line {line}, column {column} (`{}`): {what}", printable(text.trim()))
 }
 
 /// The retrieval workload's keys; with a valid model and corpus, whether the corpus holds the
@@ -350,21 +369,22 @@ fn check_run(experiment: &Experiment, run: &Run) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     let longest = longest_sequence(experiment, run);
+    // Only a policy that rotates keys by their rank in the cache (sink) keeps positions inside
+    // its budget; every other strategy (a window too) rotates each key by its position in the
+    // stream, so the rotary table must cover it all. Checked before a cache is built: a cache
+    // of `longest` slots may not fit in memory.
+    if !spec.rotates_in_cache() && longest > config.max_positions {
+        return Err(format!(
+            "{longest} tokens exceed the model's max_positions = {}",
+            config.max_positions
+        ));
+    }
     crate::model::check_buildable(&spec, longest)?;
     if spec.cuts_prompt() && run.workload == Workload::Perplexity {
         return Err(format!(
             "strategy = \"{}\": cuts a prompt prefilled in one forward, but perplexity streams one \
              token per step, so it would keep every token (score it with the retrieval workload)",
             spec.kind
-        ));
-    }
-    // Only a policy that rotates keys by their rank in the cache (sink) keeps positions inside
-    // its budget; every other strategy (a window too) rotates each key by its position in the
-    // stream, so the rotary table must cover it all.
-    if !spec.rotates_in_cache() && longest > config.max_positions {
-        return Err(format!(
-            "{longest} tokens exceed the model's max_positions = {}",
-            config.max_positions
         ));
     }
     Ok(())
@@ -374,15 +394,19 @@ fn check_run(experiment: &Experiment, run: &Run) -> Result<(), String> {
 pub fn longest_sequence(experiment: &Experiment, run: &Run) -> usize {
     let w = &experiment.file.workload;
     match run.workload {
-        Workload::Walkthrough => w.walkthrough.as_ref().map_or(0, |p| p.prompt_tokens + p.steps),
+        Workload::Walkthrough => {
+            w.walkthrough.as_ref().map_or(0, |p| p.prompt_tokens.saturating_add(p.steps))
+        }
         Workload::Memory => run.usize("context").unwrap_or(0),
         Workload::Throughput => {
-            run.usize("context").unwrap_or(0) + w.throughput.as_ref().map_or(0, |p| p.decode_tokens)
+            let decode = w.throughput.as_ref().map_or(0, |p| p.decode_tokens);
+            run.usize("context").unwrap_or(0).saturating_add(decode)
         }
         Workload::Perplexity => w.perplexity.as_ref().map_or(0, |p| p.tokens),
         Workload::Fragmentation => 0, // no cache strategy; the simulation checks its own
         Workload::Retrieval => {
-            run.usize("context").unwrap_or(0) + w.retrieval.as_ref().map_or(0, |p| p.answer_tokens)
+            let answer = w.retrieval.as_ref().map_or(0, |p| p.answer_tokens);
+            run.usize("context").unwrap_or(0).saturating_add(answer)
         }
     }
 }
