@@ -2,6 +2,7 @@
 //! name their cause instead of panicking.
 
 mod common;
+mod resume_side_rows;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -2,9 +2,7 @@
 //! file once, and a non-zero exit: a `.gguf` path as the experiment's `model` (refused when the
 //! experiment is read), or a preset's pretrained weights from `--model` (refused when loaded).
 
-mod common;
-
-use common::{failed, runner, tempdir};
+use crate::common::{failed, runner, tempdir};
 
 fn experiment(model: &str, weights: &str) -> String {
     format!(

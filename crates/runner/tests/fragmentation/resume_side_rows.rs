@@ -3,11 +3,9 @@
 //! (`retrieval_cases.csv`) before its row in the workload's CSV; a run killed between the two
 //! has side rows but no row, so resuming runs it again, and its first side rows must go.
 
-mod common;
-
 use std::path::Path;
 
-use common::{ok, runner, tempdir};
+use crate::common::{ok, runner, tempdir};
 use runner::workloads::retrieval::{CASES_FILE, CaseRow, append_cases, open_cases};
 
 const FRAGMENTATION: &str = r#"[experiment]
