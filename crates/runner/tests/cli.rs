@@ -1,6 +1,7 @@
 //! The binary end to end: CLI shape, resume, determinism, reports. Nothing here is timed.
 
 mod common;
+#[path = "cli/missing_gguf.rs"]
 mod missing_gguf;
 
 use std::collections::BTreeMap;

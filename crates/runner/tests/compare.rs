@@ -2,6 +2,7 @@
 //! ratios, missing runs reported. Fixture directories are written here (nothing is run).
 
 mod common;
+#[path = "compare/results_headers.rs"]
 mod results_headers;
 
 use std::path::Path;

@@ -2,6 +2,7 @@
 //! name their cause instead of panicking.
 
 mod common;
+#[path = "fragmentation/resume_side_rows.rs"]
 mod resume_side_rows;
 
 use std::path::Path;

@@ -19,12 +19,11 @@
 //! wall time of all of it, the device synced.
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use burn::prelude::*;
+use kvlab_model::Model;
 use kvlab_model::model::tokens_tensor;
-use kvlab_model::{KvCache, Model};
 use kvlab_strategies::SlotStore;
 use kvlab_strategies::table_cache::TableCache;
 use rand::{Rng, SeedableRng};

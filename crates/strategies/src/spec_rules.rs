@@ -106,6 +106,12 @@ impl StrategySpec {
         self.probe_policy().is_some_and(|p| p.scope() == Scope::Prompt)
     }
 
+    /// Whether a forward of `new_tokens` tokens after `seen` shows the policy attention's
+    /// probabilities (so attention must make them: the dense path).
+    pub fn observes_forward(&self, seen: usize, new_tokens: usize) -> bool {
+        self.probe_policy().is_some_and(|p| p.observes(seen, new_tokens))
+    }
+
     /// Whether keys are rotated by their rank in the cache, so positions never exceed the
     /// budget (a sink cache); every other strategy rotates a key by its text position.
     pub fn rotates_in_cache(&self) -> bool {

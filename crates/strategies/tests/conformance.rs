@@ -10,6 +10,7 @@
 //! - its bad parameters are refused with an error naming the key.
 
 mod common;
+#[path = "conformance/readme_example.rs"]
 mod readme_example;
 
 use common::{B, assert_close, prompts, run, toy_model};

@@ -14,7 +14,7 @@
 use std::fmt;
 
 use kvlab_model::fused_attention;
-use kvlab_strategies::StrategyKind;
+use kvlab_strategies::{StrategyKind, StrategySpec};
 
 use super::validate::longest_sequence;
 use super::{Experiment, Invalid, PplMode};
@@ -153,7 +153,7 @@ pub fn estimate(e: &Experiment, run: &Run) -> Option<Need> {
             (context, context)
         }
     };
-    let scores = if fused_kernel(e, run, kind) {
+    let scores = if fused_kernel(e, run, spec.as_ref(), queries as usize) {
         let threads = rayon::current_num_threads(); // the fork-join pool's size
         fused_attention::scratch_floats(keys as usize, config.head_dim, threads) as u128
     } else {
@@ -180,11 +180,11 @@ pub fn estimate(e: &Experiment, run: &Run) -> Option<Need> {
 /// Whether the run attends with the fused kernel ([`Run::fused_attention`]) rather than the dense
 /// path: the run asks for it (`attention = "fused"`), the backend is flex (the kernel reads
 /// flex tensors only; on the others the dense path runs), and the cache does not read
-/// attention's probabilities in the largest forward (H2O and TOVA at every step, SnapKV and
-/// PyramidKV at the prefill they cut: those forwards take the dense path, which makes them).
-fn fused_kernel(e: &Experiment, run: &Run, kind: Option<StrategyKind>) -> bool {
-    use StrategyKind::{H2o, PyramidKv, SnapKv, Tova};
-    let reads_probabilities = matches!(kind, Some(H2o | Tova | SnapKv | PyramidKv));
+/// attention's probabilities in the largest forward, of `queries` new tokens (its policy says:
+/// H2O and TOVA at every step, SnapKV and PyramidKV at the prefill they cut; those forwards
+/// take the dense path, which makes them).
+fn fused_kernel(e: &Experiment, run: &Run, spec: Option<&StrategySpec>, queries: usize) -> bool {
+    let reads_probabilities = spec.is_some_and(|s| s.observes_forward(0, queries));
     run.fused_attention() && e.backend == BackendName::Flex && !reads_probabilities
 }
 
