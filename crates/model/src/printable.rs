@@ -1,8 +1,9 @@
 //! Text from a user's file quoted in an error: control characters escaped, so the error stays
 //! the one line the project promises for bad input.
 
-/// `s` with its control characters escaped (`\n` for a newline, `\u{0}` for a NUL), everything
-/// else as it is: keys, names and values read from files are arbitrary UTF-8.
+/// `s` with its control characters escaped as `char::escape_debug` writes them (`\n` for a
+/// newline, `\0` for a NUL), everything else as it is: keys, names and values read from files
+/// are arbitrary UTF-8.
 pub fn printable(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -21,7 +22,7 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {
-        assert_eq!(printable("a\nb\r\u{0}c"), "a\\nb\\r\\u{0}c");
+        assert_eq!(printable("a\nb\r\u{0}c"), "a\\nb\\r\\0c");
         assert_eq!(printable("blk.0 'é' \"x\""), "blk.0 'é' \"x\"");
     }
 }
