@@ -20,7 +20,8 @@ use benches::{
 use burn::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kvlab_model::{ModelConfig, RotaryEncoding};
-use kvlab_strategies::store::{from_slots, runs};
+use kvlab_strategies::slot_runs::runs;
+use kvlab_strategies::store::from_slots;
 use kvlab_strategies::{F32Store, SlotStore, StrategyKind};
 
 fn config() -> Criterion {

@@ -123,7 +123,7 @@ impl StrategySpec {
     /// where attention or keys decide).
     pub fn kept_positions(&self, seen: usize) -> Option<Vec<Range<usize>>> {
         match self.probe_policy() {
-            None => Some(vec![0..seen]),
+            None => Some(std::iter::once(0..seen).collect()),
             Some(policy) => policy.kept(seen, self.cache_tokens.unwrap_or(0)),
         }
     }

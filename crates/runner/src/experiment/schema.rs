@@ -11,6 +11,10 @@ use crate::backend::BackendName;
 use crate::model::Weights;
 use crate::workloads::haystack::{HaystackKind, QuestionMode};
 
+/// The most synthetic requests a fragmentation trace may ask for: 10^5, 250 times the largest
+/// committed experiment's, at ~56 bytes a request (the trace is held whole).
+pub const MAX_SYNTHETIC_REQUESTS: usize = 100_000;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentFile {
@@ -203,6 +207,13 @@ impl FragmentationParams {
                 .to_string()
         })?;
         let n = p.requests.unwrap_or(200);
+        if n > MAX_SYNTHETIC_REQUESTS {
+            // Refused before the trace is generated: it is held whole in memory.
+            return Err(format!(
+                "requests = {n}: at most {MAX_SYNTHETIC_REQUESTS} synthetic requests (a trace is \
+                 generated whole before it is served)"
+            ));
+        }
         let mut spec = match kind {
             TraceKind::SystemPrompt => TraceGen::system_prompt(
                 n,

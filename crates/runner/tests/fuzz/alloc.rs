@@ -32,10 +32,10 @@ fn over_limit(size: usize) -> ! {
     let (target, index) = INPUT.with(Cell::get);
     let mut buf = [0u8; 256];
     let mut w = &mut buf[..];
-    let _ = write!(
+    let _ = writeln!(
         w,
         "fuzz {target}: input #{index} asked for one allocation of {size} bytes (rerun with the \
-         same KVLAB_FUZZ_SEED to reproduce)\n"
+         same KVLAB_FUZZ_SEED to reproduce)"
     );
     let n = 256 - w.len();
     let _ = std::io::stderr().write_all(&buf[..n]);

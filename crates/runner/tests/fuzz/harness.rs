@@ -157,10 +157,10 @@ fn shrink(target: &dyn Target, index: u64, mut input: Vec<u8>, kind: Kind) -> (V
         }
         chunk /= 2;
     }
-    if why.is_empty() {
-        if let Verdict::Failed(_, w) = judge(target, index, &input) {
-            why = w;
-        }
+    if why.is_empty()
+        && let Verdict::Failed(_, w) = judge(target, index, &input)
+    {
+        why = w;
     }
     (input, why)
 }
