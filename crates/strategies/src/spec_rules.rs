@@ -90,12 +90,13 @@ impl StrategySpec {
         (entry.check)(self)
     }
 
-    /// This spec's keep-policy built for one layer, row and head: what a caller holds to ask
-    /// the policy's questions without a cache (`None` for a cache of its own).
+    /// This spec's keep-policy built for one layer and row and no KV head, so it holds no
+    /// per-slot state whatever the budget: what a caller holds to ask the policy's questions
+    /// without a cache (`None` for a cache of its own).
     pub fn probe_policy(&self) -> Option<Box<dyn KeepPolicy>> {
         match self.kind.entry().holds {
             Holds::Policy(build) => {
-                Some(build(&PolicyArgs { spec: self, layers: 1, batch: 1, kv_heads: 1 }))
+                Some(build(&PolicyArgs { spec: self, layers: 1, batch: 1, kv_heads: 0 }))
             }
             _ => None,
         }

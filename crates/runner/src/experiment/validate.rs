@@ -379,6 +379,22 @@ fn check_run(experiment: &Experiment, run: &Run) -> Result<(), String> {
             config.max_positions
         ));
     }
+    // A count of tokens the model cannot reach (its positions end first) is refused before a
+    // cache holding that many slots is built.
+    let token_counts = [
+        ("cache_tokens", spec.cache_tokens),
+        ("block_size", spec.block_size),
+        ("residual", spec.residual),
+    ];
+    let applicable = spec.applicable();
+    for (key, value) in token_counts {
+        if let Some(n) = value.filter(|&n| n > config.max_positions && applicable.contains(&key)) {
+            return Err(format!(
+                "{key} = {n}: exceeds the model's max_positions = {}",
+                config.max_positions
+            ));
+        }
+    }
     crate::model::check_buildable(&spec, longest)?;
     if spec.cuts_prompt() && run.workload == Workload::Perplexity {
         return Err(format!(
