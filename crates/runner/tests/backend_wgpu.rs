@@ -139,7 +139,7 @@ fn threads_sharing_a_device_get_single_threaded_logits() {
     let prompts: Vec<Vec<u32>> =
         (0..2).map(|r| (0..PROMPT as u32).map(|i| (i * 7 + r * 13 + 3) % 100).collect()).collect();
     let run = || {
-        let spec = StrategySpec { block_size: Some(4), ..StrategySpec::new(StrategyKind::Paged) };
+        let spec = StrategySpec { block_size: Some(4), ..StrategySpec::new(StrategyKind::PAGED) };
         let mut cache = spec.build::<Wgpu>(&config, 2, PROMPT + STEPS, &device).unwrap();
         decode(&model, cache.as_mut(), &prompts)
     };
