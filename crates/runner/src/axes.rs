@@ -35,6 +35,8 @@ pub enum ValueKind {
     Scheme,
     /// A name the experiment defines elsewhere (checked there).
     Name,
+    /// `off`, or a keep-policy the serving simulator runs (one that decides from positions).
+    SimulatedKeep,
 }
 
 impl ValueKind {
@@ -53,6 +55,7 @@ impl ValueKind {
             Self::OneOf(v) => format!("one of {}", v.join(", ")),
             Self::Scheme => format!("one of {}", scheme_names().join(", ")),
             Self::Name => "a name (a string of letters, digits, '-' and '_')".into(),
+            Self::SimulatedKeep => format!("one of off, {}", simulated_keep_names().join(", ")),
         }
     }
 
@@ -76,6 +79,12 @@ impl ValueKind {
             },
             Self::Scheme => match v.as_str() {
                 Some(s) if scheme_names().contains(&s) => Ok(Value::Str(s.into())),
+                _ => bad(),
+            },
+            Self::SimulatedKeep => match v.as_str() {
+                Some(s) if s == "off" || simulated_keep_names().contains(&s) => {
+                    Ok(Value::Str(s.into()))
+                }
                 _ => bad(),
             },
             Self::OneOf(allowed) => match v.as_str() {
@@ -102,6 +111,11 @@ pub struct Axis {
     pub role: Role,
     pub kind: ValueKind,
     pub help: &'static str,
+}
+
+/// The keep-policies the serving simulator runs, by name.
+fn simulated_keep_names() -> Vec<&'static str> {
+    kvlab_serving::simulated_keep_policies().map(|k| k.name()).collect()
 }
 
 /// Every quantization scheme's name.
@@ -216,7 +230,7 @@ pub const AXES: &[Axis] = &[
     axis(
         "evict",
         Role::Workload,
-        ValueKind::OneOf(&["off", "window", "sink"]),
+        ValueKind::SimulatedKeep,
         "keep-policy per request on the paged pool (serving; default off)",
     ),
     axis("keep_tokens", Role::Workload, ValueKind::Positive, "live tokens each request keeps"),

@@ -228,7 +228,7 @@ fn keep_policies_on_the_pool_run_and_impossible_sweeps_are_named() {
         experiment("long-output", sweep, extra)
             .replace("policy = [\"reserve-max\", \"reserve-exact\", \"paged\"]\n", "")
     };
-    let sweep = "policy = [\"paged\"]\nbudget_tokens = [1024]\nevict = [\"window\", \"sink\"]\n\
+    let sweep = "policy = [\"paged\"]\nbudget_tokens = [1024]\nevict = [\"window\", \"sink\", \"shift-window\"]\n\
                  keep_tokens = [64]\ncompaction = [\"off\", \"on\"]";
     std::fs::write(&f, exp(sweep, "requests = 20\nmax_seq_len = 2048")).unwrap();
     let o = runner(&["frag.toml", "--out", "a", "-q"], tmp.path());
@@ -251,7 +251,11 @@ fn keep_policies_on_the_pool_run_and_impossible_sweeps_are_named() {
         ),
         (
             "policy = [\"paged\"]\nbudget_tokens = [1024]\nevict = [\"sink\"]\nkeep_tokens = [4]",
-            "sweep.keep_tokens = 4: a sink cache keeps more than its 4 sinks",
+            "sweep.keep_tokens = 4: keep-policy `sink` on the paged pool: sink_tokens = 4",
+        ),
+        (
+            "policy = [\"paged\"]\nbudget_tokens = [1024]\nevict = [\"h2o\"]\nkeep_tokens = [64]",
+            "expected one of off, window, shift-window, sink",
         ),
         (
             "policy = [\"paged\"]\nbudget_tokens = [1024]\nevict = [\"window\"]\nkeep_tokens = [64]\nsharing = [\"on\"]",

@@ -7,6 +7,8 @@ use std::{fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use kvlab_strategies::{StrategyKind, spec::StrategySpec};
+
 use crate::policy::Policy;
 
 /// What to simulate.
@@ -57,25 +59,33 @@ impl SimConfig {
     }
 }
 
-/// Each request keeps at most `keep_tokens` live tokens, chosen by `rule`, on the paged pool;
-/// its evicted slots free a block only when the whole block is evicted. With `compaction`,
-/// once a request's stranded slots add up to a block, the survivors of its last block move
-/// into them, freeing that block (the moved tokens are counted: their K/V are copied).
+/// Each request keeps at most `keep_tokens` live tokens, the ones its keep-policy keeps, on the
+/// paged pool; its evicted slots free a block only when the whole block is evicted. With
+/// `compaction`, once a request's stranded slots add up to a block, the survivors of its last
+/// block move into them, freeing that block (the moved tokens are counted: their K/V are
+/// copied).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Eviction {
-    pub rule: KeepRule,
+    /// The keep-policy, a registered kind; the simulator runs the ones that decide from
+    /// positions alone (whose `kept` answers: `window`, `shift-window`, `sink`), having no
+    /// attention to score tokens by.
+    pub policy: StrategyKind,
+    /// Tokens kept for good from the start of the text (`sink`'s parameter; 0 for the others).
+    pub sink_tokens: usize,
     pub keep_tokens: usize,
     pub compaction: bool,
 }
 
-/// Which live token a request over its budget evicts: the keep-policies of the eviction
-/// issue that need no attention scores (the window and StreamingLLM's sinks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KeepRule {
-    /// The oldest.
-    Window,
-    /// The oldest after the first `tokens` (the attention sinks, kept for good).
-    Sink { tokens: usize },
+impl Eviction {
+    /// The keep-policy as a strategy: its kind, with `keep_tokens` as its budget.
+    pub fn spec(&self) -> StrategySpec {
+        let takes_sinks = self.policy.entry().parameters.iter().any(|p| p.key == "sink_tokens");
+        StrategySpec {
+            cache_tokens: Some(self.keep_tokens),
+            sink_tokens: takes_sinks.then_some(self.sink_tokens),
+            ..StrategySpec::new(self.policy)
+        }
+    }
 }
 
 /// How a preempted request's KV comes back (vLLM's two modes).

@@ -1,7 +1,7 @@
 //! The one error type of a simulation run, in a file of its own so that every part of the
 //! crate can name it without reaching up to the crate's top file.
 
-use kvlab_strategies::block_pool::PoolError;
+use kvlab_strategies::{StrategyKind, block_pool::PoolError};
 use thiserror::Error;
 
 use crate::{allocator::AllocError, trace::TraceError};
@@ -15,6 +15,8 @@ pub enum ServingError {
     BudgetTooSmall { budget: u64, needed: u64, what: &'static str },
     #[error("request {id}: {reason}")]
     InvalidRequest { id: u64, reason: &'static str },
+    #[error("keep-policy `{name}` on the paged pool: {why}")]
+    KeepPolicy { name: StrategyKind, why: String },
     #[error("block pool: {0}")]
     Pool(#[from] PoolError),
     #[error("allocator: {0}")]

@@ -22,8 +22,17 @@ pub(crate) struct Running {
     pub req: Request,
     pub generated: usize,
     pub lease: Lease,
-    /// Under a keep-policy: the logical slots of its live tokens, oldest first.
-    pub ages: VecDeque<usize>,
+    /// Under a keep-policy: its live tokens, oldest first.
+    pub live: VecDeque<LiveToken>,
+}
+
+/// A token a request holds under a keep-policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LiveToken {
+    /// Its position in the text.
+    pub position: usize,
+    /// The logical slot its K/V occupies.
+    pub slot: usize,
 }
 
 impl Running {

@@ -37,6 +37,7 @@ mod scheduler_tests;
 
 pub use config::{CostModel, Preemption, SimConfig};
 pub use error::ServingError;
+pub use keep_policy::{keep_policy, simulated_keep_policies};
 pub use latency::{Latency, Percentiles};
 pub use metrics::{IterationSample, MemorySample, Summary, write_csv};
 pub use policy::Policy;

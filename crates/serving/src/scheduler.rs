@@ -43,8 +43,9 @@ pub use crate::sim_result::{Rejections, SimResult, Traffic};
 use crate::{
     ServingError,
     config::{Preemption, SimConfig},
+    in_flight::LiveToken,
     in_flight::{Running, Waiting},
-    keep_policy::{eviction_unsupported, keep},
+    keep_policy::PagedKeep,
     latency::{Instant, LatencyBook},
     memory::{Donor, Growth, KvMemory, Lease, Swapped},
     metrics::{Accumulator, RunCounts},
@@ -142,6 +143,8 @@ struct Server<'a> {
     clocked: bool,
     clock: f64,
     block_bytes: u64,
+    /// The keep-policy each request's tokens are evicted by, if any.
+    keep: Option<PagedKeep>,
 }
 
 impl<'a> Server<'a> {
@@ -154,11 +157,10 @@ impl<'a> Server<'a> {
         if let Some(why) = config.cost.as_ref().and_then(|c| c.invalid()) {
             return Err(ServingError::InvalidConfig(why));
         }
-        if let Some(why) =
-            config.eviction.and_then(|ev| eviction_unsupported(config, &ev, exec.is_some()))
-        {
-            return Err(ServingError::InvalidConfig(why));
-        }
+        let keep = match &config.eviction {
+            Some(ev) => Some(PagedKeep::new(config, ev, exec.is_some())?),
+            None => None,
+        };
         let swap_bytes = match config.preemption {
             Preemption::Swap => config.swap_bytes,
             Preemption::Recompute => 0,
@@ -190,6 +192,7 @@ impl<'a> Server<'a> {
             exec,
             sharing: config.sharing && config.policy.block_size().is_some(),
             block_bytes: memory.block_bytes(),
+            keep,
             memory,
             pending: pending.into(),
             waiting: VecDeque::new(),
@@ -234,7 +237,6 @@ impl<'a> Server<'a> {
 
     /// Decode, oldest first; preempt the latest admitted when the pool is dry.
     fn decode(&mut self, step: &mut Step) -> Result<(), ServingError> {
-        let config = self.config;
         let mut i = 0;
         while i < self.running.len() {
             match self.memory.grow(self.running[i].lease)? {
@@ -245,10 +247,10 @@ impl<'a> Server<'a> {
                     }
                     let r = &mut self.running[i];
                     r.generated += 1;
-                    if let Some(ev) = &config.eviction {
+                    if let Some(keep) = &self.keep {
                         let (used, _) = self.memory.used_and_live(r.lease)?;
-                        r.ages.push_back(used - 1);
-                        keep(ev, r, &mut self.memory, &mut self.traffic)?;
+                        r.live.push_back(LiveToken { position: r.held() - 1, slot: used - 1 });
+                        keep.keep(r, &mut self.memory, &mut self.traffic)?;
                     }
                     i += 1;
                 }
@@ -304,10 +306,11 @@ impl<'a> Server<'a> {
                 step.work.prefill.push(row);
             }
             let mut r =
-                Running { req: w.req, generated: w.generated + 1, lease, ages: VecDeque::new() };
-            if let Some(ev) = &self.config.eviction {
-                r.ages = (0..context).collect();
-                keep(ev, &mut r, &mut self.memory, &mut self.traffic)?;
+                Running { req: w.req, generated: w.generated + 1, lease, live: VecDeque::new() };
+            if let Some(keep) = &self.keep {
+                // Freshly prefilled: token p at slot p.
+                r.live = (0..context).map(|p| LiveToken { position: p, slot: p }).collect();
+                keep.keep(&mut r, &mut self.memory, &mut self.traffic)?;
             }
             self.running.push(r);
         }

@@ -1,13 +1,12 @@
 //! Tests of [`crate::simulate`]: accounting, the vLLM result, bad input, determinism.
 
+use kvlab_strategies::StrategyKind;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::{
-    CostModel, Policy, Preemption, Request, ServingError, SimConfig, TraceGen,
-    config::{Eviction, KeepRule},
-    simulate,
-    trace::LengthDist,
+    CostModel, Policy, Preemption, Request, ServingError, SimConfig, TraceGen, config::Eviction,
+    simulate, trace::LengthDist,
 };
 
 /// SmolLM2-135M fp32: 2 (K, V) * 30 layers * 3 KV heads * 64 dims * 4 bytes.
@@ -15,6 +14,10 @@ const SMOL_FP32: u64 = 2 * 30 * 3 * 64 * 4;
 
 fn config(policy: Policy, budget_tokens: u64) -> SimConfig {
     SimConfig::new(policy, budget_tokens * SMOL_FP32, SMOL_FP32, 2048)
+}
+
+fn kind(name: &str) -> StrategyKind {
+    StrategyKind::named(name)
 }
 
 fn req(id: u64, arrival: u64, prompt: usize, output: usize) -> Request {
@@ -374,14 +377,14 @@ fn keep_policies_on_the_paged_pool_strand_and_compaction_reclaims() {
     // All at once: memory, not arrivals, limits how many run.
     let trace = TraceGen { arrival_rate: 0.0, ..TraceGen::long_output(120, 4) }.generate();
     let paged = config(Policy::Paged { block_size: 16 }, 8192);
-    let run = |rule, compaction| {
-        let eviction = Some(Eviction { rule, keep_tokens: 256, compaction });
+    let run = |policy, sink_tokens, compaction| {
+        let eviction = Some(Eviction { policy, sink_tokens, keep_tokens: 256, compaction });
         simulate(&SimConfig { eviction, ..paged }, &trace).unwrap()
     };
     let full = simulate(&paged, &trace).unwrap();
-    let window = run(KeepRule::Window, false);
-    let sink = run(KeepRule::Sink { tokens: 4 }, false);
-    let sink_compact = run(KeepRule::Sink { tokens: 4 }, true);
+    let window = run(kind("window"), 0, false);
+    let sink = run(kind("sink"), 4, false);
+    let sink_compact = run(kind("sink"), 4, true);
     for r in [&window, &sink, &sink_compact] {
         assert_eq!(r.summary.completed, 120);
         assert!(r.series.iter().all(|p| p.live_tokens <= 256 * p.running), "over the budget");
@@ -403,10 +406,15 @@ fn keep_policies_on_the_paged_pool_strand_and_compaction_reclaims() {
     assert!(sink_compact.traffic.compacted_tokens > 0);
     assert!(sink_compact.summary.stranded_pct < sink.summary.stranded_pct);
     let too_small =
-        Eviction { rule: KeepRule::Sink { tokens: 8 }, keep_tokens: 8, compaction: false };
+        Eviction { policy: kind("sink"), sink_tokens: 8, keep_tokens: 8, compaction: false };
     let bad = SimConfig { eviction: Some(too_small), ..paged };
-    assert!(matches!(simulate(&bad, &trace), Err(ServingError::InvalidConfig(_))));
-    let window_only = Eviction { rule: KeepRule::Window, ..too_small };
+    let refused = simulate(&bad, &trace).unwrap_err().to_string();
+    assert!(refused.contains("sink_tokens"), "{refused}");
+    // A policy that needs attention scores has none to read in the simulator.
+    let h2o = Eviction { policy: kind("h2o"), ..too_small };
+    let refused = simulate(&SimConfig { eviction: Some(h2o), ..paged }, &trace).unwrap_err();
+    assert!(refused.to_string().contains("`h2o`"), "{refused}");
+    let window_only = Eviction { policy: kind("window"), ..too_small };
     let reserved = SimConfig { policy: Policy::ReserveExact, eviction: Some(window_only), ..paged };
     assert!(matches!(simulate(&reserved, &trace), Err(ServingError::InvalidConfig(_))));
 }
@@ -430,9 +438,10 @@ fn the_budget_identity_holds_for_every_mode() {
         let paged = SimConfig::new(Policy::Paged { block_size }, 3 * 6000 + 7, 3, 2560);
         modes.push(SimConfig { sharing: true, ..paged });
         modes.push(SimConfig { preemption: Preemption::Swap, swap_bytes: 3 * 4000, ..paged });
-        for rule in [KeepRule::Window, KeepRule::Sink { tokens: 4 }] {
+        for (policy, sink_tokens) in [("window", 0), ("shift-window", 0), ("sink", 4)] {
+            let policy = kind(policy);
             for compaction in [false, true] {
-                let eviction = Some(Eviction { rule, keep_tokens: 100, compaction });
+                let eviction = Some(Eviction { policy, sink_tokens, keep_tokens: 100, compaction });
                 modes.push(SimConfig { eviction, ..paged });
             }
         }

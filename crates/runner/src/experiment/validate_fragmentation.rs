@@ -1,6 +1,9 @@
 //! Validation of `[workload.fragmentation]` against the sweep: the budget, the traces and
 //! prompt lengths it names, cost profiles, and keep-policies on the paged pool.
 
+use kvlab_serving::config::Eviction;
+use kvlab_strategies::StrategyKind;
+
 use super::schema::FragmentationParams;
 use super::validated::Experiment;
 
@@ -75,11 +78,16 @@ pub(super) fn check_fragmentation(
             values("keep_tokens").iter().flatten().filter_map(|v| v.parse().ok()).collect();
         match keeps.iter().min() {
             None => err(format!("sweep.evict = {rule:?} needs sweep.keep_tokens")),
-            Some(&k) if evicts.iter().any(|e| e == "sink") && k <= p.sinks => err(format!(
-                "sweep.keep_tokens = {k}: a sink cache keeps more than its {} sinks",
-                p.sinks
-            )),
-            _ => {}
+            // The policy checks its own parameters (a sink cache needs room past its sinks).
+            Some(&keep_tokens) => {
+                for policy in evicts.iter().filter_map(|e| e.parse::<StrategyKind>().ok()) {
+                    let ev =
+                        Eviction { policy, sink_tokens: p.sinks, keep_tokens, compaction: false };
+                    if let Err(e) = kvlab_serving::keep_policy(&ev) {
+                        err(format!("sweep.keep_tokens = {keep_tokens}: {e}"));
+                    }
+                }
+            }
         }
     }
     for (name, params) in &p.cost {

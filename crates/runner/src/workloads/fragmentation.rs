@@ -59,9 +59,10 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow};
 use burn::prelude::Backend;
 use kvlab_model::Model;
-use kvlab_serving::config::{Eviction, KeepRule};
+use kvlab_serving::config::Eviction;
 use kvlab_serving::execute::ModelExecutor;
 use kvlab_serving::{Percentiles, Policy, Preemption, SimConfig, simulate, simulate_with};
+use kvlab_strategies::StrategyKind;
 
 use serde::{Deserialize, Serialize};
 
@@ -182,17 +183,16 @@ pub fn policy(run: &Run) -> Result<Policy> {
     }
 }
 
-/// The run's keep-policy on the paged pool (`evict`, `keep_tokens`, `compaction`).
+/// The run's keep-policy on the paged pool (`evict` names it, `keep_tokens` is its budget,
+/// `compaction`); the simulator checks that it decides from positions alone.
 fn eviction(run: &Run, sinks: usize) -> Result<Option<Eviction>> {
-    let rule = match run.get("evict").map(|v| v.to_string()).as_deref() {
+    let policy = match run.get("evict").map(|v| v.to_string()).as_deref() {
         None | Some("off") => return Ok(None),
-        Some("window") => KeepRule::Window,
-        Some("sink") => KeepRule::Sink { tokens: sinks },
-        Some(other) => anyhow::bail!("evict = {other:?}: expected off, window or sink"),
+        Some(name) => name.parse::<StrategyKind>().map_err(|e| anyhow!("evict: {e}"))?,
     };
     let keep_tokens = run.usize("keep_tokens").context("evict needs sweep.keep_tokens")?;
     let compaction = run.get("compaction").is_some_and(|v| v.to_string() == "on");
-    Ok(Some(Eviction { rule, keep_tokens, compaction }))
+    Ok(Some(Eviction { policy, sink_tokens: sinks, keep_tokens, compaction }))
 }
 
 /// Whether the experiment runs its schedules through the model (`execute = true`).
