@@ -101,7 +101,7 @@ fn is_end_marker(line: &str) -> bool {
 
 /// Strips Gutenberg boilerplate from `text` (see the [module docs](self)); also normalizes
 /// `\r\n` to `\n`, drops a UTF-8 BOM and trims blank lines at both ends.
-pub fn strip_gutenberg(text: &str) -> String {
+pub(crate) fn strip_gutenberg(text: &str) -> String {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text).replace("\r\n", "\n");
     let lines: Vec<&str> = text.split('\n').collect();
 

@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 /// `log softmax(logits)` in f64.
-pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
+pub(crate) fn log_softmax(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
     let log_sum = max + sum.ln();
@@ -19,7 +19,7 @@ pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
 
 /// `KL(p ‖ q) = Σ_i p_i (log p_i − log q_i)`, in nats, from logits. Clamped at 0 (a sum of
 /// rounded terms of two near-equal distributions can land a hair below).
-pub fn kl_divergence(p_logits: &[f32], q_logits: &[f32]) -> f64 {
+pub(crate) fn kl_divergence(p_logits: &[f32], q_logits: &[f32]) -> f64 {
     assert_eq!(p_logits.len(), q_logits.len(), "KL of distributions over different vocabularies");
     let (lp, lq) = (log_softmax(p_logits), log_softmax(q_logits));
     lp.iter().zip(&lq).map(|(&a, &b)| a.exp() * (a - b)).sum::<f64>().max(0.0)
@@ -50,7 +50,7 @@ pub struct Divergence {
 
 /// Per-token KL and top-1 agreement, accumulated step by step.
 #[derive(Debug, Clone, Default)]
-pub struct DivergenceStats {
+pub(crate) struct DivergenceStats {
     kl: Vec<f64>,
     agree: usize,
 }
@@ -63,7 +63,7 @@ impl DivergenceStats {
     }
 
     /// A step where the strategy *is* the reference: KL 0, agreement by definition.
-    pub fn push_identical(&mut self) {
+    pub(crate) fn push_identical(&mut self) {
         self.kl.push(0.0);
         self.agree += 1;
     }

@@ -8,7 +8,9 @@ use burn_flex::{Flex, FlexTensor};
 
 /// An f32 flex tensor's buffer and layout: `None` unless `p` is an f32 flex tensor of `RANK`
 /// dims with a contiguous last axis and non-negative strides.
-pub fn flex_f32<const RANK: usize>(p: &dyn Any) -> Option<(FlexTensor, usize, [usize; RANK])> {
+pub(crate) fn flex_f32<const RANK: usize>(
+    p: &dyn Any,
+) -> Option<(FlexTensor, usize, [usize; RANK])> {
     let tensor = match p.downcast_ref::<TensorPrimitive<Flex>>()? {
         TensorPrimitive::Float(t) => t.clone(),
         TensorPrimitive::QFloat(_) => return None,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 const SPIN: Duration = Duration::from_millis(2);
 
 /// A job's task function: owned (it outlives no borrow), shared by every participant.
-pub type Task = Arc<dyn Fn(usize) + Send + Sync>;
+pub(crate) type Task = Arc<dyn Fn(usize) + Send + Sync>;
 
 /// One helper's share of a job: the task and the indices `first, first + stride, ... < n`.
 struct Share {
@@ -48,7 +48,7 @@ struct Helper {
     thread: OnceLock<Thread>,
 }
 
-pub struct ForkJoin {
+pub(crate) struct ForkJoin {
     helpers: Vec<Arc<Helper>>,
     busy: Mutex<()>,
     next_job: AtomicUsize,

@@ -34,7 +34,7 @@ pub struct KvRuns<B: Backend> {
 
 impl<B: Backend> KvRuns<B> {
     /// Keys of row `row`.
-    pub fn row_len(&self, row: usize) -> usize {
+    pub(crate) fn row_len(&self, row: usize) -> usize {
         self.rows[row].iter().map(|r| r.len).sum()
     }
 

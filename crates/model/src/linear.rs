@@ -25,7 +25,7 @@ pub struct SplitLinear<B: Backend> {
 impl<B: Backend> SplitLinear<B> {
     /// Builds from `[out, in]` host matrices stacked along `out` (several projections fused into
     /// one pass: q/k/v, gate/up), split into at most `parts` column blocks.
-    pub fn from_host(stacked: &[&HostTensor], parts: usize, device: &B::Device) -> Self {
+    pub(crate) fn from_host(stacked: &[&HostTensor], parts: usize, device: &B::Device) -> Self {
         let cols = stacked[0].dims2()[1];
         let rows: usize = stacked.iter().map(|t| t.dims2()[0]).sum();
         let mut out_major = Vec::with_capacity(rows * cols);

@@ -21,7 +21,7 @@ use crate::gguf::{GgufError, GgufFile};
 use crate::weights::{HostTensor, LayerWeights, ModelWeights, PostNorms, QkNorm, QkvBias};
 
 /// The architectures kvlab loads (`general.architecture`).
-pub const ARCHITECTURES: &[&str] = &["llama", "gemma3", "qwen2"];
+pub(crate) const ARCHITECTURES: &[&str] = &["llama", "gemma3", "qwen2"];
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -203,7 +203,7 @@ pub fn weights_from_gguf(file: &GgufFile) -> Result<ModelWeights, LoadError> {
 ///
 /// # Shapes
 /// - t: `[n_heads * head_dim, in]`
-pub fn unpermute_rows(t: HostTensor, n_heads: usize, head_dim: usize) -> HostTensor {
+pub(crate) fn unpermute_rows(t: HostTensor, n_heads: usize, head_dim: usize) -> HostTensor {
     let [rows, cols] = t.dims2();
     debug_assert_eq!(rows, n_heads * head_dim);
     let half = head_dim / 2;

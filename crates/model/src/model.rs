@@ -39,7 +39,7 @@ impl<B: Backend> Model<B> {
         Self::from_weights_with_parts(weights, device, rayon::current_num_threads())
     }
 
-    pub fn from_weights_with_parts(
+    pub(crate) fn from_weights_with_parts(
         weights: &ModelWeights,
         device: &B::Device,
         parts: usize,
@@ -124,7 +124,7 @@ impl<B: Backend> Model<B> {
     /// # Shapes
     /// - tokens: `[batch, t]`
     /// - output: `[batch, t, hidden]` (after the final norm)
-    pub fn forward_hidden(
+    pub(crate) fn forward_hidden(
         &self,
         tokens: Tensor<B, 2, Int>,
         cache: &mut dyn KvCache<B>,

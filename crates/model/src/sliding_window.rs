@@ -17,7 +17,7 @@ use crate::cache::{AttentionMask, CacheError, KeyPositions};
 ///
 /// # Shapes
 /// - output: `Hidden([batch, t, s])` when the window hides any key, else the mask unchanged
-pub fn local_mask<B: Backend>(
+pub(crate) fn local_mask<B: Backend>(
     mask: AttentionMask<B>,
     positions: KeyPositions,
     window: usize,

@@ -109,7 +109,7 @@ pub struct ModelWeights {
 
 impl ModelWeights {
     /// Checks every shape against the config; names the first tensor that disagrees.
-    pub fn check_shapes(&self) -> Result<(), String> {
+    pub(crate) fn check_shapes(&self) -> Result<(), String> {
         let c = &self.config;
         let (d, q, kv, ff) =
             (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);

@@ -76,12 +76,12 @@ pub fn current_bytes() -> usize {
 }
 
 /// The most live heap bytes since the last [`reset_peak`].
-pub fn peak_bytes() -> usize {
+pub(crate) fn peak_bytes() -> usize {
     PEAK.load(Ordering::Relaxed)
 }
 
 /// Starts a new peak window at the current live bytes; returns them (the baseline).
-pub fn reset_peak() -> usize {
+pub(crate) fn reset_peak() -> usize {
     let now = CURRENT.load(Ordering::Relaxed);
     PEAK.store(now, Ordering::Relaxed);
     now

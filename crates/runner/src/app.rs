@@ -116,7 +116,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Loads and validates every file, and checks every run fits in memory; reports every file's
 /// errors before failing.
-pub fn load_all(files: &[PathBuf], g: &Global) -> Result<Vec<Experiment>> {
+pub(crate) fn load_all(files: &[PathBuf], g: &Global) -> Result<Vec<Experiment>> {
     let mut loaded = vec![];
     let mut errors = vec![];
     for f in files {

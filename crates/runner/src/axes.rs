@@ -128,7 +128,7 @@ const fn axis(key: &'static str, role: Role, kind: ValueKind, help: &'static str
 }
 
 /// Every sweep axis, in expansion order (outermost first). One line per key.
-pub const AXES: &[Axis] = &[
+pub(crate) const AXES: &[Axis] = &[
     axis("model", Role::Model, ValueKind::Model, "model preset or .gguf path"),
     axis("strategy", Role::Kind, ValueKind::Strategy, "KV-cache strategy kind"),
     axis(
@@ -257,12 +257,12 @@ pub const AXES: &[Axis] = &[
     axis("swap_tokens", Role::Workload, ValueKind::NonNegative, "host swap pool in tokens"),
 ];
 
-pub fn axis_named(key: &str) -> Option<&'static Axis> {
+pub(crate) fn axis_named(key: &str) -> Option<&'static Axis> {
     AXES.iter().find(|a| a.key == key)
 }
 
 /// Parses a `--only KEY=VALUE` filter; the key must be a sweep axis.
-pub fn parse_only(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_only(text: &str) -> Result<(String, String), String> {
     let Some((key, value)) = text.split_once('=') else {
         return Err(format!("'{text}' is not KEY=VALUE (e.g. model=seed-toy)"));
     };
@@ -274,7 +274,7 @@ pub fn parse_only(text: &str) -> Result<(String, String), String> {
 }
 
 /// Whether a run id (`k=v;k=v;...`, with or without `backend=`) has every `(key, value)`.
-pub fn id_matches(id: &str, only: &[(String, String)]) -> bool {
+pub(crate) fn id_matches(id: &str, only: &[(String, String)]) -> bool {
     // A compare key may end in ` @iteration N`: only the `k=v` before it counts.
     let pairs = || id.split(';').filter_map(|p| p.split(' ').next()?.split_once('='));
     only.iter().all(|(k, v)| pairs().any(|pair| pair == (k.as_str(), v.as_str())))
@@ -294,7 +294,7 @@ impl Value {
             Self::Str(_) => None,
         }
     }
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         match self {
             Self::Int(i) => serde_json::Value::from(*i),
             Self::Str(s) => serde_json::Value::from(s.as_str()),

@@ -38,7 +38,7 @@ impl BackendName {
     /// backends that compile kernels (wgpu, CUDA: a decode of N tokens then sees about N / 64
     /// attention shapes, not N), 0 (off) on the CPU backends, which compile nothing and would
     /// only do the padding's extra work.
-    pub fn default_key_bucket(self) -> usize {
+    pub(crate) fn default_key_bucket(self) -> usize {
         match self {
             Self::Flex | Self::Ndarray => 0,
             Self::Cuda | Self::Wgpu => 64,
@@ -54,7 +54,7 @@ impl BackendName {
         }
     }
 
-    pub fn compiled_in(self) -> bool {
+    pub(crate) fn compiled_in(self) -> bool {
         match self {
             Self::Flex | Self::Ndarray => true,
             Self::Cuda => cfg!(feature = "cuda"),
@@ -63,7 +63,7 @@ impl BackendName {
     }
 
     /// `Err` with a one-line explanation when this binary lacks the backend.
-    pub fn ensure_compiled_in(self) -> Result<(), String> {
+    pub(crate) fn ensure_compiled_in(self) -> Result<(), String> {
         if self.compiled_in() {
             return Ok(());
         }
@@ -221,7 +221,7 @@ fn one_line(s: &str) -> String {
 /// Turns the panic messages of a failed device open into one line that names what is missing
 /// (the NVIDIA driver's `libcuda.so`, a CUDA device, a Vulkan/wgpu adapter), followed by the
 /// first panic's own message.
-pub fn explain_device_panic(name: BackendName, panics: &[String]) -> String {
+pub(crate) fn explain_device_panic(name: BackendName, panics: &[String]) -> String {
     let all = panics.join(" | ");
     let first = one_line(panics.first().map(String::as_str).unwrap_or("unknown panic"));
     let has = |needle: &str| all.contains(needle);
@@ -258,7 +258,7 @@ pub struct DeviceMemoryUsage {
 /// A device whose allocator can be read. The default is `None`: the CPU backends (flex,
 /// ndarray) have no device allocator of their own, their tensors are the process heap, which the
 /// counting global allocator measures (`process_peak_bytes`).
-pub trait DeviceMemory {
+pub(crate) trait DeviceMemory {
     /// The allocator's usage now, after the caller synced the device; `None` if unknown.
     fn memory_usage(&self) -> Option<DeviceMemoryUsage> {
         None

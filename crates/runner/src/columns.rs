@@ -1,4 +1,4 @@
 //! The columns every result CSV starts with, shared by the writers and the report.
 
 /// The columns every CSV starts with, before the axis columns.
-pub const PREFIX: &[&str] = &["experiment", "run_id", "git_commit", "backend", "device"];
+pub(crate) const PREFIX: &[&str] = &["experiment", "run_id", "git_commit", "backend", "device"];

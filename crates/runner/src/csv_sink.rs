@@ -27,7 +27,11 @@ pub struct CsvSink {
 /// Keeps only the rows of `path` whose run id `finished` accepts (rewriting the file only if
 /// some go). A side CSV's rows are written before the run's own row, so a run killed between
 /// the two runs again on `--resume`; without this its rows would appear twice.
-pub fn retain_runs(path: &Path, header: &[String], finished: &dyn Fn(&str) -> bool) -> Result<()> {
+pub(crate) fn retain_runs(
+    path: &Path,
+    header: &[String],
+    finished: &dyn Fn(&str) -> bool,
+) -> Result<()> {
     let sink = CsvSink::open(path, header, true)?;
     let Some(col) = header.iter().position(|h| h == "run_id") else { return Ok(()) };
     let kept: Vec<&Vec<String>> =

@@ -19,7 +19,7 @@ pub mod merge;
 pub mod model;
 pub mod progress;
 pub mod report;
-pub mod results_dir;
+pub(crate) mod results_dir;
 pub mod rows;
 pub mod shard;
 pub mod sweep;

@@ -30,7 +30,7 @@ pub struct ModelSource {
 }
 
 /// The config of a preset name, or read from a `.gguf` file's metadata.
-pub fn config_of(model: &str) -> Result<ModelConfig, String> {
+pub(crate) fn config_of(model: &str) -> Result<ModelConfig, String> {
     if is_gguf(Path::new(model)) {
         let file = GgufFile::open(Path::new(model)).map_err(|e| e.to_string())?;
         return config_from_gguf(&file).map_err(|e| e.to_string());
@@ -57,7 +57,7 @@ pub fn check(model: &str, weights: Weights) -> Result<(), String> {
 
 /// Checks a strategy is implemented and accepts `max_seq` tokens per row (builds a cache of it
 /// for the toy model on the CPU: some parameters, like KIVI group sizes, depend on the length).
-pub fn check_buildable(spec: &StrategySpec, max_seq: usize) -> Result<(), String> {
+pub(crate) fn check_buildable(spec: &StrategySpec, max_seq: usize) -> Result<(), String> {
     let mut config = ModelConfig::seed_toy();
     if let Some(k) = spec.kv_heads.filter(|&k| k > 0 && config.n_heads.is_multiple_of(k)) {
         config.n_kv_heads = k;
@@ -71,7 +71,7 @@ pub fn check_buildable(spec: &StrategySpec, max_seq: usize) -> Result<(), String
 
 /// The GGUF file pretrained weights of `model` come from: the path itself, else `--model`,
 /// `KVLAB_MODEL`, or the preset's pinned file fetched into the cache.
-pub fn gguf_path(model: &str, source: &ModelSource) -> Result<PathBuf, String> {
+pub(crate) fn gguf_path(model: &str, source: &ModelSource) -> Result<PathBuf, String> {
     if is_gguf(Path::new(model)) {
         return Ok(PathBuf::from(model));
     }
@@ -118,7 +118,7 @@ pub fn upload<B: Backend>(weights: &ModelWeights, device: &B::Device) -> Result<
 }
 
 /// Whether a path names a GGUF file.
-pub fn is_gguf(path: &Path) -> bool {
+pub(crate) fn is_gguf(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "gguf")
 }
 

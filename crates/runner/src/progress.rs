@@ -20,7 +20,7 @@ impl Progress {
     }
 
     /// The bar over a sweep's runs: position, ETA and the current run's parameters.
-    pub fn sweep_bar(&self, len: u64, prefix: &str) -> ProgressBar {
+    pub(crate) fn sweep_bar(&self, len: u64, prefix: &str) -> ProgressBar {
         let bar = self.multi.add(ProgressBar::new(len));
         bar.set_style(
             ProgressStyle::with_template(
@@ -34,7 +34,7 @@ impl Progress {
     }
 
     /// A bar inside one run (e.g. tokens of a perplexity stream).
-    pub fn sub_bar(&self, len: u64, unit: &str) -> ProgressBar {
+    pub(crate) fn sub_bar(&self, len: u64, unit: &str) -> ProgressBar {
         let bar = self.multi.add(ProgressBar::new(len));
         bar.set_style(
             ProgressStyle::with_template(&format!(

@@ -19,7 +19,7 @@ pub struct Staged {
 }
 
 /// The staging directory of `results` (`<parent>/.<name>.partial`).
-pub fn staging_of(results: &Path) -> PathBuf {
+pub(crate) fn staging_of(results: &Path) -> PathBuf {
     sibling(results, "partial")
 }
 
@@ -30,7 +30,7 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 
 /// The directory `--resume` continues from: the staging directory of an unfinished run, else
 /// the results themselves.
-pub fn resumed_from(results: &Path) -> PathBuf {
+pub(crate) fn resumed_from(results: &Path) -> PathBuf {
     let staging = staging_of(results);
     if staging.is_dir() { staging } else { results.to_path_buf() }
 }

@@ -32,7 +32,7 @@ macro_rules! metrics_row {
 
 /// The serde field names of `M` (a CSV header written from `M::default()`), leaked once into
 /// `cell` so callers get `&'static str`s.
-pub fn column_names<M: Serialize + Default>(
+pub(crate) fn column_names<M: Serialize + Default>(
     cell: &'static OnceLock<Vec<&'static str>>,
 ) -> &'static [&'static str] {
     cell.get_or_init(|| {

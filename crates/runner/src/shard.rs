@@ -24,7 +24,7 @@ use crate::experiment::{Experiment, PplMode};
 use crate::sweep::{Run, Workload};
 
 /// The plan a shard directory was written under (`<out>/<experiment>/shard.json`).
-pub const MANIFEST_FILE: &str = "shard.json";
+pub(crate) const MANIFEST_FILE: &str = "shard.json";
 
 /// `--shard I/N`: shard `index` (0-based, as `$SLURM_ARRAY_TASK_ID`) of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +55,7 @@ impl fmt::Display for ShardSpec {
 
 /// One run of the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlannedRun {
+pub(crate) struct PlannedRun {
     /// The workload name (the CSV the run's row goes to).
     pub workload: String,
     pub run_id: String,
@@ -66,7 +66,7 @@ pub struct PlannedRun {
 
 /// Every run of one experiment, in the pinned order, each with its shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub experiment: String,
     pub backend: String,
     pub shards: usize,
@@ -112,7 +112,7 @@ impl Plan {
     }
 
     /// A human-readable plan: one block per shard, its runs in pinned order.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let total: u128 = self.runs.iter().map(|r| r.cost).sum::<u128>().max(1);
         let mut s = format!(
             "# {}: {} runs over {} shards (backend {})\n",
@@ -138,7 +138,7 @@ impl Plan {
 
     /// Checks that a shard directory holds no manifest, or this one (a resumed shard must be
     /// the same shard of the same plan).
-    pub fn check_manifest(&self, dir: &Path, shard: ShardSpec) -> Result<()> {
+    pub(crate) fn check_manifest(&self, dir: &Path, shard: ShardSpec) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
         let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
         let found: Manifest = serde_json::from_str(&text)
@@ -158,7 +158,7 @@ impl Plan {
     }
 
     /// Writes the plan, with the shard it is run for, into the shard's results directory.
-    pub fn write_manifest(&self, dir: &Path, shard: ShardSpec) -> Result<()> {
+    pub(crate) fn write_manifest(&self, dir: &Path, shard: ShardSpec) -> Result<()> {
         let manifest = Manifest { shard, plan: self.clone() };
         let path = dir.join(MANIFEST_FILE);
         std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n")
@@ -169,7 +169,7 @@ impl Plan {
 /// Which runs of one experiment this process runs: those matching `--only`, and with
 /// `--shard I/N` only those the plan gives shard I.
 #[derive(Debug, Clone)]
-pub struct Selection {
+pub(crate) struct Selection {
     pub only: Vec<(String, String)>,
     pub shard: Option<(ShardSpec, Plan)>,
     /// `(workload, run id)` of the runs the plan gives this shard.
@@ -208,7 +208,7 @@ impl Selection {
 
 /// What a shard directory's `shard.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub shard: ShardSpec,
     pub plan: Plan,
 }
@@ -278,7 +278,7 @@ fn tokens_processed(e: &Experiment, run: &Run) -> u128 {
 }
 
 /// A run's estimated cost; simulations do not touch the model's weights.
-pub fn estimate_cost(e: &Experiment, run: &Run) -> u128 {
+pub(crate) fn estimate_cost(e: &Experiment, run: &Run) -> u128 {
     let tokens = tokens_processed(e, run).max(1);
     let executes = e.file.workload.fragmentation.as_ref().is_some_and(|p| p.execute);
     if run.workload == Workload::Fragmentation && !executes {

@@ -126,13 +126,13 @@ impl AxisValues {
     }
 
     /// Whether `[sweep.only_for]` lets axis `key` apply to strategy `kind`.
-    pub fn sweeps_for(&self, key: &str, kind: StrategyKind) -> bool {
+    pub(crate) fn sweeps_for(&self, key: &str, kind: StrategyKind) -> bool {
         self.only_for.iter().find(|(k, _)| *k == key).is_none_or(|(_, kinds)| kinds.contains(&kind))
     }
 }
 
 /// Expands the axes into the runs of `workload` (see the module docs for the order).
-pub fn expand(axes: &AxisValues, workload: Workload) -> Vec<Run> {
+pub(crate) fn expand(axes: &AxisValues, workload: Workload) -> Vec<Run> {
     let mut runs = vec![];
     let mut current: Vec<(&'static str, Option<Value>)> = vec![];
     recurse(axes, workload, 0, &mut current, &mut runs);

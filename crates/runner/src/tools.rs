@@ -21,7 +21,7 @@ use crate::cli::{GenerateArgs, Global, LogitsArgs};
 
 /// The pretrained model and its tokenizer: `--model PATH` or `KVLAB_MODEL`, else the pinned
 /// SmolLM2 GGUF fetched into the cache.
-pub fn load_pretrained(
+pub(crate) fn load_pretrained(
     model: Option<&Path>,
     cache: Option<&Path>,
 ) -> Result<(ModelWeights, Tokenizer)> {
@@ -45,7 +45,7 @@ pub fn parse_ids(text: &str) -> Result<Vec<u32>> {
 
 /// One timed greedy generation, as `runner generate --json` prints it.
 #[derive(Debug, Serialize)]
-pub struct GenerateReport {
+pub(crate) struct GenerateReport {
     pub engine: &'static str,
     pub backend: String,
     /// `fused` or `dense` (see `runner generate --attention`).
@@ -63,7 +63,7 @@ pub struct GenerateReport {
 
 /// Greedy decoding of `prompt` (replicated over `batch` rows) through a static cache,
 /// `warmup` untimed runs then `repeat` timed ones. The device is synced inside every timing.
-pub fn timed_generate<B: Backend>(
+pub(crate) fn timed_generate<B: Backend>(
     model: &Model<B>,
     prompt: &[u32],
     new_tokens: usize,
@@ -117,14 +117,14 @@ pub fn timed_generate<B: Backend>(
 
 /// The memory-read probe: sums a buffer much larger than the caches with every rayon thread.
 #[derive(Debug, Serialize)]
-pub struct Bandwidth {
+pub(crate) struct Bandwidth {
     pub gb_per_s: f64,
     pub bytes: usize,
     pub threads: usize,
 }
 
 /// Median of `repeats` passes over `bytes` of f32 (each thread reads its own contiguous chunk).
-pub fn bandwidth_probe(bytes: usize, repeats: usize) -> Bandwidth {
+pub(crate) fn bandwidth_probe(bytes: usize, repeats: usize) -> Bandwidth {
     let data: Vec<f32> = (0..bytes / 4).map(|i| (i % 7) as f32).collect();
     let threads = rayon::current_num_threads();
     let chunk = data.len().div_ceil(threads);
@@ -164,7 +164,7 @@ fn sum_lanes(values: &[f32]) -> f32 {
 }
 
 /// `runner logits`: top-k logits at every position, as one JSON object.
-pub fn logits_json<B: Backend>(model: &Model<B>, ids: &[u32], k: usize) -> Result<String> {
+pub(crate) fn logits_json<B: Backend>(model: &Model<B>, ids: &[u32], k: usize) -> Result<String> {
     Ok(serde_json::to_string(&top_k_logits(model, ids, k)?)?)
 }
 
@@ -175,7 +175,7 @@ fn command_backend(g: &Global) -> Result<BackendName> {
     Ok(b)
 }
 
-pub fn generate_command(args: &GenerateArgs, g: &Global) -> Result<()> {
+pub(crate) fn generate_command(args: &GenerateArgs, g: &Global) -> Result<()> {
     let (weights, tokenizer) = load_pretrained(g.model.as_deref(), g.cache_dir.as_deref())?;
     let prompt = match (&args.prompt, &args.ids, &args.ids_file) {
         (Some(text), _, _) => tokenizer.encode(text)?,
@@ -225,7 +225,7 @@ pub fn generate_command(args: &GenerateArgs, g: &Global) -> Result<()> {
     Ok(())
 }
 
-pub fn logits_command(args: &LogitsArgs, g: &Global) -> Result<()> {
+pub(crate) fn logits_command(args: &LogitsArgs, g: &Global) -> Result<()> {
     let (weights, tokenizer) = load_pretrained(g.model.as_deref(), g.cache_dir.as_deref())?;
     let ids = match (&args.text, &args.ids) {
         (Some(text), _) => tokenizer.encode(text)?,
@@ -250,7 +250,7 @@ pub fn logits_command(args: &LogitsArgs, g: &Global) -> Result<()> {
 
 /// `runner tokens EXP`: the ids the experiment's perplexity workload evaluates, tokenized as a
 /// run would (the experiment's first model, `--model`/`--cache-dir` as for a run).
-pub fn tokens_command(file: &Path, json: bool, g: &Global) -> Result<()> {
+pub(crate) fn tokens_command(file: &Path, json: bool, g: &Global) -> Result<()> {
     let experiment =
         crate::experiment::load(file, g.backend).map_err(|e| anyhow::anyhow!("{e}"))?;
     let Some(p) = &experiment.file.workload.perplexity else {

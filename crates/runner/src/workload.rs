@@ -64,7 +64,7 @@ impl Workload {
     }
 
     /// Whether an axis is a column of this workload's CSV.
-    pub fn has_column(self, axis: &Axis) -> bool {
+    pub(crate) fn has_column(self, axis: &Axis) -> bool {
         if self == Self::Fragmentation {
             // No cache strategy: the policy axis replaces it; block_size is the paged policy's.
             return match axis.role {
@@ -81,7 +81,7 @@ impl Workload {
     }
 
     /// The axis columns of this workload's CSV, in [`AXES`] order.
-    pub fn axis_columns(self) -> Vec<&'static str> {
+    pub(crate) fn axis_columns(self) -> Vec<&'static str> {
         AXES.iter().filter(|a| self.has_column(a)).map(|a| a.key).collect()
     }
 }

@@ -23,7 +23,7 @@ pub enum AllocError {
 
 /// First-fit allocator over `[0, capacity)`.
 #[derive(Debug, Clone)]
-pub struct FirstFit {
+pub(crate) struct FirstFit {
     capacity: u64,
     /// Free holes by start offset; never adjacent (coalesced), never empty.
     holes: BTreeMap<u64, u64>,
@@ -48,27 +48,29 @@ impl FirstFit {
     }
 
     /// Bytes in holes.
-    pub fn free_bytes(&self) -> u64 {
+    pub(crate) fn free_bytes(&self) -> u64 {
         self.free
     }
 
     /// Bytes in live allocations.
-    pub fn used_bytes(&self) -> u64 {
+    pub(crate) fn used_bytes(&self) -> u64 {
         self.capacity - self.free
     }
 
     /// The largest hole: the biggest allocation that would succeed now.
-    pub fn largest_hole(&self) -> u64 {
+    pub(crate) fn largest_hole(&self) -> u64 {
         self.holes.values().copied().max().unwrap_or(0)
     }
 
     /// Free holes as `(offset, len)` in address order.
-    pub fn holes(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+    #[cfg(test)]
+    pub(crate) fn holes(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.holes.iter().map(|(&o, &l)| (o, l))
     }
 
     /// Live allocations as `(offset, len)` in address order.
-    pub fn allocations(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+    #[cfg(test)]
+    pub(crate) fn allocations(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.live.iter().map(|(&o, &l)| (o, l))
     }
 

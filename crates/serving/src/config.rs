@@ -138,7 +138,7 @@ pub struct CostModel {
 impl CostModel {
     /// Seconds of an iteration that decoded (or not), prefilled `prefill_tokens` and moved
     /// `swap_blocks` blocks of `swap_bytes` bytes in all.
-    pub fn iteration_s(
+    pub(crate) fn iteration_s(
         &self,
         decoded: bool,
         prefill_tokens: u64,

@@ -65,7 +65,11 @@ impl Policy {
 
     /// Tokens a contiguous policy reserves for a request that will hold `total_tokens`
     /// (`prompt + output`, at most `max_seq_len`); `None` for `paged`, which reserves nothing.
-    pub fn reservation_tokens(&self, total_tokens: usize, max_seq_len: usize) -> Option<usize> {
+    pub(crate) fn reservation_tokens(
+        &self,
+        total_tokens: usize,
+        max_seq_len: usize,
+    ) -> Option<usize> {
         match *self {
             Policy::ReserveMax => Some(max_seq_len.max(total_tokens)),
             Policy::ReservePow2 => {

@@ -46,12 +46,12 @@ impl Request {
     }
 
     /// The same request, sharing its first `tokens` prompt tokens with `group`.
-    pub fn with_prefix(self, group: u64, tokens: usize) -> Self {
+    pub(crate) fn with_prefix(self, group: u64, tokens: usize) -> Self {
         Self { prefix: Some(Prefix { group, tokens }), ..self }
     }
 
     /// Tokens whose KV the request holds when it finishes: prompt + output.
-    pub fn total_tokens(&self) -> usize {
+    pub(crate) fn total_tokens(&self) -> usize {
         self.prompt_tokens.saturating_add(self.output_tokens)
     }
 }
@@ -245,7 +245,7 @@ impl TraceGen {
     /// Short prompts, long answers (summaries, code, reasoning): prompts uniform in 16..=128,
     /// outputs uniform in 512..=1536, one arrival per 50 iterations on average. Most memory is
     /// grown during decode, which is where reservation hurts and paging helps most.
-    pub fn long_output(n_requests: usize, seed: u64) -> Self {
+    pub(crate) fn long_output(n_requests: usize, seed: u64) -> Self {
         Self {
             n_requests,
             arrival_rate: 0.02,

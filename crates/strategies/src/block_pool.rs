@@ -168,7 +168,7 @@ impl BlockPool {
 
     /// Free blocks `seq` takes to grow by `n_new` tokens: new blocks, plus one when its last
     /// block is shared and partly filled (the copy-on-write).
-    pub fn append_cost(&self, seq: SeqId, n_new: usize) -> Result<usize, PoolError> {
+    pub(crate) fn append_cost(&self, seq: SeqId, n_new: usize) -> Result<usize, PoolError> {
         let s = self.get(seq)?;
         Ok(self.blocks_needed(s.len, n_new) + usize::from(n_new > 0 && self.cow_block(s).is_some()))
     }
@@ -305,7 +305,7 @@ impl BlockPool {
     /// Bytes of block-table metadata: one `u32` (4 bytes) per block-table entry over all live
     /// sequences, i.e. `4 * used_blocks()`. This is what the paged cache pays on top of its K/V
     /// pool to know where each sequence lives (per layer it is shared, so count it once).
-    pub fn table_bytes(&self) -> usize {
+    pub(crate) fn table_bytes(&self) -> usize {
         self.seqs.values().map(|s| s.blocks.len()).sum::<usize>() * std::mem::size_of::<u32>()
     }
 

@@ -20,11 +20,11 @@ use crate::slot_runs::runs;
 
 /// Rows per chunk: small enough that a write's copy is cheap (128 × 3 heads × 64 dims × 4 B =
 /// 96 KiB for SmolLM2), large enough that a 16k-token read stitches only 128 pieces.
-pub const CHUNK_ROWS: usize = 128;
+pub(crate) const CHUNK_ROWS: usize = 128;
 
 /// Rows of one chunk, uncopied: `(chunk, first row in the chunk, rows)`. The chunk is a handle
 /// to the whole `[CHUNK_ROWS, a, b]` buffer, not a slice.
-pub type Span<B, K> = (Tensor<B, 3, K>, usize, usize);
+pub(crate) type Span<B, K> = (Tensor<B, 3, K>, usize, usize);
 
 #[derive(Debug, Clone)]
 pub struct Chunked<B: Backend, K: BasicOps<B> = Float> {
@@ -93,7 +93,7 @@ where
 
     /// Rows of `ranges`, in order: `[total rows, a, b]`. Like [`Chunked::gather`] of every row,
     /// but O(chunks touched) bookkeeping instead of a list of every row.
-    pub fn gather_ranges(&self, ranges: &[Range<usize>]) -> Tensor<B, 3, K> {
+    pub(crate) fn gather_ranges(&self, ranges: &[Range<usize>]) -> Tensor<B, 3, K> {
         let [a, b] = self.inner;
         let parts: Vec<Tensor<B, 3, K>> = self
             .spans(ranges)
@@ -142,7 +142,7 @@ where
     /// Copies rows `from..from + n` onto `to..to + n` (overlap allowed: the source is read
     /// before anything is written; where it is a view of a chunk being written, copy-on-write
     /// gives the write a new buffer and the view keeps the old rows).
-    pub fn copy_rows(&mut self, from: usize, to: usize, n: usize) {
+    pub(crate) fn copy_rows(&mut self, from: usize, to: usize, n: usize) {
         if n == 0 || from == to {
             return;
         }

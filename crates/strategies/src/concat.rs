@@ -12,7 +12,7 @@ use kvlab_model::{
 use crate::entry::{Entry, Holds, no_check};
 use crate::layout::{F32_BYTES, KvLayout};
 
-pub const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Entry = Entry {
     name: "concat",
     summary: "grow K/V by concatenation (HF DynamicCache, the article's cache)",
     parameters: &[],

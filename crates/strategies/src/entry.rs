@@ -84,10 +84,10 @@ impl Param {
 }
 
 /// `cache_tokens`: the token budget of the windows and keep-policies.
-pub const CACHE_TOKENS: Param =
+pub(crate) const CACHE_TOKENS: Param =
     Param { key: "cache_tokens", get: |s| s.cache_tokens, default: None, min: 1 };
 
 /// A kind's check with nothing to compare.
-pub fn no_check(_spec: &StrategySpec) -> Result<(), SpecError> {
+pub(crate) fn no_check(_spec: &StrategySpec) -> Result<(), SpecError> {
     Ok(())
 }

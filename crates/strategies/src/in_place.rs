@@ -20,7 +20,7 @@ use burn_flex::{Flex, FlexTensor};
 ///
 /// `P` is a tensor primitive: `TensorPrimitive<B>` for float tensors, `B::IntTensorPrimitive`
 /// for int ones.
-pub fn write_rows<P: Any>(dst: &mut P, at: usize, src: &P) -> bool {
+pub(crate) fn write_rows<P: Any>(dst: &mut P, at: usize, src: &P) -> bool {
     let (Some(dst), Some(src)) = (flex_mut(dst), flex_ref(src)) else {
         return false;
     };

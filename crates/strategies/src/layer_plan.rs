@@ -34,7 +34,7 @@ enum Side {
 }
 
 /// A rolling window on the local layers beside the strategy's cache on the global ones.
-pub struct PlannedCache<B: Backend> {
+pub(crate) struct PlannedCache<B: Backend> {
     local: Box<dyn KvCache<B>>,
     global: Box<dyn KvCache<B>>,
     /// Per model layer.
@@ -54,7 +54,7 @@ impl<B: Backend> std::fmt::Debug for PlannedCache<B> {
 
 /// The layers of `config` split into local and global: per layer its side; `None` when the
 /// model has no local layer (nothing to plan).
-pub fn split_layers(config: &ModelConfig) -> Option<(Vec<bool>, usize)> {
+pub(crate) fn split_layers(config: &ModelConfig) -> Option<(Vec<bool>, usize)> {
     let local: Vec<bool> =
         (0..config.n_layers).map(|l| config.layer_attention(l).window.is_some()).collect();
     let window = (0..config.n_layers).filter_map(|l| config.layer_attention(l).window).max()?;

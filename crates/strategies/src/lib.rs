@@ -27,7 +27,7 @@ pub mod rotation;
 pub mod rows;
 pub mod slot_runs;
 pub mod spec;
-pub mod spec_rules;
+pub(crate) mod spec_rules;
 pub mod static_cache;
 pub mod store;
 pub mod table_cache;

@@ -6,7 +6,7 @@ pub use kvlab_model::no_cache::NoCache;
 
 use crate::entry::{Entry, Holds, no_check};
 
-pub const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Entry = Entry {
     name: "none",
     summary: "no cache: recompute the whole sequence every step",
     parameters: &[],

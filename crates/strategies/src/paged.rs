@@ -19,7 +19,7 @@ use crate::layout::KvLayout;
 use crate::slot_runs::runs;
 use crate::store::{SlotStore, read_rows, to_slots};
 
-pub const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Entry = Entry {
     name: "paged",
     summary: "block pool + block tables, allocated on demand (vLLM)",
     parameters: &[Param { key: "block_size", get: |s| s.block_size, default: None, min: 1 }],
@@ -215,7 +215,7 @@ impl<B: Backend> KvCache<B> for PagedCache<B> {
 /// # Shapes
 /// - k, v of the view: `[tables.len(), n_kv, longest, head_dim]`
 /// - mask: none when every row has the same length, else `[tables.len(), t, longest]`
-pub fn read_tables<B: Backend>(
+pub(crate) fn read_tables<B: Backend>(
     store: &dyn SlotStore<B>,
     layer: usize,
     tables: &[Vec<usize>],

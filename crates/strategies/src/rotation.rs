@@ -38,7 +38,7 @@ pub enum Rotation {
 
 /// The order of the Hadamard blocks keys and values are rotated by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RotationBlocks {
+pub(crate) struct RotationBlocks {
     pub keys: usize,
     pub values: usize,
 }

@@ -8,9 +8,9 @@ use std::ops::Range;
 use burn::prelude::*;
 use kvlab_model::{AttentionMask, KvMemory, KvView};
 
-use crate::store::{SlotStore, StoreMemory, from_slots, read_rows, to_slots};
+use crate::store::{SlotStore, StoreMemory, read_rows, to_slots};
 
-pub struct RowSlots<B: Backend> {
+pub(crate) struct RowSlots<B: Backend> {
     pub store: Box<dyn SlotStore<B>>,
     pub batch: usize,
     /// Slots per row.
@@ -43,16 +43,10 @@ impl<B: Backend> RowSlots<B> {
         self.store.write(layer, &slots, to_slots(k), to_slots(v));
     }
 
-    /// Reads `row_slots` of every row: `[batch, n_kv, row_slots.len(), head_dim]` each.
-    pub fn read(&self, layer: usize, row_slots: &[usize]) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let (k, v) = self.store.read(layer, &self.all_rows(row_slots));
-        (from_slots(k, self.batch), from_slots(v, self.batch))
-    }
-
     /// Attention's view when every row's first `kept` slots hold its kept tokens in an order
     /// attention accepts with no mask (static, and the window caches, whose new tokens are last
     /// or whose order does not matter once full).
-    pub fn view_first(&self, layer: usize, kept: usize) -> KvView<B> {
+    pub(crate) fn view_first(&self, layer: usize, kept: usize) -> KvView<B> {
         let row = |r: usize| r * self.capacity..r * self.capacity + kept;
         let rows: Vec<Vec<Range<usize>>> = (0..self.batch).map(|r| Vec::from([row(r)])).collect();
         let kv = read_rows(self.store.as_ref(), layer, &rows, self.n_kv, self.head_dim);
@@ -65,7 +59,7 @@ impl<B: Backend> RowSlots<B> {
     }
 
     /// The cache's report when every row keeps `kept` tokens.
-    pub fn kv_memory(&self, kept: usize) -> KvMemory {
+    pub(crate) fn kv_memory(&self, kept: usize) -> KvMemory {
         let m = self.memory(kept);
         KvMemory {
             allocated_bytes: m.allocated_bytes,

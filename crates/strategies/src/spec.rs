@@ -54,7 +54,7 @@ pub struct StrategySpec {
 }
 
 /// Parameters of the bits lever, read only when `bits` quantizes.
-pub const QUANT_PARAMETERS: [&str; 5] =
+pub(crate) const QUANT_PARAMETERS: [&str; 5] =
     ["group_size", "quant_axis", "scheme", "residual", "key_order"];
 
 impl StrategySpec {
@@ -80,17 +80,17 @@ impl StrategySpec {
     }
 
     /// H2O's recent window: `recent`, or half the budget.
-    pub fn h2o_recent(&self) -> usize {
+    pub(crate) fn h2o_recent(&self) -> usize {
         self.recent.unwrap_or(self.cache_tokens.unwrap_or(0) / 2)
     }
 
     /// SnapKV's observation window.
-    pub fn snap_window(&self) -> usize {
+    pub(crate) fn snap_window(&self) -> usize {
         self.window.unwrap_or(32)
     }
 
     /// SnapKV's pooling width.
-    pub fn snap_kernel(&self) -> usize {
+    pub(crate) fn snap_kernel(&self) -> usize {
         self.kernel.unwrap_or(5)
     }
 }

@@ -20,7 +20,7 @@ impl StrategySpec {
     }
 
     /// Bits of the store when quantized (`None` for f32).
-    pub fn quant_bits(&self) -> Option<u8> {
+    pub(crate) fn quant_bits(&self) -> Option<u8> {
         self.bits.filter(|&b| b != 32 && self.stores_slots())
     }
 

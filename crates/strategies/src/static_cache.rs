@@ -12,7 +12,7 @@ use crate::layout::KvLayout;
 use crate::rows::RowSlots;
 use crate::store::SlotStore;
 
-pub const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Entry = Entry {
     name: "static",
     summary: "max_seq slots per sequence, preallocated, written in place at input_pos",
     parameters: &[],

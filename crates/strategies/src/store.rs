@@ -129,7 +129,7 @@ impl<B: Backend> SlotStore<B> for F32Store<B> {
 /// `rows[r]`: the store's buffers in place where it has runs to hand, else read (decoded) into
 /// dense `[batch, n_kv, longest, head_dim]` tensors, a shorter row padded with copies of its
 /// first slot (any readable slot would do: the mask of a ragged batch hides them).
-pub fn read_rows<B: Backend>(
+pub(crate) fn read_rows<B: Backend>(
     store: &dyn SlotStore<B>,
     layer: usize,
     rows: &[Vec<Range<usize>>],
@@ -155,7 +155,7 @@ pub fn read_rows<B: Backend>(
 }
 
 /// `[b, n_kv, t, d]` (attention's layout) to token-major `[b * t, n_kv, d]` (a slot per token).
-pub fn to_slots<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
+pub(crate) fn to_slots<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
     let [b, h, t, d] = x.dims();
     x.swap_dims(1, 2).reshape([b * t, h, d])
 }

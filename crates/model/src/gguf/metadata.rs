@@ -22,7 +22,7 @@ pub enum MetadataValue {
 
 impl MetadataValue {
     /// The GGUF name of the value's type ("u32", "string", "array<string>", ...).
-    pub fn type_name(&self) -> String {
+    pub(crate) fn type_name(&self) -> String {
         match self {
             MetadataValue::U8(_) => "u8".into(),
             MetadataValue::I8(_) => "i8".into(),
@@ -59,7 +59,7 @@ impl MetadataValue {
     }
 
     /// Any integer value that fits in `u32`.
-    pub fn as_u32(&self) -> Option<u32> {
+    pub(crate) fn as_u32(&self) -> Option<u32> {
         self.as_i128().and_then(|v| u32::try_from(v).ok())
     }
     /// Any integer value that fits in `u64`.
@@ -67,7 +67,7 @@ impl MetadataValue {
         self.as_i128().and_then(|v| u64::try_from(v).ok())
     }
     /// Any integer value that fits in `i32`.
-    pub fn as_i32(&self) -> Option<i32> {
+    pub(crate) fn as_i32(&self) -> Option<i32> {
         self.as_i128().and_then(|v| i32::try_from(v).ok())
     }
     /// Any integer value that fits in `i64`.
@@ -75,7 +75,7 @@ impl MetadataValue {
         self.as_i128().and_then(|v| i64::try_from(v).ok())
     }
     /// An `f32`, or an `f64` narrowed to `f32`.
-    pub fn as_f32(&self) -> Option<f32> {
+    pub(crate) fn as_f32(&self) -> Option<f32> {
         match *self {
             MetadataValue::F32(v) => Some(v),
             MetadataValue::F64(v) => Some(v as f32),
@@ -90,7 +90,7 @@ impl MetadataValue {
             _ => None,
         }
     }
-    pub fn as_bool(&self) -> Option<bool> {
+    pub(crate) fn as_bool(&self) -> Option<bool> {
         match *self {
             MetadataValue::Bool(v) => Some(v),
             _ => None,

@@ -139,7 +139,7 @@ impl GgmlType {
     }
 
     /// Number of bytes of one block.
-    pub fn type_size(self) -> usize {
+    pub(crate) fn type_size(self) -> usize {
         match self {
             GgmlType::F32 => 4,
             GgmlType::F16 | GgmlType::BF16 => 2,

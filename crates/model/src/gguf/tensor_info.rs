@@ -15,7 +15,7 @@ pub struct TensorInfo {
 
 impl TensorInfo {
     /// Total number of elements.
-    pub fn n_elements(&self) -> u64 {
+    pub(crate) fn n_elements(&self) -> u64 {
         self.dims.iter().product()
     }
     /// Row-major shape (outermost first): `dims` reversed.
@@ -23,7 +23,7 @@ impl TensorInfo {
         self.dims.iter().rev().map(|&d| d as usize).collect()
     }
     /// Bytes the tensor's data occupies (None if not a whole number of blocks).
-    pub fn byte_size(&self) -> Option<u64> {
+    pub(crate) fn byte_size(&self) -> Option<u64> {
         self.ggml_type.bytes_for(self.n_elements())
     }
 }

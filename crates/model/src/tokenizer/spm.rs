@@ -20,7 +20,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 
 /// The SentencePiece vocabulary and its merge scores.
 #[derive(Debug)]
-pub struct Spm {
+pub(crate) struct Spm {
     ids: HashMap<String, u32>,
     scores: Vec<f32>,
     /// `<0xXX>` tokens by byte value.

@@ -34,7 +34,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn regressions(&self) -> usize {
+    pub(crate) fn regressions(&self) -> usize {
         self.differences.iter().filter(|d| d.regression).count()
     }
 
@@ -43,7 +43,7 @@ impl Outcome {
     }
 
     /// The printed report: a table of every difference, then a timing summary and a verdict.
-    pub fn render(&self, base: &Path, new: &Path) -> String {
+    pub(crate) fn render(&self, base: &Path, new: &Path) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,

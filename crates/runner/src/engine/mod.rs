@@ -39,7 +39,7 @@ pub fn header(workload: Workload) -> Vec<String> {
 }
 
 /// Runs experiment files (already loaded and validated) with the global flags.
-pub fn run_experiments(
+pub(crate) fn run_experiments(
     experiments: &[Experiment],
     g: &Global,
     shard: Option<ShardSpec>,

@@ -11,11 +11,11 @@ use crate::model::ModelSource;
 use crate::sweep::{Run, Value};
 
 /// The head layout a run's model needs: `None` for the checkpoint's own.
-pub type HeadLayout = Option<(usize, HeadReduction)>;
+pub(crate) type HeadLayout = Option<(usize, HeadReduction)>;
 
 /// The run's head layout, read from its keys directly: a chunked-perplexity run has no
 /// strategy but still converts the model.
-pub fn head_layout(run: &Run) -> Result<HeadLayout> {
+pub(crate) fn head_layout(run: &Run) -> Result<HeadLayout> {
     let Some(kv_heads) = run.get("kv_heads").and_then(|v| v.as_usize()) else {
         return Ok(None);
     };
@@ -27,7 +27,7 @@ pub fn head_layout(run: &Run) -> Result<HeadLayout> {
 }
 
 /// One model of the sweep: its host weights and the device copy of one head layout.
-pub struct LoadedModel<B: Backend> {
+pub(crate) struct LoadedModel<B: Backend> {
     name: String,
     host: ModelWeights,
     device_copy: Option<(HeadLayout, Model<B>)>,
@@ -43,7 +43,7 @@ impl<B: Backend> LoadedModel<B> {
 
     /// Makes the device copy the one of `layout`, uploading it (converted first) unless it is
     /// the one held; [`Self::current`] then returns it.
-    pub fn ensure_layout(&mut self, layout: HeadLayout, device: &B::Device) -> Result<()> {
+    pub(crate) fn ensure_layout(&mut self, layout: HeadLayout, device: &B::Device) -> Result<()> {
         if self.device_copy.as_ref().is_none_or(|(held, _)| *held != layout) {
             drop(self.device_copy.take()); // free the previous layout's device copy first
             let model = match layout {
@@ -84,7 +84,7 @@ impl<B: Backend> LoadedModel<B> {
 
     /// Runs `f` on the checkpoint's own layout: the held device copy if it is that one, else a
     /// temporary upload (the perplexity reference of a converted model).
-    pub fn with_native<T>(
+    pub(crate) fn with_native<T>(
         &self,
         device: &B::Device,
         f: impl FnOnce(&Model<B>) -> Result<T>,

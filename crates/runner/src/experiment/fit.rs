@@ -50,7 +50,7 @@ fn mem_available() -> Option<u64> {
 }
 
 /// Parses `--max-memory`: bytes, or with a K, M, G or T suffix (powers of 1024; `GiB` too).
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
@@ -70,7 +70,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 
 /// A run's estimated peak memory, by part.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Need {
+pub(crate) struct Need {
     pub weights: u128,
     pub kv: u128,
     pub activations: u128,
@@ -109,7 +109,7 @@ fn human(bytes: u128) -> String {
 }
 
 /// The estimate for one run, or `None` where it cannot be made (no model config).
-pub fn estimate(e: &Experiment, run: &Run) -> Option<Need> {
+pub(crate) fn estimate(e: &Experiment, run: &Run) -> Option<Need> {
     let config = crate::model::config_of(run.model()).ok()?;
     if run.workload == Workload::Fragmentation {
         return None; // the serving simulation's budget bounds its own cache

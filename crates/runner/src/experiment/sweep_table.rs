@@ -20,7 +20,7 @@ use crate::sweep::{self, AXES, Axis, AxisValues, Role, Value};
 
 /// One table's parsed arrays and `only_for`, before defaults fill the other axes.
 #[derive(Debug, Default)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     pub swept: Vec<(&'static str, Vec<Value>)>,
     pub only_for: Vec<(&'static str, Vec<StrategyKind>)>,
     /// `[[sweep.also]]` entries (the main table's only).
@@ -28,7 +28,7 @@ pub struct Parsed {
 }
 
 /// Parses `[sweep]` (named `sweep` in messages).
-pub fn parse_sweep(table: &toml::Table, err: &mut impl FnMut(String)) -> Parsed {
+pub(crate) fn parse_sweep(table: &toml::Table, err: &mut impl FnMut(String)) -> Parsed {
     let mut parsed = parse_table(table, "sweep", &|_| true, err);
     match table.get("also") {
         None => {}
@@ -54,7 +54,7 @@ pub fn parse_sweep(table: &toml::Table, err: &mut impl FnMut(String)) -> Parsed 
 
 /// The axis values of each `[[sweep.also]]` entry: `main`'s, with the entry's arrays and
 /// `only_for` keys replacing the main ones.
-pub fn also_axes(main: &AxisValues, entries: &[Parsed]) -> Vec<AxisValues> {
+pub(crate) fn also_axes(main: &AxisValues, entries: &[Parsed]) -> Vec<AxisValues> {
     entries
         .iter()
         .map(|entry| {

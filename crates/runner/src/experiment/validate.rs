@@ -407,7 +407,7 @@ fn check_run(experiment: &Experiment, run: &Run) -> Result<(), String> {
 }
 
 /// The most tokens a run's cache is asked to hold per row (its `max_seq`).
-pub fn longest_sequence(experiment: &Experiment, run: &Run) -> usize {
+pub(crate) fn longest_sequence(experiment: &Experiment, run: &Run) -> usize {
     let w = &experiment.file.workload;
     match run.workload {
         Workload::Walkthrough => {

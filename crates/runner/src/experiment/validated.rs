@@ -79,7 +79,7 @@ impl Experiment {
     }
 
     /// Every run of every workload.
-    pub fn all_runs(&self) -> Vec<Run> {
+    pub(crate) fn all_runs(&self) -> Vec<Run> {
         self.workloads().into_iter().flat_map(|w| self.runs(w)).collect()
     }
 }

@@ -95,7 +95,7 @@ impl fmt::Display for Finding {
 }
 
 /// Checks one results directory (holding `experiment.toml`) against the writer.
-pub fn check_dir(dir: &Path) -> Result<Vec<Finding>> {
+pub(crate) fn check_dir(dir: &Path) -> Result<Vec<Finding>> {
     let toml = dir.join("experiment.toml");
     // The header does not depend on the backend: a file naming one not compiled in (cuda) is
     // read as flex, so its results are checked on any build.

@@ -17,7 +17,7 @@ pub use self::retired::Retired;
 
 /// One CSV an experiment writes: its file name in the results directory and its header.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WrittenCsv {
+pub(crate) struct WrittenCsv {
     pub file: String,
     pub header: Vec<String>,
 }
@@ -25,11 +25,11 @@ pub struct WrittenCsv {
 /// The columns `scripts/gpu-check.sh` appends to every CSV the runner wrote on a CUDA machine
 /// (the device's name and driver, from nvidia-smi): a file ending in them is the runner's
 /// header followed by the script's.
-pub const GPU_CHECK_COLUMNS: [&str; 2] = ["gpu_name", "gpu_driver"];
+pub(crate) const GPU_CHECK_COLUMNS: [&str; 2] = ["gpu_name", "gpu_driver"];
 
 /// The CSVs one workload writes: its own, then its side CSV (per-iteration series,
 /// per-haystack cases) where it has one.
-pub fn csvs_of(w: Workload) -> Vec<WrittenCsv> {
+pub(crate) fn csvs_of(w: Workload) -> Vec<WrittenCsv> {
     let mut out =
         vec![WrittenCsv { file: format!("{}.csv", w.name()), header: crate::engine::header(w) }];
     let side = match w {
@@ -49,7 +49,7 @@ pub fn csvs_of(w: Workload) -> Vec<WrittenCsv> {
 }
 
 /// Every CSV `e` writes, in run order.
-pub fn written_csvs(e: &Experiment) -> Vec<WrittenCsv> {
+pub(crate) fn written_csvs(e: &Experiment) -> Vec<WrittenCsv> {
     e.workloads().into_iter().flat_map(csvs_of).collect()
 }
 
@@ -79,7 +79,7 @@ pub fn version(file: &str, header: &[String]) -> Option<Version> {
 }
 
 /// `header` without the columns a script appended after the runner's.
-pub fn runner_columns(header: &[String]) -> &[String] {
+pub(crate) fn runner_columns(header: &[String]) -> &[String] {
     let n = header.len().saturating_sub(GPU_CHECK_COLUMNS.len());
     if header[n..].iter().map(String::as_str).eq(GPU_CHECK_COLUMNS) { &header[..n] } else { header }
 }

@@ -11,7 +11,7 @@ const FORMULA: &str = "formula 2·L·b·n_kv·d·layers·4";
 
 /// The charts shown under a workload's table, for one model's rows; charts without data are
 /// left out.
-pub fn workload_charts(t: &Table) -> Vec<Chart> {
+pub(crate) fn workload_charts(t: &Table) -> Vec<Chart> {
     let charts = match t.workload {
         Workload::Memory => vec![memory_vs_context(t)],
         Workload::Throughput => vec![decode_vs_context(t)],
@@ -27,7 +27,7 @@ pub fn workload_charts(t: &Table) -> Vec<Chart> {
 }
 
 /// What a trade-off chart puts against KV memory.
-pub struct Quality<'a> {
+pub(crate) struct Quality<'a> {
     pub column: &'a str,
     /// What the chart's title calls it.
     pub subject: &'a str,
@@ -36,7 +36,7 @@ pub struct Quality<'a> {
     pub higher_is_better: bool,
 }
 
-pub const PERPLEXITY: Quality<'static> =
+pub(crate) const PERPLEXITY: Quality<'static> =
     Quality { column: "ppl", subject: "Perplexity", label: "perplexity", higher_is_better: false };
 pub const KL: Quality<'static> = Quality {
     column: "kl_mean",
@@ -44,7 +44,7 @@ pub const KL: Quality<'static> = Quality {
     label: "mean KL(full ‖ run) per token, nats",
     higher_is_better: false,
 };
-pub const ACCURACY: Quality<'static> = Quality {
+pub(crate) const ACCURACY: Quality<'static> = Quality {
     column: "accuracy_pct",
     subject: "Passkey retrieval accuracy",
     label: "accuracy (%)",
@@ -119,7 +119,7 @@ fn leave_out_off_scale(mut chart: Chart) -> Chart {
 
 /// The points no other point dominates (at most as many bytes and at least as good, one of
 /// them strictly), by increasing bytes.
-pub fn frontier(points: &[Point], higher_is_better: bool) -> Vec<Point> {
+pub(crate) fn frontier(points: &[Point], higher_is_better: bool) -> Vec<Point> {
     let mut sorted = points.to_vec();
     // Bytes ascending; at equal bytes the best first.
     sorted.sort_by(|a, b| {

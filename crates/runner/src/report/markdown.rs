@@ -10,7 +10,7 @@ use crate::sweep::Workload;
 
 /// The heading: the experiment's name and question (from `experiment.toml` beside the CSVs)
 /// and what the rows ran on.
-pub fn heading(dir: &Path, tables: &[Table]) -> String {
+pub(crate) fn heading(dir: &Path, tables: &[Table]) -> String {
     let (name, question) = question(dir);
     let unique = |col: &str| -> String {
         let set: BTreeSet<&str> = tables
@@ -111,7 +111,7 @@ fn table_head(columns: &[String]) -> String {
 
 /// A row per run: the parameters that vary, then the workload's headline metrics (bytes in
 /// MiB).
-pub fn metrics_table(t: &Table) -> String {
+pub(crate) fn metrics_table(t: &Table) -> String {
     let varying = t.varying();
     let metrics: Vec<&str> =
         headline(t.workload).iter().copied().filter(|m| t.col(m).is_some()).collect();
@@ -140,7 +140,7 @@ pub fn metrics_table(t: &Table) -> String {
 
 /// On backends with a device allocator (cuda, wgpu): what the allocator holds for each cache
 /// beside the bytes the strategy accounts for, and the gap. Empty on CPU backends.
-pub fn device_memory_section(t: &Table) -> String {
+pub(crate) fn device_memory_section(t: &Table) -> String {
     let rows: Vec<&Vec<String>> =
         t.rows.iter().filter(|r| t.num(r, "device_bytes_in_use").is_some()).collect();
     if rows.is_empty() {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::table::Table;
 
 /// What kvlab's numbers say beside the vLLM paper's (Kwon et al., SOSP 2023, Figure 2 and §6).
-pub fn vllm_comparison(t: &Table) -> String {
+pub(crate) fn vllm_comparison(t: &Table) -> String {
     let mut md = String::from("## Comparison with the vLLM paper\n\n");
     md += "The vLLM paper (Kwon et al., SOSP 2023, Figure 2) measured that only 20.4–38.2% of \
            the KV-cache memory held token states in the systems it compared (Orca-like \

@@ -15,7 +15,7 @@ use super::table::Table;
 use crate::csv_sink;
 
 /// The peer file's name inside a results directory.
-pub const LLAMA_CPP_CSV: &str = "peer-llama-cpp.csv";
+pub(crate) const LLAMA_CPP_CSV: &str = "peer-llama-cpp.csv";
 
 /// Perplexities within this relative distance are said to agree (the "about 1%").
 const AGREE: f64 = 0.01;

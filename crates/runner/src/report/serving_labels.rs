@@ -20,13 +20,13 @@ pub(super) const LABELLED: [(&str, Reading); 9] = [
 
 /// A run's legend name: `paged-16`, `reserve-max`, `paged-16 samples shared`,
 /// `paged-16 sink keep 256 compacted`, `paged-16 swap prompt 1024 (gpu)`.
-pub fn policy_label(t: &Table, r: &[String]) -> String {
+pub(crate) fn policy_label(t: &Table, r: &[String]) -> String {
     let col = |c: &str| if t.header.iter().any(|h| h == c) { t.get(r, c) } else { "" };
     named_policy(t.get(r, "policy"), t.get(r, "block_size"), LABELLED.map(|(c, _)| col(c)))
 }
 
 /// A serving table row's first cells: `| model | trace | budget_tokens | run label |`.
-pub fn lead_cells(t: &Table, r: &[String]) -> String {
+pub(crate) fn lead_cells(t: &Table, r: &[String]) -> String {
     format!(
         "| {} | {} | {} | {} |",
         t.get(r, "model"),

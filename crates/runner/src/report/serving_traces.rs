@@ -4,7 +4,7 @@ use super::figure::{Point, Series};
 use super::serving_labels::{LABELLED, named_policy};
 
 /// Whether a series row is wanted, given a reader of its cells by column name.
-pub type RowFilter = dyn Fn(&dyn Fn(&str) -> String) -> bool;
+pub(crate) type RowFilter = dyn Fn(&dyn Fn(&str) -> String) -> bool;
 
 /// `column` × `scale` per iteration, a series per run label, from the side CSV's rows of one
 /// model and budget that `keep` accepts (given a cell reader). `None` when the CSV lacks a

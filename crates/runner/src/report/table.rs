@@ -12,7 +12,7 @@ use crate::csv_sink;
 use crate::sweep::{AXES, Workload};
 
 /// Bytes in a MiB: byte columns are shown in MiB.
-pub const MIB: f64 = 1024.0 * 1024.0;
+pub(crate) const MIB: f64 = 1024.0 * 1024.0;
 
 /// A CSV as read back: header and rows, sorted by parameters.
 #[derive(Debug, Clone)]

@@ -140,12 +140,12 @@ pub struct Metrics {
 crate::metrics_row!(Metrics);
 
 /// The side CSV of per-iteration samples.
-pub const SERIES_FILE: &str = "fragmentation_series.csv";
+pub(crate) const SERIES_FILE: &str = "fragmentation_series.csv";
 
 /// The series CSV's columns: the run's identity, the serving axes that name a run in a legend
 /// (every axis of the workload but the policy and budget, which come first), then one
 /// iteration's sample.
-pub fn series_columns() -> Vec<&'static str> {
+pub(crate) fn series_columns() -> Vec<&'static str> {
     let identity = ["experiment", "run_id", "model", "policy", "block_size", "kv_budget_bytes"];
     let sample = [
         "iteration",
@@ -167,7 +167,7 @@ fn series_axes() -> impl Iterator<Item = &'static str> {
 }
 
 /// Most series rows kept per run (evenly spaced iterations, the last always kept).
-pub const SERIES_POINTS: usize = 400;
+pub(crate) const SERIES_POINTS: usize = 400;
 
 /// Block size of `paged` when `block_size` is not given (vLLM's default).
 pub const DEFAULT_BLOCK_SIZE: usize = kvlab_serving::policy::DEFAULT_BLOCK_SIZE;
@@ -196,7 +196,7 @@ fn eviction(run: &Run, sinks: usize) -> Result<Option<Eviction>> {
 }
 
 /// Whether the experiment runs its schedules through the model (`execute = true`).
-pub fn executes(e: &Experiment) -> bool {
+pub(crate) fn executes(e: &Experiment) -> bool {
     e.file.workload.fragmentation.as_ref().is_some_and(|p| p.execute)
 }
 
@@ -336,7 +336,11 @@ pub fn measure<B: Backend>(
 }
 
 /// Opens the series CSV (`resume` as for the run CSVs: existing rows need it).
-pub fn open_series(dir: &Path, resume: bool, finished: &dyn Fn(&str) -> bool) -> Result<CsvSink> {
+pub(crate) fn open_series(
+    dir: &Path,
+    resume: bool,
+    finished: &dyn Fn(&str) -> bool,
+) -> Result<CsvSink> {
     let header: Vec<String> = series_columns().into_iter().map(String::from).collect();
     let path = dir.join(SERIES_FILE);
     if resume {
@@ -346,7 +350,7 @@ pub fn open_series(dir: &Path, resume: bool, finished: &dyn Fn(&str) -> bool) ->
 }
 
 /// Appends one run's series rows.
-pub fn append_series(
+pub(crate) fn append_series(
     dir: &Path,
     e: &Experiment,
     run: &Run,

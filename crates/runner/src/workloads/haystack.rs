@@ -21,11 +21,11 @@ use serde::Deserialize;
 
 use kvlab_model::tokenizer::Tokenizer;
 
-pub const INTRO: &str = "A pass key (a five-digit number) is hidden inside the text below. Find \
+pub(crate) const INTRO: &str = "A pass key (a five-digit number) is hidden inside the text below. Find \
                          it and memorize it. I will ask you for the pass key.\n\n";
-pub const QUESTION: &str = "\n\nWhat is the pass key? The pass key is";
+pub(crate) const QUESTION: &str = "\n\nWhat is the pass key? The pass key is";
 /// The filler of the original passkey test.
-pub const FILLER: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. \
+pub(crate) const FILLER: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. \
                           There and back again. ";
 
 fn needle(key: u32) -> String {
@@ -194,7 +194,7 @@ impl Haystacks {
 }
 
 /// The first run of ASCII digits in a decoded answer ("" if none).
-pub fn answer_digits(text: &str) -> String {
+pub(crate) fn answer_digits(text: &str) -> String {
     text.chars().skip_while(|c| !c.is_ascii_digit()).take_while(char::is_ascii_digit).collect()
 }
 

@@ -21,7 +21,7 @@ use crate::sweep::Workload;
 
 /// The metric columns of a workload's CSV, after the run columns: its `Metrics` struct's
 /// fields.
-pub fn metric_columns(workload: Workload) -> &'static [&'static str] {
+pub(crate) fn metric_columns(workload: Workload) -> &'static [&'static str] {
     match workload {
         Workload::Walkthrough => walkthrough::Metrics::columns(),
         Workload::Memory => memory::Metrics::columns(),

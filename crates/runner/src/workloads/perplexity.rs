@@ -46,7 +46,7 @@ crate::metrics_row!(Metrics);
 pub use kvlab_model::perplexity::{Perplexity, chunked, streaming};
 
 /// The evaluated token ids: the first `p.tokens` tokens of the corpus.
-pub fn corpus_tokens(
+pub(crate) fn corpus_tokens(
     p: &PerplexityParams,
     seed: u64,
     model: &str,
@@ -104,10 +104,10 @@ pub struct FullCacheRun {
 
 /// The most bytes of reference logits kept in memory (4,096 steps of SmolLM2's 49,152-token
 /// vocabulary are 805 MB); beyond it every run recomputes the reference in lock step.
-pub const RECORD_LIMIT_BYTES: usize = 1 << 30;
+pub(crate) const RECORD_LIMIT_BYTES: usize = 1 << 30;
 
 /// Bytes of the reference logits a streaming run over `tokens` keeps (0 if they do not fit).
-pub fn recorded_bytes(tokens: usize, vocab: usize) -> usize {
+pub(crate) fn recorded_bytes(tokens: usize, vocab: usize) -> usize {
     let bytes = tokens.saturating_sub(1) * vocab * 4;
     if bytes <= RECORD_LIMIT_BYTES { bytes } else { 0 }
 }
@@ -122,7 +122,7 @@ fn is_reference<B: Backend>(ctx: &RunCtx<'_, B>, mode: PplMode) -> bool {
 }
 
 /// Whether [`measure`] needs the checkpoint's own model to compute a reference.
-pub fn needs_native<B: Backend>(ctx: &RunCtx<'_, B>, full: &FullCacheRun) -> bool {
+pub(crate) fn needs_native<B: Backend>(ctx: &RunCtx<'_, B>, full: &FullCacheRun) -> bool {
     let p = params(ctx);
     if is_reference(ctx, p.mode) {
         false
@@ -249,7 +249,7 @@ fn full_cache_perplexity<B: Backend>(
 }
 
 /// `(ppl / reference - 1) · 100`, with -0 written as 0.
-pub fn delta_pct(ppl: f64, reference: f64) -> f64 {
+pub(crate) fn delta_pct(ppl: f64, reference: f64) -> f64 {
     let d = (ppl / reference - 1.0) * 100.0;
     if d.abs() < 5e-7 { 0.0 } else { d }
 }

@@ -228,7 +228,7 @@ fn answer<B: Backend>(
 /// the caches whose kept set follows from positions alone (`None` where attention decides, per
 /// layer and head; a cache that keeps every token holds all of it). The policy says what it
 /// keeps ([`StrategySpec::kept_positions`]).
-pub fn needle_kept_pct(spec: &StrategySpec, seen: usize, case: &Case) -> Option<f64> {
+pub(crate) fn needle_kept_pct(spec: &StrategySpec, seen: usize, case: &Case) -> Option<f64> {
     let needle = &case.needle;
     let kept: Vec<Range<usize>> = spec.kept_positions(seen)?;
     let held: usize =

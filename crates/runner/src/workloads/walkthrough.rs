@@ -97,7 +97,7 @@ pub fn measure<B: Backend>(ctx: &RunCtx<'_, B>) -> Result<(Vec<String>, Metrics)
 }
 
 /// Fails unless every strategy generated `reference`'s tokens.
-pub fn check_same(reference: &(String, String), label: &str, generated: &str) -> Result<()> {
+pub(crate) fn check_same(reference: &(String, String), label: &str, generated: &str) -> Result<()> {
     if reference.1 != generated {
         bail!(
             "walkthrough: '{label}' generated [{generated}] but '{}' generated [{}]: the cache \

@@ -46,5 +46,6 @@ impl Default for Discipline {
 
 impl Discipline {
     /// A rule over positions that keeps text positions and replaces in place.
-    pub const POSITIONAL: Self = Self { positional: true, rope: Rope::Text, evict: Evict::Replace };
+    pub(crate) const POSITIONAL: Self =
+        Self { positional: true, rope: Rope::Text, evict: Evict::Replace };
 }

@@ -10,7 +10,7 @@ use crate::entry::{CACHE_TOKENS, Entry, Holds, Param};
 use crate::error::{SpecError, invalid};
 use crate::spec::StrategySpec;
 
-pub const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Entry = Entry {
     name: "h2o",
     summary: "recent + heavy hitters by accumulated attention, per KV head (H2O, 2023)",
     parameters: &[

@@ -8,7 +8,7 @@ use super::policy::{KeepPolicy, lowest};
 use super::table::SlotTable;
 use crate::entry::{CACHE_TOKENS, Entry, Holds, no_check};
 
-pub const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Entry = Entry {
     name: "key-norm",
     summary: "keep the keys of smallest L2 norm, no attention (Devoto et al., 2024)",
     parameters: &[CACHE_TOKENS],

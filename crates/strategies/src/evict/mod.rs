@@ -14,7 +14,7 @@
 //! (the victim of a full region is picked from what the policy has seen so far), so a step that
 //! cannot get room fails before anything is written.
 
-pub mod discipline;
+pub(crate) mod discipline;
 pub mod policy;
 pub mod table;
 

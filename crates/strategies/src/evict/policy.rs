@@ -115,7 +115,7 @@ impl Shown {
     }
 
     /// Per key: query `q`'s probability averaged over every head.
-    pub fn head_mean(&self, row: usize, q: usize) -> Vec<f32> {
+    pub(crate) fn head_mean(&self, row: usize, q: usize) -> Vec<f32> {
         let mut out = vec![0.0f32; self.keys];
         for head in 0..self.heads {
             out.iter_mut().zip(self.row_of(row, head, q)).for_each(|(o, &p)| *o += p);

@@ -5,7 +5,7 @@
 use super::snapkv::{PARAMETERS, SnapKv, window_fits};
 use crate::entry::{Entry, Holds};
 
-pub const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Entry = Entry {
     name: "pyramidkv",
     summary: "SnapKV with budgets falling from first to last layer (PyramidKV)",
     parameters: &PARAMETERS,

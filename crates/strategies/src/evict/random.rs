@@ -10,7 +10,7 @@ use super::policy::KeepPolicy;
 use super::table::SlotTable;
 use crate::entry::{CACHE_TOKENS, Entry, Holds, no_check};
 
-pub const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Entry = Entry {
     name: "random",
     summary: "evict a random token per KV head, seeded by position (the papers' baseline)",
     parameters: &[CACHE_TOKENS],

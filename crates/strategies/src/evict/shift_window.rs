@@ -10,7 +10,7 @@ use super::policy::KeepPolicy;
 use super::window::newest;
 use crate::entry::{CACHE_TOKENS, Entry, Holds, no_check};
 
-pub const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Entry = Entry {
     name: "shift-window",
     summary: "window kept by shifting the buffer every step (lit-llama roll)",
     parameters: &[CACHE_TOKENS],

@@ -19,7 +19,7 @@ use crate::entry::{CACHE_TOKENS, Entry, Holds, Param};
 use crate::error::{SpecError, invalid};
 use crate::spec::StrategySpec;
 
-pub const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Entry = Entry {
     name: "sink",
     summary: "sink_tokens first + recent tokens, positions in-cache (StreamingLLM)",
     parameters: &[

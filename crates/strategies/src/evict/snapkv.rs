@@ -17,7 +17,7 @@ use crate::entry::{CACHE_TOKENS, Entry, Holds, Param};
 use crate::error::{SpecError, invalid};
 use crate::spec::StrategySpec;
 
-pub const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Entry = Entry {
     name: "snapkv",
     summary: "cut the prompt by its last queries' pooled attention (SnapKV, 2024)",
     parameters: &PARAMETERS,
@@ -29,14 +29,14 @@ pub const ENTRY: Entry = Entry {
 };
 
 /// SnapKV's and PyramidKV's: the prompt's budget, the observation window, the pool's width.
-pub const PARAMETERS: [Param; 3] = [
+pub(crate) const PARAMETERS: [Param; 3] = [
     CACHE_TOKENS,
     Param { key: "window", get: |s| s.window, default: Some("32"), min: 1 },
     Param { key: "kernel", get: |s| s.kernel, default: Some("5"), min: 1 },
 ];
 
 /// The window leaves room to select, and the pool is centred on each key.
-pub fn window_fits(spec: &StrategySpec) -> Result<(), SpecError> {
+pub(crate) fn window_fits(spec: &StrategySpec) -> Result<(), SpecError> {
     let (w, k) = (spec.snap_window(), spec.snap_kernel());
     if let Some(c) = spec.cache_tokens
         && w >= c
@@ -55,7 +55,7 @@ pub fn window_fits(spec: &StrategySpec) -> Result<(), SpecError> {
 
 /// PyramidKV's last layer selects `1 / PYRAMID_BETA` of the mean selected budget
 /// (KVCache-Factory's `beta = 20`).
-pub const PYRAMID_BETA: usize = 20;
+pub(crate) const PYRAMID_BETA: usize = 20;
 
 #[derive(Debug)]
 pub struct SnapKv {
@@ -125,7 +125,7 @@ pub fn pyramid_budgets(layers: usize, cache_tokens: usize, window: usize) -> Vec
 
 /// `x` max-pooled with a window of `kernel` (odd) centred on each element, edges clipped (the
 /// same as PyTorch's `max_pool1d` with `padding = kernel / 2`, stride 1).
-pub fn max_pool(x: &[f32], kernel: usize) -> Vec<f32> {
+pub(crate) fn max_pool(x: &[f32], kernel: usize) -> Vec<f32> {
     let half = kernel / 2;
     (0..x.len())
         .map(|i| {
@@ -137,7 +137,7 @@ pub fn max_pool(x: &[f32], kernel: usize) -> Vec<f32> {
 
 /// The prompt indices SnapKV keeps out of `n`: the `budget - window` best pooled scores of the
 /// first `n - window` keys (ties to the earlier key), ascending, then the window.
-pub fn snap_select(
+pub(crate) fn snap_select(
     scores: &[f32],
     n: usize,
     budget: usize,

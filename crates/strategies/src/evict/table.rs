@@ -7,7 +7,7 @@
 use std::ops::Range;
 
 /// A slot that holds no token.
-pub const EMPTY: usize = usize::MAX;
+pub(crate) const EMPTY: usize = usize::MAX;
 
 #[derive(Debug, Clone)]
 pub struct SlotTable {
@@ -52,7 +52,7 @@ impl SlotTable {
         (region / (self.heads * self.batch), row, head)
     }
 
-    pub fn layer_regions(&self, layer: usize) -> Range<usize> {
+    pub(crate) fn layer_regions(&self, layer: usize) -> Range<usize> {
         let n = self.batch * self.heads;
         layer * n..(layer + 1) * n
     }
@@ -73,7 +73,7 @@ impl SlotTable {
     }
 
     /// Live slot-regions summed over the whole table (for live bytes).
-    pub fn live_total(&self) -> usize {
+    pub(crate) fn live_total(&self) -> usize {
         self.live.iter().map(Vec::len).sum()
     }
 
@@ -97,7 +97,7 @@ impl SlotTable {
     }
 
     /// Slot `slot` is read last (it has just taken the newest token).
-    pub fn move_to_back(&mut self, region: usize, slot: usize) {
+    pub(crate) fn move_to_back(&mut self, region: usize, slot: usize) {
         let live = &mut self.live[region];
         if let Some(i) = live.iter().position(|&s| s == slot) {
             live.remove(i);

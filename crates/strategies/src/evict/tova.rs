@@ -10,7 +10,7 @@ use super::policy::{KeepPolicy, Shown};
 use super::table::SlotTable;
 use crate::entry::{CACHE_TOKENS, Entry, Holds, no_check};
 
-pub const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Entry = Entry {
     name: "tova",
     summary: "evict what the current query attends least, per layer (TOVA, 2024)",
     parameters: &[CACHE_TOKENS],

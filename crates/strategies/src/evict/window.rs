@@ -9,7 +9,7 @@ use super::discipline::Discipline;
 use super::policy::KeepPolicy;
 use crate::entry::{CACHE_TOKENS, Entry, Holds, no_check};
 
-pub const ENTRY: Entry = Entry {
+pub(crate) const ENTRY: Entry = Entry {
     name: "window",
     summary: "rolling buffer of cache_tokens slots written modulo W (Mistral)",
     parameters: &[CACHE_TOKENS],

@@ -29,7 +29,7 @@ impl Codec {
     }
 
     /// Symmetric codes' zero point: `2^(bits-1)`.
-    pub fn mid_code(&self) -> f32 {
+    pub(crate) fn mid_code(&self) -> f32 {
         mid_code(self.bits)
     }
 
@@ -39,13 +39,13 @@ impl Codec {
     }
 
     /// Parameters stored per group: scale, plus the zero point (asymmetric, `q4_1`).
-    pub fn params_per_group(&self) -> usize {
+    pub(crate) fn params_per_group(&self) -> usize {
         if self.scheme.has_zero_point() { 2 } else { 1 }
     }
 
     /// The dtype scales and zero points are stored in: f16 for llama.cpp's block formats
     /// (`ggml_half d`), f32 otherwise.
-    pub fn metadata_dtype(&self) -> DType {
+    pub(crate) fn metadata_dtype(&self) -> DType {
         if self.scheme.is_block_format() { DType::F16 } else { DType::F32 }
     }
 
@@ -105,7 +105,7 @@ impl Codec {
 }
 
 /// A zeroed `u8` tensor (burn's `zeros` would give the backend's default int, i32 on flex).
-pub fn zeros_u8<B: Backend, const D: usize>(
+pub(crate) fn zeros_u8<B: Backend, const D: usize>(
     shape: [usize; D],
     device: &B::Device,
 ) -> Tensor<B, D, Int> {
@@ -113,6 +113,6 @@ pub fn zeros_u8<B: Backend, const D: usize>(
 }
 
 /// Bytes a tensor's buffer holds: elements times its dtype's size (1 for `u8` codes).
-pub fn buffer_bytes(shape: burn::tensor::Shape, dtype: DType) -> usize {
+pub(crate) fn buffer_bytes(shape: burn::tensor::Shape, dtype: DType) -> usize {
     shape.num_elements() * dtype.size()
 }

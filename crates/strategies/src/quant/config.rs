@@ -102,7 +102,7 @@ impl QuantConfig {
     }
 
     /// Whether keys or values group over slots (and so need slot-aligned regions).
-    pub fn has_per_channel(&self) -> bool {
+    pub(crate) fn has_per_channel(&self) -> bool {
         self.key_axis == Axis::PerChannel || self.value_axis == Axis::PerChannel
     }
 

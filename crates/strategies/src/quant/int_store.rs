@@ -78,7 +78,7 @@ impl<B: Backend> QuantStore<B> {
     }
 
     /// Packed code bytes of one slot in all layers (keys and values).
-    pub fn code_bytes_per_slot(&self) -> usize {
+    pub(crate) fn code_bytes_per_slot(&self) -> usize {
         let codec = Codec { bits: self.config.bits, scheme: self.config.scheme };
         2 * self.layers.len() * codec.code_bytes(self.n_kv * self.head_dim)
     }

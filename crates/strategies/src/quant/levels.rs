@@ -15,7 +15,7 @@ pub fn max_code(bits: u8) -> f32 {
 }
 
 /// Symmetric codes' zero point: `2^(bits-1)`.
-pub fn mid_code(bits: u8) -> f32 {
+pub(crate) fn mid_code(bits: u8) -> f32 {
     (1u32 << (bits - 1)) as f32
 }
 

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use super::plane::assign;
 
 #[derive(Debug)]
-pub struct Residual<B: Backend> {
+pub(crate) struct Residual<B: Backend> {
     /// `[capacity, n_kv, head_dim]` keys and values.
     k: Option<Tensor<B, 3>>,
     v: Option<Tensor<B, 3>>,
@@ -42,7 +42,7 @@ impl<B: Backend> Residual<B> {
     }
 
     /// Slots held exact right now.
-    pub fn occupied(&self) -> usize {
+    pub(crate) fn occupied(&self) -> usize {
         self.position.len()
     }
 
@@ -80,7 +80,7 @@ impl<B: Backend> Residual<B> {
 
     /// Replaces the rows of decoded `k`/`v` (read at `slots`) that the ring holds with their
     /// exact values.
-    pub fn overlay(
+    pub(crate) fn overlay(
         &self,
         slots: &[usize],
         k: Tensor<B, 3>,

@@ -19,7 +19,7 @@ const FRAME: u32 = 40 + 24 + 48;
 const LABEL_FONT: u32 = 13;
 const VALUE_FONT: u32 = 12;
 
-pub struct BarPlot<'a> {
+pub(crate) struct BarPlot<'a> {
     chart: &'a Chart,
     /// The x values, each a bar per configuration.
     groups: Vec<f64>,

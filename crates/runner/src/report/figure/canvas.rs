@@ -11,10 +11,11 @@ use plotters::prelude::*;
 pub(super) const WIDTH: u32 = 960;
 
 /// What one drawing body returns, whatever the backend.
-pub type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+pub(crate) type DrawResult<DB> =
+    Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// A picture whose size is known before it is drawn.
-pub trait Figure {
+pub(crate) trait Figure {
     fn size(&self) -> (u32, u32);
     fn render<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB>;
 }

@@ -13,7 +13,7 @@ const TOP: u32 = 48;
 const LEFT: u32 = 120;
 const BOTTOM: u32 = 64;
 
-pub struct Heatmap {
+pub(crate) struct Heatmap {
     pub title: String,
     /// The columns' axis name and labels (left to right).
     pub x: String,

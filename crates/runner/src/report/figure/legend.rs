@@ -20,7 +20,7 @@ const COLUMN_GAP: u32 = 24;
 
 /// How an entry is drawn left of its label.
 #[derive(Debug, Clone, Copy)]
-pub enum Swatch {
+pub(crate) enum Swatch {
     /// A line sample, optionally dashed and with the series' point marker on it.
     Line { color: RGBColor, dashed: bool, marker: Option<Marker> },
     /// A filled block (bars).
@@ -34,7 +34,7 @@ pub struct Entry {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Legend {
+pub(crate) struct Legend {
     pub entries: Vec<Entry>,
 }
 
@@ -50,7 +50,7 @@ impl Legend {
     }
 
     /// The height the entries take on a canvas `width` pixels wide (0 without entries).
-    pub fn height(&self, width: u32) -> u32 {
+    pub(crate) fn height(&self, width: u32) -> u32 {
         self.layout(width).1
     }
 

@@ -9,7 +9,7 @@
 mod bars;
 mod canvas;
 mod chart;
-pub mod heatmap;
+pub(crate) mod heatmap;
 mod legend;
 pub mod stacked;
 mod style;

@@ -10,7 +10,7 @@ use super::style::{FAMILY, text_width, tick};
 const PLOT_HEIGHT: u32 = 560;
 const LABEL_SIZE: u32 = 13;
 
-pub struct StackedBars {
+pub(crate) struct StackedBars {
     pub title: String,
     pub y: String,
     /// The parts' names and colours, bottom first.

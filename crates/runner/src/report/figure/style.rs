@@ -7,7 +7,7 @@ use plotters::style::FontDesc;
 use super::canvas::DrawResult;
 
 /// The font every chart writes with.
-pub const FAMILY: &str = "sans-serif";
+pub(crate) const FAMILY: &str = "sans-serif";
 
 /// Distinct, saturated colours (Tableau 10): none too pale to read on white.
 const PALETTE: [RGBColor; 10] = [
@@ -24,26 +24,26 @@ const PALETTE: [RGBColor; 10] = [
 ];
 
 /// Reference lines drawn from a formula rather than measured.
-pub const REFERENCE: RGBColor = RGBColor(60, 60, 60);
+pub(crate) const REFERENCE: RGBColor = RGBColor(60, 60, 60);
 
 /// The `i`-th series' colour.
-pub fn color(i: usize) -> RGBColor {
+pub(crate) fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-pub fn font(size: u32) -> FontDesc<'static> {
+pub(crate) fn font(size: u32) -> FontDesc<'static> {
     (FAMILY, size).into_font()
 }
 
 /// The rendered width of `text` in `size`-pixel type; a conservative guess where the font
 /// cannot be measured.
-pub fn text_width(text: &str, size: u32) -> u32 {
+pub(crate) fn text_width(text: &str, size: u32) -> u32 {
     font(size).box_size(text).map_or(text.chars().count() as u32 * size * 6 / 10, |(w, _)| w)
 }
 
 /// Point shapes, cycled beside the colours; drawn open, so that coinciding points all show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Marker {
+pub(crate) enum Marker {
     Circle,
     Triangle,
     Square,
@@ -88,7 +88,7 @@ impl Marker {
 }
 
 /// Compact axis and value labels: 0.25, 12, 1.5k, 16k, 3.2M, 1.2e12.
-pub fn tick(v: f64) -> String {
+pub(crate) fn tick(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".into()
@@ -107,7 +107,7 @@ pub fn tick(v: f64) -> String {
 
 /// A measured value written beside its mark: four significant digits below a thousand
 /// (0.01562, 3.75, 26.06, 135), [`tick`]'s form above.
-pub fn value_label(v: f64) -> String {
+pub(crate) fn value_label(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 || !(1e-3..1e3).contains(&a) {
         return tick(v);

@@ -13,7 +13,7 @@ const PLOT_HEIGHT: u32 = 540;
 /// Series with more points than this are traces (a time series): thin lines, no markers.
 const DENSE: usize = 60;
 
-pub struct XyPlot<'a> {
+pub(crate) struct XyPlot<'a> {
     chart: &'a Chart,
     /// Each formula line once: configurations that share a formula share its line.
     expected: Vec<Vec<(f64, f64)>>,

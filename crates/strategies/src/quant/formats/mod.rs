@@ -20,7 +20,7 @@ use super::levels::Quantized;
 pub const BLOCK_VALUES: usize = 32;
 
 /// One format: its name, what it fixes, and its quantizer.
-pub trait Format {
+pub(crate) trait Format {
     /// The name in TOML and CSVs.
     const NAME: &'static str;
     /// The bit width a llama.cpp block format fixes (`None`: any of 8 and 4).
@@ -72,7 +72,7 @@ macro_rules! formats {
             }
 
             /// Whether groups carry a zero point (an offset) beside the scale.
-            pub fn has_zero_point(self) -> bool {
+            pub(crate) fn has_zero_point(self) -> bool {
                 match self {
                     $(Self::$format => <$module::$format as Format>::ZERO_POINT,)*
                 }
@@ -104,12 +104,12 @@ formats![asymmetric::Asymmetric, symmetric::Symmetric, q8_0::Q8_0, q4_0::Q4_0, q
 
 impl Scheme {
     /// Whether this is one of llama.cpp's block formats (group of 32, f16 metadata).
-    pub fn is_block_format(self) -> bool {
+    pub(crate) fn is_block_format(self) -> bool {
         self.fixed_bits().is_some()
     }
 
     /// Whether `bits` may use this scheme.
-    pub fn allows_bits(self, bits: u8) -> bool {
+    pub(crate) fn allows_bits(self, bits: u8) -> bool {
         self.fixed_bits().is_none_or(|b| b == bits)
     }
 }
