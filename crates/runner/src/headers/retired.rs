@@ -108,14 +108,6 @@ pub const RETIRED: &[Retired] = &[
         since: "before the keep-policy strategy keys (bc168dc)",
     },
     Retired {
-        file: "walkthrough.csv",
-        header: "experiment,run_id,git_commit,backend,device,model,strategy,cache_tokens,\
-                 sink_tokens,block_size,bits,group_size,quant_axis,scheme,residual,kv_heads,\
-                 head_reduction,prompt_tokens,steps,generated,kv_tokens,kv_live_bytes,\
-                 formula_bytes",
-        since: "before the keep-policy, rotation and key_order strategy keys",
-    },
-    Retired {
         file: "fragmentation.csv",
         header: "experiment,run_id,git_commit,backend,device,model,policy,block_size,\
                  budget_tokens,budget_bytes,trace_kind,sharing,prompt_tokens,evict,keep_tokens,\
