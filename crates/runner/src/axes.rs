@@ -157,7 +157,7 @@ pub(crate) const AXES: &[Axis] = &[
     axis("block_size", Role::Strategy, ValueKind::Positive, "tokens per block (paged)"),
     // A key another key depends on (bits → group_size, kv_heads → head_reduction) comes first:
     // applicability is asked of the spec built from the keys before it.
-    axis("bits", Role::Strategy, ValueKind::Positive, "KV bits: 8, 4 (quantized) or 32"),
+    axis("bits", Role::Strategy, ValueKind::Positive, "KV bits: 8, 4, 3, 2 (quantized) or 32"),
     axis("group_size", Role::Strategy, ValueKind::Positive, "elements per quantization scale"),
     axis("quant_axis", Role::Strategy, ValueKind::OneOf(&["per-token", "kivi"]), "scale grouping"),
     axis(

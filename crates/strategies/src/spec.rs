@@ -29,7 +29,7 @@ pub struct StrategySpec {
     pub sink_tokens: Option<usize>,
     /// Tokens per block of `paged`.
     pub block_size: Option<usize>,
-    /// KV bits: 8 or 4 quantize the slot store of static, window, shift-window, sink and
+    /// KV bits: 8, 4, 3 or 2 quantize the slot store of static, window, shift-window, sink and
     /// paged; absent (or 32) keeps f32.
     pub bits: Option<u8>,
     /// Elements sharing one scale (default 32).

@@ -11,6 +11,7 @@ use crate::entry::{Holds, PolicyArgs};
 use crate::error::{SpecError, invalid};
 use crate::evict::discipline::Rope;
 use crate::evict::policy::{KeepPolicy, Scope};
+use crate::quant::CODE_BITS;
 use crate::spec::{QUANT_PARAMETERS, StrategySpec};
 
 impl StrategySpec {
@@ -62,8 +63,8 @@ impl StrategySpec {
     /// Rejects impossible parameters, naming the key and value.
     pub fn validate(&self) -> Result<(), SpecError> {
         if let Some(bits) = self.bits {
-            if ![4, 8, 32].contains(&bits) {
-                return Err(invalid("bits", bits, "expected 4, 8 or 32"));
+            if bits != 32 && !CODE_BITS.contains(&bits) {
+                return Err(invalid("bits", bits, "expected 32, 8, 4, 3 or 2"));
             }
             if bits != 32 && !self.stores_slots() {
                 return Err(invalid(

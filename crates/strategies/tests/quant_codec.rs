@@ -1,5 +1,6 @@
 //! Quantization round trips: every decoded value is within half a quantization step of what was
-//! written, for each axis, both schemes and both widths; int4 packing is exact.
+//! written, for each axis, both schemes and every width (8, 4, 3, 2 bits); packing is exact and
+//! takes `bits / 8` bytes per value.
 
 use burn::prelude::*;
 use burn::tensor::DType;
@@ -100,7 +101,7 @@ fn check(bits: u8, scheme: Scheme, key_axis: Axis, value_axis: Axis) {
 
 #[test]
 fn quant_round_trip_within_half_a_step() {
-    for bits in [8, 4] {
+    for bits in [8, 4, 3, 2] {
         for scheme in [Scheme::Asymmetric, Scheme::Symmetric] {
             check(bits, scheme, Axis::PerToken, Axis::PerToken);
             check(bits, scheme, Axis::PerChannel, Axis::PerToken);
@@ -129,6 +130,51 @@ fn quant_int4_packs_two_values_per_byte() {
     let unpacked = codec.unpack(packed);
     assert_eq!(unpacked.dtype(), DType::U8);
     assert_eq!(unpacked.into_data().to_vec::<u8>().unwrap(), codes);
+}
+
+/// Packs `codes` by hand, bit by bit: value `i` takes bits `i·bits ..` of one long
+/// little-endian bit string (what `Codec::pack` does word by word).
+fn pack_by_hand(codes: &[u8], bits: usize) -> Vec<u8> {
+    let mut out = vec![0u8; codes.len() * bits / 8];
+    for (i, &c) in codes.iter().enumerate() {
+        for b in 0..bits {
+            let at = i * bits + b;
+            out[at / 8] |= ((c >> b) & 1) << (at % 8);
+        }
+    }
+    out
+}
+
+/// 3 and 2 bits: every code in every position of a word, packed into exactly `bits / 8` bytes
+/// per value, in the bit order a reference packer written here gives, and back.
+#[test]
+fn quant_low_bit_codes_pack_exactly() {
+    let device = Default::default();
+    for bits in [3u8, 2] {
+        let codec = Codec { bits, scheme: Scheme::Asymmetric };
+        let levels = 1u32 << bits;
+        // Every code at every position of a word (8 values per 3-bit word, 4 per 2-bit).
+        let d = 64;
+        let codes: Vec<u8> = (0..4 * d as u32).map(|i| ((i * 7 + i / 5) % levels) as u8).collect();
+        let t = Tensor::<B, 3, Int>::from_data(
+            TensorData::new(codes.clone(), [4, 1, d]),
+            (&device, DType::U8),
+        );
+        let packed = codec.pack(t);
+        assert_eq!(packed.dtype(), DType::U8);
+        assert_eq!(packed.dims(), [4, 1, d * bits as usize / 8]);
+        let data = packed.clone().into_data();
+        assert_eq!(data.bytes.len(), codes.len() * bits as usize / 8, "int{bits}: bytes");
+        assert_eq!(codec.code_bytes(codes.len()), data.bytes.len());
+        let bytes: Vec<u8> = data.to_vec().unwrap();
+        // Rows are packed separately; each row is a whole number of words.
+        let want: Vec<u8> =
+            codes.chunks(d).flat_map(|row| pack_by_hand(row, bits as usize)).collect();
+        assert_eq!(bytes, want, "int{bits}: bit order");
+        let unpacked = codec.unpack(packed);
+        assert_eq!(unpacked.dtype(), DType::U8);
+        assert_eq!(unpacked.into_data().to_vec::<u8>().unwrap(), codes, "int{bits}: back");
+    }
 }
 
 #[test]

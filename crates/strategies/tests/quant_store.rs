@@ -153,8 +153,13 @@ fn quant_invalid_configs_name_the_key() {
     };
     let new =
         |c: QuantConfig, slots: usize, hd: usize| QuantStore::<B>::new(c, 1, slots, 2, hd, &dev);
-    assert_eq!(key(new(QuantConfig::per_token(3, 8), 8, 16).unwrap_err()), "bits");
-    assert_eq!(key(new(QuantConfig::per_token(2, 8), 8, 16).unwrap_err()), "bits");
+    assert_eq!(key(new(QuantConfig::per_token(5, 8), 8, 16).unwrap_err()), "bits");
+    assert_eq!(key(new(QuantConfig::per_token(1, 8), 8, 16).unwrap_err()), "bits");
+    // 3 bits pack 8 channels into 3 bytes, 2 bits 4 into 1: head_dim must hold whole words.
+    assert_eq!(key(new(QuantConfig::per_token(3, 4), 8, 12).unwrap_err()), "bits");
+    assert_eq!(key(new(QuantConfig::per_token(2, 2), 8, 6).unwrap_err()), "bits");
+    assert!(new(QuantConfig::per_token(3, 8), 8, 16).is_ok());
+    assert!(new(QuantConfig::per_token(2, 2), 8, 4).is_ok());
     assert_eq!(key(new(QuantConfig::per_token(8, 0), 8, 16).unwrap_err()), "group_size");
     assert_eq!(key(new(QuantConfig::per_token(8, 12), 8, 16).unwrap_err()), "group_size");
     assert_eq!(key(new(QuantConfig::per_token(4, 1), 8, 15).unwrap_err()), "bits", "odd head_dim");
@@ -187,6 +192,20 @@ fn quant_memory_equals_closed_form() {
     );
     assert_eq!(store.memory(100).live_bytes, 100 * 2 * 30 * 3 * 64);
     assert_eq!(store.breakdown().total(), 14_745_600);
+
+    // int3 and int2, per-token: 3 bytes per 8 values, 1 byte per 4; the same metadata.
+    for (bits, code_bytes) in [(3, 2 * 30 * 1024 * 3 * 64 * 3 / 8), (2, 2 * 30 * 1024 * 3 * 64 / 4)]
+    {
+        let store =
+            QuantStore::<B>::new(QuantConfig::per_token(bits, g), l, s, h, d, &dev).unwrap();
+        assert_eq!(
+            store.memory(0),
+            StoreMemory { allocated_bytes: code_bytes, live_bytes: 0, metadata_bytes: meta },
+            "int{bits}"
+        );
+        assert_eq!(store.memory(100).live_bytes, 100 * 2 * 30 * 3 * 64 * bits as usize / 8);
+    }
+    assert_eq!(2 * 30 * 1024 * 3 * 64 * 3 / 8, 4_423_680);
 
     // int8 symmetric: scales only.
     let sym = QuantConfig { scheme: Scheme::Symmetric, ..QuantConfig::per_token(8, g) };

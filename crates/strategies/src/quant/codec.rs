@@ -11,7 +11,7 @@
 use burn::prelude::*;
 use burn::tensor::{DType, ElementConversion};
 
-use super::config::Scheme;
+use super::formats::Scheme;
 pub use super::levels::{MIN_SCALE, Quantized};
 use super::levels::{max_code, mid_code};
 
@@ -33,7 +33,8 @@ impl Codec {
         mid_code(self.bits)
     }
 
-    /// Bytes of codes for `values` values (two per byte at 4 bits).
+    /// Bytes of codes for `values` values (`bits / 8` each: two per byte at 4 bits, three
+    /// bytes per eight values at 3).
     pub fn code_bytes(&self, values: usize) -> usize {
         values * self.bits as usize / 8
     }
@@ -79,29 +80,73 @@ impl Codec {
         }
     }
 
-    /// Packs unpacked codes `[n, h, d]` for storage: `[n, h, d]` at 8 bits, `[n, h, d / 2]` at
-    /// 4 bits with channel `2c` in the low nibble and `2c + 1` in the high nibble of byte `c`.
+    /// How codes pack: `(values, bytes)` of one *word*, the fewest whole bytes that hold whole
+    /// codes (`lcm(bits, 8)` bits): 8 bits 1 in 1, 4 bits 2 in 1, 2 bits 4 in 1, 3 bits 8 in 3.
+    /// `head_dim` must be a multiple of `values` ([`super::QuantConfig::validate`]).
+    pub fn word(&self) -> (usize, usize) {
+        let bits = self.bits as usize;
+        let word_bits = bits * 8 / gcd(bits, 8);
+        (word_bits / bits, word_bits / 8)
+    }
+
+    /// Packs unpacked codes `[n, h, d]` for storage, `[n, h, d · bits / 8]`: value `i` of a
+    /// word takes bits `i·bits ..` of the word, whose bytes are stored little-endian. At 4 bits
+    /// channel `2c` is the low nibble and `2c + 1` the high nibble of byte `c`; at 3 bits
+    /// channels `8w .. 8w + 8` fill bytes `3w .. 3w + 3`.
     pub fn pack<B: Backend>(&self, codes: Tensor<B, 3, Int>) -> Tensor<B, 3, Int> {
         if self.bits == 8 {
             return codes;
         }
         let [n, h, d] = codes.dims();
-        let pairs = codes.reshape([n, h, d / 2, 2]);
-        let lo = pairs.clone().slice([0..n, 0..h, 0..d / 2, 0..1]);
-        let hi = pairs.slice([0..n, 0..h, 0..d / 2, 1..2]);
-        lo.bitwise_or(hi.bitwise_left_shift_scalar(4.elem())).reshape([n, h, d / 2])
+        let (per_word, word_bytes) = self.word();
+        let words = d / per_word;
+        // i32 words: a 3-bit word is 24 bits, past a u8's.
+        // [n, h, words, per_word]
+        let c = codes.cast(DType::I32).reshape([n, h, words, per_word]);
+        let code = |i: usize| c.clone().slice([0..n, 0..h, 0..words, i..i + 1]);
+        // [n, h, words, 1]: the codes' bit fields do not overlap, so their sum is their OR.
+        let word = (1..per_word).fold(code(0), |w, i| {
+            w.add(code(i).bitwise_left_shift_scalar(((i * self.bits as usize) as i32).elem()))
+        });
+        let bytes = (0..word_bytes)
+            .map(|j| {
+                word.clone()
+                    .bitwise_right_shift_scalar(((8 * j) as i32).elem())
+                    .bitwise_and_scalar(0xFF.elem())
+            })
+            .collect();
+        Tensor::cat(bytes, 3).reshape([n, h, words * word_bytes]).cast(DType::U8)
     }
 
-    /// Inverse of [`Codec::pack`]: `[n, h, packed]` to one code per value `[n, h, d]`.
+    /// Inverse of [`Codec::pack`]: `[n, h, packed]` to one `u8` code per value `[n, h, d]`.
     pub fn unpack<B: Backend>(&self, packed: Tensor<B, 3, Int>) -> Tensor<B, 3, Int> {
         if self.bits == 8 {
             return packed;
         }
         let [n, h, p] = packed.dims();
-        let lo = packed.clone().bitwise_and_scalar(0x0F.elem()).reshape([n, h, p, 1]);
-        let hi = packed.bitwise_right_shift_scalar(4.elem()).reshape([n, h, p, 1]);
-        Tensor::cat(vec![lo, hi], 3).reshape([n, h, 2 * p])
+        let (per_word, word_bytes) = self.word();
+        let words = p / word_bytes;
+        // [n, h, words, word_bytes]
+        let b = packed.cast(DType::I32).reshape([n, h, words, word_bytes]);
+        let byte = |j: usize| b.clone().slice([0..n, 0..h, 0..words, j..j + 1]);
+        // [n, h, words, 1]
+        let word = (1..word_bytes).fold(byte(0), |w, j| {
+            w.add(byte(j).bitwise_left_shift_scalar(((8 * j) as i32).elem()))
+        });
+        let mask = (1i32 << self.bits) - 1;
+        let codes = (0..per_word)
+            .map(|i| {
+                word.clone()
+                    .bitwise_right_shift_scalar(((i * self.bits as usize) as i32).elem())
+                    .bitwise_and_scalar(mask.elem())
+            })
+            .collect();
+        Tensor::cat(codes, 3).reshape([n, h, words * per_word]).cast(DType::U8)
     }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// A zeroed `u8` tensor (burn's `zeros` would give the backend's default int, i32 on flex).

@@ -5,8 +5,12 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::codec::Codec;
 pub use super::formats::{BLOCK_VALUES, Scheme};
 use crate::error::SpecError;
+
+/// The code widths a store packs exactly (`bits / 8` bytes per value).
+pub const CODE_BITS: [u8; 4] = [8, 4, 3, 2];
 
 /// Which elements share one scale (and zero point).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -44,7 +48,8 @@ impl QuantPreset {
 /// batch of `b` rows that should keep the last `r` tokens of every row exact needs `r · b`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuantConfig {
-    /// 8 (one byte per value) or 4 (two values per byte).
+    /// One of [`CODE_BITS`]: 8 (one byte per value), 4 (two values per byte), 3 (eight values
+    /// in three bytes) or 2 (four values per byte).
     pub bits: u8,
     pub group_size: usize,
     pub key_axis: Axis,
@@ -109,8 +114,8 @@ impl QuantConfig {
     /// Checks what does not depend on where the store is used: bits, group size against
     /// `head_dim`.
     pub fn validate(&self, head_dim: usize) -> Result<(), QuantError> {
-        if self.bits != 4 && self.bits != 8 {
-            return Err(invalid("bits", self.bits, "must be 4 or 8"));
+        if !CODE_BITS.contains(&self.bits) {
+            return Err(invalid("bits", self.bits, "must be 8, 4, 3 or 2"));
         }
         if self.group_size == 0 {
             return Err(invalid("group_size", 0, "must be > 0"));
@@ -133,11 +138,15 @@ impl QuantConfig {
                 format!("scheme = {} has blocks of {BLOCK_VALUES} values", self.scheme),
             ));
         }
-        if self.bits == 4 && !head_dim.is_multiple_of(2) {
+        let (per_word, word_bytes) = Codec { bits: self.bits, scheme: self.scheme }.word();
+        if !head_dim.is_multiple_of(per_word) {
             return Err(invalid(
                 "bits",
-                4,
-                format!("int4 packs channel pairs; head_dim = {head_dim} is odd"),
+                self.bits,
+                format!(
+                    "packs {per_word} channels into {word_bytes} byte(s); head_dim = {head_dim} \
+                     is not a multiple of {per_word}"
+                ),
             ));
         }
         let per_token = self.key_axis == Axis::PerToken || self.value_axis == Axis::PerToken;

@@ -55,7 +55,7 @@ pub fn decode<B: Backend>(
         return None;
     }
     let mut out = vec![0.0f32; values];
-    unpack_into(code_bytes, codec.bits, &mut out);
+    unpack_into(code_bytes, codec, &mut out);
     match (codec.scheme.has_zero_point(), zeros) {
         (true, Some(zeros)) => {
             for ((group, &s), &z) in out.chunks_exact_mut(per).zip(scales).zip(zeros) {
@@ -77,18 +77,22 @@ pub fn decode<B: Backend>(
     Some(Tensor::from_data(TensorData::new(out, [n, h, d]), &codes.device()))
 }
 
-/// One code per value, as f32: bytes at 8 bits; at 4 bits, byte `c`'s low nibble is value `2c`
-/// and its high nibble value `2c + 1` ([`Codec::pack`]'s layout).
-fn unpack_into(codes: &[u8], bits: u8, out: &mut [f32]) {
-    if bits == 8 {
+/// One code per value, as f32, from [`Codec::pack`]'s layout: words of `word_bytes`
+/// little-endian bytes, value `i` of a word in its bits `i·bits ..`.
+fn unpack_into(codes: &[u8], codec: Codec, out: &mut [f32]) {
+    if codec.bits == 8 {
         for (x, &c) in out.iter_mut().zip(codes) {
             *x = c as f32;
         }
         return;
     }
-    for (pair, &c) in out.chunks_exact_mut(2).zip(codes) {
-        pair[0] = (c & 0x0F) as f32;
-        pair[1] = (c >> 4) as f32;
+    let (per_word, word_bytes) = codec.word();
+    let mask = (1u32 << codec.bits) - 1;
+    for (values, bytes) in out.chunks_exact_mut(per_word).zip(codes.chunks_exact(word_bytes)) {
+        let word = bytes.iter().rev().fold(0u32, |w, &b| (w << 8) | u32::from(b));
+        for (i, x) in values.iter_mut().enumerate() {
+            *x = ((word >> (i * codec.bits as usize)) & mask) as f32;
+        }
     }
 }
 
@@ -125,7 +129,7 @@ mod tests {
     #[test]
     fn per_token_groups_decode_to_the_tensor_paths_bits() {
         let (n, h, d, g) = (5, 3, 64, 32);
-        for bits in [8u8, 4] {
+        for bits in [8u8, 4, 3, 2] {
             for scheme in Scheme::ALL.iter().copied().filter(|s| s.allows_bits(bits)) {
                 let codec = Codec { bits, scheme };
                 let q = codec.quantize(values(n, h, d).reshape([n, h, d / g, g]), 3);

@@ -1,4 +1,4 @@
-//! [`QuantStore`]: int8/int4 slots behind the [`SlotStore`] seam, so any strategy can hold
+//! [`QuantStore`]: int8/int4/int3/int2 slots behind the [`SlotStore`] seam, so any strategy can hold
 //! quantized K/V.
 
 use burn::prelude::*;
@@ -29,8 +29,8 @@ pub struct QuantStore<B: Backend> {
 }
 
 impl<B: Backend> QuantStore<B> {
-    /// A store of `n_slots` slots of `[n_kv, head_dim]` per layer. Fails on bits not in {4, 8},
-    /// a zero group size, per-token groups not dividing `head_dim`, int4 with odd `head_dim`,
+    /// A store of `n_slots` slots of `[n_kv, head_dim]` per layer. Fails on bits not in {8, 4, 3, 2},
+    /// a zero group size, per-token groups not dividing `head_dim`, a `head_dim` not a whole number of packed words,
     /// or per-channel groups not dividing `n_slots` (call [`QuantConfig::check_alignment`]
     /// too, with the strategy's slots per row or block size).
     pub fn new(

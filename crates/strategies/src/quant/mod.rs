@@ -1,9 +1,9 @@
-//! The "fewer bits" lever: int8 / int4 K/V as a [`SlotStore`](crate::store::SlotStore), so it
+//! The "fewer bits" lever: int8 / int4 / int3 / int2 K/V as a [`SlotStore`](crate::store::SlotStore), so it
 //! wraps any strategy (static, window, shift-window, sink, paged): strategies decide which slot
 //! holds which token, [`QuantStore`] decides how slots are encoded.
 //!
 //! # Encoding
-//! Group-wise, [symmetric or asymmetric](Scheme), `bits` ∈ {8, 4}. Each of keys and values has
+//! Group-wise, [symmetric or asymmetric](Scheme), `bits` ∈ {8, 4, 3, 2}. Each of keys and values has
 //! its own [`Axis`]:
 //! - [`Axis::PerToken`]: a group is `group_size` consecutive channels of one token's head vector;
 //!   scales per slot `[n_kv, head_dim / group_size]`.
@@ -22,8 +22,10 @@
 //! `cat`, the bitwise ops and `float()`; a float tensor's `.cast(IntDType::U8)` produces them.
 //! The one trap: `Tensor::<B, D, Int>::from_data(data, &device)` converts to the backend's
 //! default int (i32 on flex, 4 bytes), so codes are never built from host data without the
-//! `(device, DType::U8)` option. int4 packs channels `2c` (low nibble) and `2c + 1` (high
-//! nibble) into byte `c`, so it really takes half a byte per value. Scales and zero points are
+//! `(device, DType::U8)` option. Codes pack into words, the fewest whole bytes holding whole
+//! codes: int4 packs channels `2c` (low nibble) and `2c + 1` (high nibble) into byte `c`, int2
+//! four channels per byte, int3 eight channels into three bytes (value `i` of a word in bits
+//! `3i ..` of its little-endian 24 bits), so each really takes `bits / 8` bytes per value. Scales and zero points are
 //! f32 tensors beside the codes. Quantizing (min/max, round, clamp, pack) and decoding run as
 //! tensor ops, never a host round trip (on flex, whose tensors are host memory, decoding is one
 //! fused pass over the codes instead: `flex_decode.rs`, bit-identical); only bookkeeping (which groups are pending, which
@@ -79,5 +81,5 @@ mod plane;
 mod residual;
 
 pub use codec::{Codec, MIN_SCALE, Quantized};
-pub use config::{Axis, QuantConfig, QuantError, QuantPreset, Scheme};
+pub use config::{Axis, CODE_BITS, QuantConfig, QuantError, QuantPreset, Scheme};
 pub use int_store::{QuantMemory, QuantStore};
