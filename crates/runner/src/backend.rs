@@ -54,6 +54,13 @@ impl BackendName {
         }
     }
 
+    /// Whether the backend keeps `u8` tensors, which a quantized store's codes are. cubecl's
+    /// WGSL compiler has no 8-bit integer (it panics on `U8` in a worker thread, and the run
+    /// went on with wrong codes: NaN perplexities, exit 0), so wgpu does not.
+    pub(crate) fn holds_u8(self) -> bool {
+        !matches!(self, Self::Wgpu)
+    }
+
     pub(crate) fn compiled_in(self) -> bool {
         match self {
             Self::Flex | Self::Ndarray => true,

@@ -156,3 +156,31 @@ fn threads_sharing_a_device_get_single_threaded_logits() {
         }
     }
 }
+
+/// A quantized cache is refused on wgpu before anything runs: WGSL has no 8-bit integers, so
+/// its `u8` codes panicked in cubecl's worker thread, and the run went on with wrong
+/// perplexities (NaN at int4 KIVI) and exited 0.
+#[test]
+fn quantized_caches_are_refused_on_wgpu() {
+    let dir = std::env::temp_dir().join(format!("kvlab-wgpu-bits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("bits.toml");
+    std::fs::write(
+        &toml,
+        "[experiment]\nname = \"bits\"\nquestion = \"q\"\nmodel = \"seed-toy\"\n\
+         [sweep]\nstrategy = [\"static\"]\nbits = [32, 4]\ncontext = [16]\n\
+         [workload.memory]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["validate", "--backend", "wgpu"])
+        .arg(&toml)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("bits = 4: backend wgpu cannot hold a quantized cache"), "{text}");
+    assert!(!text.contains("bits = 32"), "f32 runs are fine on wgpu: {text}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -363,6 +363,15 @@ fn check_run(experiment: &Experiment, run: &Run) -> Result<(), String> {
     }
     let spec = run.spec()?;
     spec.validate().map_err(|e| e.to_string())?;
+    if let Some(bits) = spec.bits.filter(|&b| b < 32)
+        && !experiment.backend.holds_u8()
+    {
+        return Err(format!(
+            "bits = {bits}: backend {} cannot hold a quantized cache (its shaders have no 8-bit \
+             integers for the codes); run quantized caches on flex, ndarray or cuda",
+            experiment.backend
+        ));
+    }
     let config = crate::model::config_of(run.model())?;
     if let Some(k) = spec.kv_heads {
         kvlab_strategies::heads::check_kv_heads(config.n_heads, config.n_kv_heads, k)
