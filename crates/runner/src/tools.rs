@@ -176,15 +176,21 @@ fn command_backend(g: &Global) -> Result<BackendName> {
 }
 
 pub(crate) fn generate_command(args: &GenerateArgs, g: &Global) -> Result<()> {
-    let (weights, tokenizer) = load_pretrained(g.model.as_deref(), g.cache_dir.as_deref())?;
-    let prompt = match (&args.prompt, &args.ids, &args.ids_file) {
-        (Some(text), _, _) => tokenizer.encode(text)?,
-        (_, Some(ids), _) => parse_ids(ids)?,
-        (_, _, Some(path)) => parse_ids(
-            &std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?,
-        )?,
+    // Ids are read before the model is loaded, so a bad file costs nothing.
+    let ids = match (&args.prompt, &args.ids, &args.ids_file) {
+        (Some(_), _, _) => None,
+        (_, Some(ids), _) => Some(parse_ids(ids).context("--ids")?),
+        (_, _, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(parse_ids(&text).with_context(|| format!("--ids-file {}", path.display()))?)
+        }
         _ => bail!("generate needs --prompt, --ids or --ids-file"),
+    };
+    let (weights, tokenizer) = load_pretrained(g.model.as_deref(), g.cache_dir.as_deref())?;
+    let prompt = match (ids, &args.prompt) {
+        (Some(ids), _) => ids,
+        (None, text) => tokenizer.encode(text.as_deref().unwrap_or_default())?,
     };
     let backend = command_backend(g)?;
     let report = crate::with_backend!(

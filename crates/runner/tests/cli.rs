@@ -1,5 +1,7 @@
 //! The binary end to end: CLI shape, resume, determinism, reports. Nothing here is timed.
 
+#[path = "cli/bad_ids.rs"]
+mod bad_ids;
 mod common;
 #[path = "cli/missing_gguf.rs"]
 mod missing_gguf;
