@@ -100,9 +100,8 @@ impl Codec {
         let [n, h, d] = codes.dims();
         let (per_word, word_bytes) = self.word();
         let words = d / per_word;
-        // i32 words: a 3-bit word is 24 bits, past a u8's.
         // [n, h, words, per_word]
-        let c = codes.cast(DType::I32).reshape([n, h, words, per_word]);
+        let c = widen(codes, word_bytes).reshape([n, h, words, per_word]);
         let code = |i: usize| c.clone().slice([0..n, 0..h, 0..words, i..i + 1]);
         // [n, h, words, 1]: the codes' bit fields do not overlap, so their sum is their OR.
         let word = (1..per_word).fold(code(0), |w, i| {
@@ -115,7 +114,7 @@ impl Codec {
                     .bitwise_and_scalar(0xFF.elem())
             })
             .collect();
-        Tensor::cat(bytes, 3).reshape([n, h, words * word_bytes]).cast(DType::U8)
+        narrow(Tensor::cat(bytes, 3).reshape([n, h, words * word_bytes]), word_bytes)
     }
 
     /// Inverse of [`Codec::pack`]: `[n, h, packed]` to one `u8` code per value `[n, h, d]`.
@@ -127,7 +126,7 @@ impl Codec {
         let (per_word, word_bytes) = self.word();
         let words = p / word_bytes;
         // [n, h, words, word_bytes]
-        let b = packed.cast(DType::I32).reshape([n, h, words, word_bytes]);
+        let b = widen(packed, word_bytes).reshape([n, h, words, word_bytes]);
         let byte = |j: usize| b.clone().slice([0..n, 0..h, 0..words, j..j + 1]);
         // [n, h, words, 1]
         let word = (1..word_bytes).fold(byte(0), |w, j| {
@@ -141,8 +140,19 @@ impl Codec {
                     .bitwise_and_scalar(mask.elem())
             })
             .collect();
-        Tensor::cat(codes, 3).reshape([n, h, words * per_word]).cast(DType::U8)
+        narrow(Tensor::cat(codes, 3).reshape([n, h, words * per_word]), word_bytes)
     }
+}
+
+/// Words of more than one byte (int3's 24 bits) are built in i32; one-byte words (int4, int2)
+/// stay in `u8`, with no cast on the device.
+fn widen<B: Backend>(x: Tensor<B, 3, Int>, word_bytes: usize) -> Tensor<B, 3, Int> {
+    if word_bytes > 1 { x.cast(DType::I32) } else { x }
+}
+
+/// Back to `u8` codes after [`widen`].
+fn narrow<B: Backend>(x: Tensor<B, 3, Int>, word_bytes: usize) -> Tensor<B, 3, Int> {
+    if word_bytes > 1 { x.cast(DType::U8) } else { x }
 }
 
 fn gcd(a: usize, b: usize) -> usize {
