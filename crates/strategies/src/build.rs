@@ -157,7 +157,7 @@ impl StrategySpec {
         })
     }
 
-    /// The store that encodes slots: f32, or int8/int4 codes.
+    /// The store that encodes slots: f32, or int8/int4/int3/int2 codes.
     fn encoding_store<B: Backend>(
         &self,
         layout: KvLayout,
