@@ -158,6 +158,13 @@ pub(crate) const AXES: &[Axis] = &[
     // A key another key depends on (bits → group_size, kv_heads → head_reduction) comes first:
     // applicability is asked of the spec built from the keys before it.
     axis("bits", Role::Strategy, ValueKind::Positive, "KV bits: 8, 4, 3, 2 (quantized) or 32"),
+    axis("key_bits", Role::Strategy, ValueKind::Positive, "bits of keys alone (overrides bits)"),
+    axis(
+        "value_bits",
+        Role::Strategy,
+        ValueKind::Positive,
+        "bits of values alone (overrides bits)",
+    ),
     axis("group_size", Role::Strategy, ValueKind::Positive, "elements per quantization scale"),
     axis("quant_axis", Role::Strategy, ValueKind::OneOf(&["per-token", "kivi"]), "scale grouping"),
     axis(
@@ -165,6 +172,18 @@ pub(crate) const AXES: &[Axis] = &[
         Role::Strategy,
         ValueKind::Scheme,
         "quant scheme (q8_0/q4_0/q4_1: llama.cpp's block formats, each under its own bits)",
+    ),
+    axis(
+        "key_scheme",
+        Role::Strategy,
+        ValueKind::Scheme,
+        "scheme of keys alone (overrides scheme)",
+    ),
+    axis(
+        "value_scheme",
+        Role::Strategy,
+        ValueKind::Scheme,
+        "scheme of values alone (overrides scheme)",
     ),
     axis("residual", Role::Strategy, ValueKind::NonNegative, "recent tokens kept in f32"),
     axis(

@@ -166,12 +166,15 @@ impl StrategySpec {
         device: &B::Device,
     ) -> Result<Box<dyn SlotStore<B>>, SpecError> {
         let (n, h, d) = (layout.n_layers, layout.n_kv_heads, layout.head_dim);
-        let Some(bits) = self.quant_bits() else {
+        let Some((key_bits, value_bits)) = self.side_bits() else {
             return Ok(Box::new(F32Store::new(n, n_slots, h, d, device)));
         };
         let preset = self.quant_axis.unwrap_or(QuantPreset::PerToken);
-        let mut config = preset.config(bits, self.group_size.unwrap_or(32), 0);
-        config.scheme = self.scheme.unwrap_or(Scheme::Asymmetric);
+        let mut config = preset.config(key_bits, self.group_size.unwrap_or(32), 0);
+        config.values.bits = value_bits;
+        let scheme = self.scheme.unwrap_or(Scheme::Asymmetric);
+        config.keys.scheme = self.key_scheme.unwrap_or(scheme);
+        config.values.scheme = self.value_scheme.unwrap_or(scheme);
         // The store counts residual slots over all rows.
         config.residual = self.residual.unwrap_or(0) * layout.batch;
         config.check_alignment(region)?;

@@ -32,6 +32,11 @@ pub struct StrategySpec {
     /// KV bits: 8, 4, 3 or 2 quantize the slot store of static, window, shift-window, sink and
     /// paged; absent (or 32) keeps f32.
     pub bits: Option<u8>,
+    /// Bits of keys alone, overriding `bits` for them (K8V4: `key_bits = 8`, `value_bits = 4`;
+    /// 32 keeps keys f32 while values are quantized).
+    pub key_bits: Option<u8>,
+    /// Bits of values alone, overriding `bits` for them.
+    pub value_bits: Option<u8>,
     /// Elements sharing one scale (default 32).
     pub group_size: Option<usize>,
     /// Grouping axes: `per-token` for keys and values, or `kivi` (keys per channel).
@@ -39,6 +44,11 @@ pub struct StrategySpec {
     /// `asymmetric` (scale + zero point, the default), `symmetric`, or one of llama.cpp's block
     /// formats `q8_0` (bits = 8), `q4_0`, `q4_1` (bits = 4).
     pub scheme: Option<Scheme>,
+    /// Scheme of keys alone, overriding `scheme` (llama.cpp's `-ctk q8_0 -ctv q4_0` is
+    /// `key_scheme = "q8_0"`, `value_scheme = "q4_0"`).
+    pub key_scheme: Option<Scheme>,
+    /// Scheme of values alone, overriding `scheme`.
+    pub value_scheme: Option<Scheme>,
     /// Most recent tokens per sequence kept in full precision (default 0).
     pub residual: Option<usize>,
     /// `hadamard` rotates every head vector before the store encodes it (default `none`).
@@ -54,8 +64,8 @@ pub struct StrategySpec {
 }
 
 /// Parameters of the bits lever, read only when `bits` quantizes.
-pub(crate) const QUANT_PARAMETERS: [&str; 5] =
-    ["group_size", "quant_axis", "scheme", "residual", "key_order"];
+pub(crate) const QUANT_PARAMETERS: [&str; 7] =
+    ["group_size", "quant_axis", "scheme", "key_scheme", "value_scheme", "residual", "key_order"];
 
 impl StrategySpec {
     pub fn new(kind: StrategyKind) -> Self {
@@ -68,9 +78,13 @@ impl StrategySpec {
             sink_tokens: None,
             block_size: None,
             bits: None,
+            key_bits: None,
+            value_bits: None,
             group_size: None,
             quant_axis: None,
             scheme: None,
+            key_scheme: None,
+            value_scheme: None,
             residual: None,
             rotation: None,
             key_order: None,

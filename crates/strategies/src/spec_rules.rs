@@ -11,7 +11,7 @@ use crate::entry::{Holds, PolicyArgs};
 use crate::error::{SpecError, invalid};
 use crate::evict::discipline::Rope;
 use crate::evict::policy::{KeepPolicy, Scope};
-use crate::quant::CODE_BITS;
+use crate::quant::{CODE_BITS, EXACT_BITS, Scheme};
 use crate::spec::{QUANT_PARAMETERS, StrategySpec};
 
 impl StrategySpec {
@@ -20,9 +20,25 @@ impl StrategySpec {
         !matches!(self.kind.entry().holds, Holds::Nothing | Holds::Concat)
     }
 
-    /// Bits of the store when quantized (`None` for f32).
-    pub(crate) fn quant_bits(&self) -> Option<u8> {
-        self.bits.filter(|&b| b != 32 && self.stores_slots())
+    /// Bits of keys and of values, `(key_bits, value_bits)`, when the store quantizes either
+    /// (`None` for f32): `key_bits` / `value_bits` where set, else `bits`, else 32.
+    pub(crate) fn side_bits(&self) -> Option<(u8, u8)> {
+        let side = |own: Option<u8>| own.or(self.bits).unwrap_or(EXACT_BITS);
+        let (k, v) = (side(self.key_bits), side(self.value_bits));
+        (self.stores_slots() && (k != EXACT_BITS || v != EXACT_BITS)).then_some((k, v))
+    }
+
+    /// The scheme of keys and of values (`key_scheme` / `value_scheme` where set, else
+    /// `scheme`), each with its side's bits, for the quantized sides of a quantized store.
+    pub(crate) fn side_schemes(&self) -> Vec<(&'static str, Scheme, u8)> {
+        let Some((kb, vb)) = self.side_bits() else { return Vec::new() };
+        let key = ("key_scheme", self.key_scheme.or(self.scheme), kb);
+        let value = ("value_scheme", self.value_scheme.or(self.scheme), vb);
+        [key, value]
+            .into_iter()
+            .filter(|&(_, _, bits)| bits != EXACT_BITS)
+            .filter_map(|(name, scheme, bits)| Some((name, scheme?, bits)))
+            .collect()
     }
 
     /// Every parameter this spec reads: the kind's own, `bits` where a slot store exists, the
@@ -30,10 +46,9 @@ impl StrategySpec {
     pub fn applicable(&self) -> Vec<&'static str> {
         let mut keys = self.kind.parameters();
         if self.stores_slots() {
-            keys.push("bits");
-            keys.push("rotation");
+            keys.extend(["bits", "key_bits", "value_bits", "rotation"]);
         }
-        if self.quant_bits().is_some() {
+        if self.side_bits().is_some() {
             keys.extend(QUANT_PARAMETERS);
         }
         keys.push("kv_heads");
@@ -50,37 +65,45 @@ impl StrategySpec {
         self.applicable().into_iter().filter(|&k| k != "head_reduction" || reduces).collect()
     }
 
-    /// Whether two of the keys exclude each other (today: a llama.cpp block format's scheme and
-    /// a different `bits`). A sweep skips such combinations instead of running them: `bits = [8,
-    /// 4]` × `scheme = ["q8_0", "q4_0"]` means q8_0 at 8 bits and q4_0 at 4.
+    /// Whether two of the keys exclude each other (today: a scheme and a side's bits it does
+    /// not allow, as a llama.cpp block format at another width). A sweep skips such
+    /// combinations instead of running them: `bits = [8, 4]` × `scheme = ["q8_0", "q4_0"]`
+    /// means q8_0 at 8 bits and q4_0 at 4.
     pub fn contradicts(&self) -> bool {
-        match (self.scheme, self.quant_bits()) {
-            (Some(scheme), Some(bits)) => !scheme.allows_bits(bits),
-            _ => false,
-        }
+        self.side_schemes().iter().any(|&(_, scheme, bits)| !scheme.allows_bits(bits))
     }
 
     /// Rejects impossible parameters, naming the key and value.
     pub fn validate(&self) -> Result<(), SpecError> {
-        if let Some(bits) = self.bits {
-            if bits != 32 && !CODE_BITS.contains(&bits) {
-                return Err(invalid("bits", bits, "expected 32, 8, 4, 3 or 2"));
+        for (key, bits) in [("bits", self.bits), ("key_bits", self.key_bits)]
+            .into_iter()
+            .chain([("value_bits", self.value_bits)])
+        {
+            let Some(bits) = bits else { continue };
+            if bits != EXACT_BITS && !CODE_BITS.contains(&bits) {
+                return Err(invalid(key, bits, "expected 32, 8, 4, 3 or 2"));
             }
-            if bits != 32 && !self.stores_slots() {
+            if bits != EXACT_BITS && !self.stores_slots() {
                 return Err(invalid(
-                    "bits",
+                    key,
                     bits,
                     format!("'{}' keeps no slot store to quantize", self.kind),
                 ));
             }
         }
-        if let (Some(scheme), Some(bits)) = (self.scheme, self.quant_bits())
-            && !scheme.allows_bits(bits)
+        if let Some(&(key, scheme, bits)) =
+            self.side_schemes().iter().find(|&&(_, scheme, bits)| !scheme.allows_bits(bits))
         {
+            // Where both sides share the scheme, the key the experiment set is `scheme`.
+            let key = if self.key_scheme.is_none() && self.value_scheme.is_none() {
+                "scheme"
+            } else {
+                key
+            };
             return Err(invalid(
-                "scheme",
+                key,
                 scheme,
-                format!("is a {}-bit format; bits = {bits}", scheme.fixed_bits().unwrap_or(0)),
+                format!("allows bits {}; this side has {bits}", scheme.allowed_bits()),
             ));
         }
         if self.kv_heads == Some(0) {

@@ -94,7 +94,7 @@ fn bits_of(scheme: Scheme) -> u8 {
 
 /// Writes `n` tokens of `[h, d]` into a per-token store of `scheme`, reads them back.
 fn round_trip(scheme: Scheme, n: usize, h: usize, d: usize, x: &[f32]) -> Vec<f32> {
-    let config = QuantConfig { scheme, ..QuantConfig::per_token(bits_of(scheme), QK) };
+    let config = QuantConfig::per_token(bits_of(scheme), QK).with_scheme(scheme);
     let mut store = QuantStore::<B>::new(config, 1, n, h, d, &Default::default()).unwrap();
     let t = Tensor::<B, 3>::from_data(TensorData::new(x.to_vec(), [n, h, d]), &Default::default());
     let slots: Vec<usize> = (0..n).collect();
@@ -171,7 +171,7 @@ fn bytes_are_llama_cpp_block_sizes() {
     let (layers, slots, h, d) = (3, 40, 3, 64);
     let blocks_per_plane = layers * slots * h * d / QK;
     for (scheme, block_bytes) in [(Scheme::Q8_0, 34), (Scheme::Q4_0, 18), (Scheme::Q4_1, 20)] {
-        let config = QuantConfig { scheme, ..QuantConfig::per_token(bits_of(scheme), QK) };
+        let config = QuantConfig::per_token(bits_of(scheme), QK).with_scheme(scheme);
         let store = QuantStore::<B>::new(config, layers, slots, h, d, &Default::default()).unwrap();
         let m = store.breakdown();
         assert_eq!(m.code_bytes + m.metadata_bytes, 2 * blocks_per_plane * block_bytes, "{scheme}");
@@ -188,8 +188,8 @@ fn bytes_are_llama_cpp_block_sizes() {
 fn per_channel_blocks_use_the_same_rule_along_slots() {
     // KIVI keys with q4_0: a block is one channel over 32 slots.
     let (n, h, d) = (32, 1, 64);
-    let config = QuantConfig { scheme: Scheme::Q4_0, ..QuantConfig::kivi(4, QK, 0) };
-    assert_eq!(config.key_axis, Axis::PerChannel);
+    let config = QuantConfig::kivi(4, QK, 0).with_scheme(Scheme::Q4_0);
+    assert_eq!(config.keys.axis, Axis::PerChannel);
     let mut store = QuantStore::<B>::new(config, 1, n, h, d, &Default::default()).unwrap();
     let x = values(n * h * d, 3);
     let t = Tensor::<B, 3>::from_data(TensorData::new(x.clone(), [n, h, d]), &Default::default());
@@ -208,10 +208,10 @@ fn per_channel_blocks_use_the_same_rule_along_slots() {
 #[test]
 fn a_format_refuses_other_bits_and_group_sizes() {
     let dev = Default::default();
-    let wrong_bits = QuantConfig { scheme: Scheme::Q8_0, ..QuantConfig::per_token(4, QK) };
+    let wrong_bits = QuantConfig::per_token(4, QK).with_scheme(Scheme::Q8_0);
     let err = SpecError::from(QuantStore::<B>::new(wrong_bits, 1, 32, 1, 64, &dev).unwrap_err());
     assert!(err.to_string().contains("scheme = q8_0"), "{err}");
-    let wrong_group = QuantConfig { scheme: Scheme::Q4_1, ..QuantConfig::per_token(4, 64) };
+    let wrong_group = QuantConfig::per_token(4, 64).with_scheme(Scheme::Q4_1);
     let err = SpecError::from(QuantStore::<B>::new(wrong_group, 1, 32, 1, 64, &dev).unwrap_err());
     assert!(err.to_string().contains("group_size = 64"), "{err}");
 }
@@ -234,7 +234,7 @@ fn interleaved_keys_are_grouped_as_llama_cpp_groups_them() {
     assert_eq!(v.into_data().to_vec::<f32>().unwrap(), x);
     // q4_0: each head's keys are quantized in GGUF order (position 2i + s holds channel
     // s·d/2 + i), values in their own order.
-    let config = QuantConfig { scheme: Scheme::Q4_0, ..QuantConfig::per_token(4, QK) };
+    let config = QuantConfig::per_token(4, QK).with_scheme(Scheme::Q4_0);
     let quant = QuantStore::<B>::new(config, 1, n, h, d, &dev).unwrap();
     let mut store = InterleavedKeys::new(Box::new(quant), d, &dev);
     store.write(0, &slots, t.clone(), t);

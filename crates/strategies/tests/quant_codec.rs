@@ -4,7 +4,7 @@
 
 use burn::prelude::*;
 use burn::tensor::DType;
-use kvlab_strategies::quant::{Axis, Codec, QuantConfig, QuantStore, Scheme};
+use kvlab_strategies::quant::{Axis, Codec, Encoding, QuantConfig, QuantStore, Scheme};
 use kvlab_strategies::store::SlotStore;
 
 type B = burn_flex::Flex;
@@ -56,7 +56,8 @@ fn group_of(axis: Axis, slot: usize, head: usize, ch: usize) -> Vec<usize> {
 /// Writes `SLOTS` tokens (in two calls, so per-channel groups complete across writes), reads
 /// them back and checks each element against its group's step.
 fn check(bits: u8, scheme: Scheme, key_axis: Axis, value_axis: Axis) {
-    let config = QuantConfig { bits, group_size: GROUP, key_axis, value_axis, scheme, residual: 0 };
+    let side = |axis| Encoding { bits, scheme, axis, group_size: GROUP };
+    let config = QuantConfig { keys: side(key_axis), values: side(value_axis), residual: 0 };
     let codec = Codec { bits, scheme };
     let mut store =
         QuantStore::<B>::new(config, 1, SLOTS, N_KV, HEAD_DIM, &Default::default()).unwrap();
@@ -180,7 +181,7 @@ fn quant_low_bit_codes_pack_exactly() {
 #[test]
 fn quant_constant_groups_decode_exactly() {
     for scheme in [Scheme::Asymmetric, Scheme::Symmetric] {
-        let config = QuantConfig { scheme, ..QuantConfig::kivi(4, GROUP, 0) };
+        let config = QuantConfig::kivi(4, GROUP, 0).with_scheme(scheme);
         let mut store =
             QuantStore::<B>::new(config, 1, SLOTS, N_KV, HEAD_DIM, &Default::default()).unwrap();
         let all: Vec<usize> = (0..SLOTS).collect();

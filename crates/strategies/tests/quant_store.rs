@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 use kvlab_strategies::SpecError;
-use kvlab_strategies::quant::{Axis, QuantConfig, QuantStore, Scheme};
+use kvlab_strategies::quant::{Axis, Encoding, QuantConfig, QuantStore, Scheme};
 use kvlab_strategies::store::{SlotStore, StoreMemory};
 
 type B = burn_flex::Flex;
@@ -65,7 +65,10 @@ fn quant_residual_slots_read_bit_exact() {
 fn quant_ring_overwrite_restages_the_group() {
     // A window of 8 slots, per-channel groups of 4 (the `window` strategy's ring).
     let (h, d, g) = (2, 8, 4);
-    let config = QuantConfig { key_axis: Axis::PerChannel, ..QuantConfig::per_token(8, g) };
+    let config = {
+        let c = QuantConfig::per_token(8, g);
+        QuantConfig { keys: Encoding { axis: Axis::PerChannel, ..c.keys }, ..c }
+    };
     let mut store = QuantStore::<B>::new(config, 1, 8, h, d, &Default::default()).unwrap();
     let all: Vec<usize> = (0..8).collect();
     store.write(0, &all[..3], token(3, h, d, 1), token(3, h, d, 2));
@@ -118,7 +121,7 @@ fn quant_move_slots_shifts_the_window() {
         } else {
             // Per-channel keys re-stage: groups are rebuilt from decoded values, each within
             // half a step of them (values span 10.3, a step is 10.3 / (2^bits - 1)).
-            let step = 10.31 / ((1u32 << config.bits) - 1) as f32;
+            let step = 10.31 / ((1u32 << config.keys.bits) - 1) as f32;
             assert!(dk <= step / 2.0 + 1e-5, "{config:?}: re-quantized keys moved with error {dk}");
         }
         // The last residual entries followed their tokens (slot 7 -> 6, ...).
@@ -208,7 +211,7 @@ fn quant_memory_equals_closed_form() {
     assert_eq!(2 * 30 * 1024 * 3 * 64 * 3 / 8, 4_423_680);
 
     // int8 symmetric: scales only.
-    let sym = QuantConfig { scheme: Scheme::Symmetric, ..QuantConfig::per_token(8, g) };
+    let sym = QuantConfig::per_token(8, g).with_scheme(Scheme::Symmetric);
     let store = QuantStore::<B>::new(sym, l, s, h, d, &dev).unwrap();
     assert_eq!(store.memory(0).metadata_bytes, 2 * 30 * 1024 * 3 * 2 * 4);
 
@@ -248,4 +251,78 @@ fn quant_memory_equals_closed_form() {
             metadata_bytes: k_meta + v_meta
         }
     );
+}
+
+#[test]
+fn quant_asymmetric_key_value_bytes_equal_the_formula() {
+    // SmolLM2-135M's K/V shape: 30 layers, 3 kv heads, head_dim 64, 1024 slots, group 32.
+    let (l, s, h, d, g) = (30, 1024, 3, 64, 32);
+    let dev = Default::default();
+    // Per side: codes L·S·H·D·bits/8 (f32: 4 bytes a value), scale + zero per 32 channels
+    // of a slot (none for an f32 side).
+    let side_codes =
+        |bits: usize| if bits == 32 { l * s * h * d * 4 } else { l * s * h * d * bits / 8 };
+    let side_meta = |bits: usize| if bits == 32 { 0 } else { l * s * h * (d / g) * 4 * 2 };
+    for (kb, vb) in [(8u8, 4u8), (4, 2), (4, 4), (2, 4), (8, 3), (4, 32), (32, 2)] {
+        let config = QuantConfig::per_token(kb, g).with_bits(kb, vb);
+        let store = QuantStore::<B>::new(config, l, s, h, d, &dev).unwrap();
+        let (k, v) = (kb as usize, vb as usize);
+        let want = StoreMemory {
+            allocated_bytes: side_codes(k) + side_codes(v),
+            live_bytes: 0,
+            metadata_bytes: side_meta(k) + side_meta(v),
+        };
+        assert_eq!(store.memory(0), want, "K{kb}V{vb}");
+        let per_slot = (side_codes(k) + side_codes(v)) / s;
+        assert_eq!(store.memory(100).live_bytes, 100 * per_slot, "K{kb}V{vb} live");
+    }
+    // K8V4 by hand: 30·1024·3·64 = 5_898_240 values a side; 5_898_240 + 2_949_120 code bytes.
+    let k8v4 = QuantStore::<B>::new(QuantConfig::per_token(8, g).with_bits(8, 4), l, s, h, d, &dev);
+    assert_eq!(k8v4.unwrap().memory(0).allocated_bytes, 8_847_360);
+}
+
+#[test]
+fn quant_each_side_reads_back_in_its_own_encoding() {
+    // K4V32: keys quantized, values exact; K32V2 the other way round.
+    let (n, h, d) = (16, 2, 32);
+    let dev = Default::default();
+    let slots: Vec<usize> = (0..n).collect();
+    let (k, v) = (token(n, h, d, 1), token(n, h, d, 2));
+    let err =
+        |a: Tensor<B, 3>, b: &Tensor<B, 3>| -> f32 { a.sub(b.clone()).abs().max().into_scalar() };
+    for (kb, vb) in [(4u8, 32u8), (32, 2)] {
+        let config = QuantConfig::per_token(kb, 16).with_bits(kb, vb);
+        let mut store = QuantStore::<B>::new(config, 1, n, h, d, &dev).unwrap();
+        store.write(0, &slots, k.clone(), v.clone());
+        let (rk, rv) = store.read(0, &slots);
+        let (ek, ev) = (err(rk, &k), err(rv, &v));
+        assert_eq!(ek == 0.0, kb == 32, "K{kb}V{vb}: key error {ek}");
+        assert_eq!(ev == 0.0, vb == 32, "K{kb}V{vb}: value error {ev}");
+    }
+    // A side's error is its own width's: values at 2 bits err more than keys at 4 on the same data.
+    let config = QuantConfig::per_token(4, 16).with_bits(4, 2);
+    let mut store = QuantStore::<B>::new(config, 1, n, h, d, &dev).unwrap();
+    store.write(0, &slots, k.clone(), k.clone());
+    let (rk, rv) = store.read(0, &slots);
+    assert!(err(rv, &k) > err(rk, &k));
+}
+
+#[test]
+fn quant_side_errors_name_the_side_key() {
+    let dev = Default::default();
+    let key = |c: QuantConfig| match QuantStore::<B>::new(c, 1, 8, 2, 32, &dev) {
+        Err(e) => match SpecError::from(e) {
+            SpecError::Invalid { key, .. } => key,
+            other => panic!("unexpected {other:?}"),
+        },
+        Ok(_) => panic!("accepted"),
+    };
+    assert_eq!(key(QuantConfig::per_token(8, 32).with_bits(5, 8)), "key_bits");
+    assert_eq!(key(QuantConfig::per_token(8, 32).with_bits(8, 5)), "value_bits");
+    let q4_0_values = QuantConfig::per_token(8, 32).with_bits(8, 8);
+    let mixed = QuantConfig {
+        values: kvlab_strategies::quant::Encoding { scheme: Scheme::Q4_0, ..q4_0_values.values },
+        ..q4_0_values
+    };
+    assert_eq!(key(mixed), "value_scheme");
 }

@@ -104,8 +104,7 @@ fn rotation_spreads_outlier_channels_and_cuts_int4_error() {
     // `round(x / scale)` clamped to ±7, or min-max over 15 levels): symmetric 0.24214 plain,
     // 0.01789 rotated; asymmetric 0.04975 and 0.01480.
     let mse = |scheme: Scheme, rotation: Rotation| -> f32 {
-        let mut config = QuantConfig::per_token(4, 32);
-        config.scheme = scheme;
+        let config = QuantConfig::per_token(4, 32).with_scheme(scheme);
         let inner: Box<dyn SlotStore<B>> =
             Box::new(QuantStore::<B>::new(config, 1, n, 1, 64, &device).unwrap());
         let mut store: Box<dyn SlotStore<B>> = match rotation {

@@ -3,16 +3,15 @@
 
 use burn::prelude::*;
 
-use super::codec::Codec;
-use super::config::{Axis, QuantConfig, QuantError};
-use super::plane::Plane;
+use super::config::{Encoding, QuantConfig, QuantError};
 use super::residual::Residual;
+use super::side_plane::SidePlane;
 use crate::store::{SlotStore, StoreMemory};
 
 #[derive(Debug)]
 struct Layer<B: Backend> {
-    k: Plane<B>,
-    v: Plane<B>,
+    k: SidePlane<B>,
+    v: SidePlane<B>,
     residual: Option<Residual<B>>,
 }
 
@@ -43,13 +42,11 @@ impl<B: Backend> QuantStore<B> {
     ) -> Result<Self, QuantError> {
         config.validate(head_dim)?;
         config.check_alignment(n_slots)?;
-        let codec = Codec { bits: config.bits, scheme: config.scheme };
         let shape = [n_slots, n_kv, head_dim];
-        let plane = |axis: Axis| Plane::new(codec, axis, config.group_size, shape, device);
         let layers = (0..n_layers)
             .map(|_| Layer {
-                k: plane(config.key_axis),
-                v: plane(config.value_axis),
+                k: SidePlane::new(&config.keys, shape, device),
+                v: SidePlane::new(&config.values, shape, device),
                 residual: (config.residual > 0)
                     .then(|| Residual::new(config.residual, n_kv, head_dim, device)),
             })
@@ -77,10 +74,18 @@ impl<B: Backend> QuantStore<B> {
         m
     }
 
-    /// Packed code bytes of one slot in all layers (keys and values).
+    /// Bytes of one slot's values in all layers (keys and values): packed codes, or f32 for
+    /// an exact side.
     pub(crate) fn code_bytes_per_slot(&self) -> usize {
-        let codec = Codec { bits: self.config.bits, scheme: self.config.scheme };
-        2 * self.layers.len() * codec.code_bytes(self.n_kv * self.head_dim)
+        let values = self.n_kv * self.head_dim;
+        let side = |e: &Encoding| {
+            if e.is_exact() {
+                values * crate::layout::F32_BYTES
+            } else {
+                e.codec().code_bytes(values)
+            }
+        };
+        self.layers.len() * (side(&self.config.keys) + side(&self.config.values))
     }
 }
 

@@ -79,7 +79,10 @@ mod int_store;
 mod levels;
 mod plane;
 mod residual;
+mod side_plane;
 
 pub use codec::{Codec, MIN_SCALE, Quantized};
-pub use config::{Axis, CODE_BITS, QuantConfig, QuantError, QuantPreset, Scheme};
+pub use config::{
+    Axis, CODE_BITS, EXACT_BITS, Encoding, QuantConfig, QuantError, QuantPreset, Scheme,
+};
 pub use int_store::{QuantMemory, QuantStore};

@@ -109,8 +109,14 @@ impl Scheme {
     }
 
     /// Whether `bits` may use this scheme.
-    pub(crate) fn allows_bits(self, bits: u8) -> bool {
+    pub fn allows_bits(self, bits: u8) -> bool {
         self.fixed_bits().is_none_or(|b| b == bits)
+    }
+
+    /// The widths this scheme allows, for messages (`4`, or `8, 4, 3, 2`).
+    pub fn allowed_bits(self) -> String {
+        let widths = crate::quant::CODE_BITS.iter().filter(|&&b| self.allows_bits(b));
+        widths.map(|b| b.to_string()).collect::<Vec<_>>().join(", ")
     }
 }
 
