@@ -171,7 +171,8 @@ pub(crate) const AXES: &[Axis] = &[
         "scheme",
         Role::Strategy,
         ValueKind::Scheme,
-        "quant scheme (q8_0/q4_0/q4_1: llama.cpp's block formats, each under its own bits)",
+        "quant scheme (q8_0/q4_0/q4_1: llama.cpp's block formats, each under its own bits; \
+         lloyd-max: non-uniform levels for rotated vectors, bits 4/3/2)",
     ),
     axis(
         "key_scheme",

@@ -41,8 +41,9 @@ pub struct StrategySpec {
     pub group_size: Option<usize>,
     /// Grouping axes: `per-token` for keys and values, or `kivi` (keys per channel).
     pub quant_axis: Option<QuantPreset>,
-    /// `asymmetric` (scale + zero point, the default), `symmetric`, or one of llama.cpp's block
-    /// formats `q8_0` (bits = 8), `q4_0`, `q4_1` (bits = 4).
+    /// `asymmetric` (scale + zero point, the default), `symmetric`, one of llama.cpp's block
+    /// formats `q8_0` (bits = 8), `q4_0`, `q4_1` (bits = 4), or `lloyd-max` (a Gaussian
+    /// codebook for rotated vectors; bits 4, 3, 2).
     pub scheme: Option<Scheme>,
     /// Scheme of keys alone, overriding `scheme` (llama.cpp's `-ctk q8_0 -ctv q4_0` is
     /// `key_scheme = "q8_0"`, `value_scheme = "q4_0"`).

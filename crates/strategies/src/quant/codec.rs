@@ -65,6 +65,13 @@ impl Codec {
         self.scheme.quantize(self.bits, x, dim)
     }
 
+    /// A codebook scheme's levels as a tensor on `device` (`None` for evenly spaced codes):
+    /// what a plane holds once and hands to [`Codec::dequantize_with`].
+    pub fn levels_tensor<B: Backend>(&self, device: &B::Device) -> Option<Tensor<B, 1>> {
+        let levels = self.scheme.levels(self.bits)?;
+        Some(Tensor::from_data(TensorData::new(levels.to_vec(), [levels.len()]), device))
+    }
+
     /// Decodes unpacked `codes` with `scale`/`zero` broadcast over them.
     pub fn dequantize<B: Backend, const D: usize>(
         &self,
@@ -72,7 +79,27 @@ impl Codec {
         scale: Tensor<B, D>,
         zero: Option<Tensor<B, D>>,
     ) -> Tensor<B, D> {
-        let c = codes.float();
+        let levels = self.levels_tensor(&codes.device());
+        self.dequantize_with(codes, scale, zero, levels.as_ref())
+    }
+
+    /// [`Codec::dequantize`] with a codebook scheme's levels already on the device.
+    pub fn dequantize_with<B: Backend, const D: usize>(
+        &self,
+        codes: Tensor<B, D, Int>,
+        scale: Tensor<B, D>,
+        zero: Option<Tensor<B, D>>,
+        levels: Option<&Tensor<B, 1>>,
+    ) -> Tensor<B, D> {
+        let c = match levels {
+            // Each code's level: a lookup by index (codes widened from u8 to index them).
+            Some(levels) => {
+                let shape = codes.shape();
+                let index = codes.cast(DType::I32).flatten::<1>(0, D - 1);
+                levels.clone().select(0, index).reshape(shape)
+            }
+            None => codes.float(),
+        };
         match (self.scheme.has_zero_point(), zero) {
             (true, Some(zero)) => c.mul(scale).add(zero),
             (true, None) => unreachable!("{} codes need zero points", self.scheme),

@@ -9,7 +9,7 @@
 //! f32 written once.
 //!
 //! The arithmetic is the tensor path's, operation for operation: `code * scale + zero`
-//! (asymmetric) or `(code - mid) * scale` (symmetric), each rounded to f32 as burn's separate
+//! (asymmetric; a codebook's level in place of the code) or `(code - mid) * scale` (symmetric), each rounded to f32 as burn's separate
 //! `mul` and `add` are, so both paths give identical bits (tested below). Other backends, and
 //! flex tensors in another dtype, take the tensor path ([`decode`] returns `None`).
 
@@ -56,6 +56,13 @@ pub fn decode<B: Backend>(
     }
     let mut out = vec![0.0f32; values];
     unpack_into(code_bytes, codec, &mut out);
+    if let Some(levels) = codec.scheme.levels(codec.bits) {
+        // A codebook's code is an index: its level stands in for it, as the tensor path's
+        // `select` does.
+        for x in out.iter_mut() {
+            *x = levels[*x as usize];
+        }
+    }
     match (codec.scheme.has_zero_point(), zeros) {
         (true, Some(zeros)) => {
             for ((group, &s), &z) in out.chunks_exact_mut(per).zip(scales).zip(zeros) {

@@ -3,8 +3,9 @@
 //! holds which token, [`QuantStore`] decides how slots are encoded.
 //!
 //! # Encoding
-//! Group-wise, [symmetric or asymmetric](Scheme), `bits` ∈ {8, 4, 3, 2}. Each of keys and values has
-//! its own [`Axis`]:
+//! Group-wise, in a [`Scheme`] (symmetric, asymmetric, llama.cpp's block formats, or the
+//! `lloyd-max` codebook of [`codebook`]), `bits` ∈ {8, 4, 3, 2}. Keys and values each have their
+//! own [`Encoding`] — bits, scheme, group and [`Axis`] (a side at 32 bits stays f32):
 //! - [`Axis::PerToken`]: a group is `group_size` consecutive channels of one token's head vector;
 //!   scales per slot `[n_kv, head_dim / group_size]`.
 //! - [`Axis::PerChannel`]: a group is `group_size` consecutive *slots*; each channel of each kv
@@ -71,6 +72,7 @@
 //! [`SlotStore::memory`](crate::store::SlotStore::memory) reports `allocated_bytes` = codes +
 //! staging + residual and `metadata_bytes` = scales + zero points.
 
+pub mod codebook;
 mod codec;
 mod config;
 mod flex_decode;

@@ -42,6 +42,9 @@ pub struct Plane<B: Backend> {
     scale: Chunked<B>,
     /// Same shape as `scale`; absent for the symmetric scheme.
     zero: Option<Chunked<B>>,
+    /// `[2^bits]` f32: a codebook scheme's levels, held once per plane (and counted with its
+    /// metadata); absent for evenly spaced codes.
+    levels: Option<Tensor<B, 1>>,
     /// Per-channel only: pending group -> its `[group, n_kv, head_dim]` f32 values.
     staging: BTreeMap<usize, Tensor<B, 3>>,
     /// Per-channel only, per slot: written since its group was last staged.
@@ -78,6 +81,7 @@ impl<B: Backend> Plane<B> {
             codes,
             scale: meta(),
             zero,
+            levels: codec.levels_tensor(device),
             staging: BTreeMap::new(),
             fresh,
         }
@@ -90,7 +94,8 @@ impl<B: Backend> Plane<B> {
 
     /// Bytes of scales and zero points.
     pub fn metadata_bytes(&self) -> usize {
-        self.scale.bytes() + self.zero.as_ref().map_or(0, |z| z.bytes())
+        let levels = self.levels.as_ref().map_or(0, |l| buffer_bytes(l.shape(), l.dtype()));
+        self.scale.bytes() + self.zero.as_ref().map_or(0, |z| z.bytes()) + levels
     }
 
     /// Bytes of f32 staging held by pending per-channel groups.
@@ -215,14 +220,17 @@ impl<B: Backend> Plane<B> {
         match self.axis {
             Axis::PerToken => {
                 let meta = |t: Tensor<B, 3>| t.reshape([n, h, d / g, 1]);
-                let out = self.codec.dequantize(
+                let out = self.codec.dequantize_with(
                     codes.reshape([n, h, d / g, g]),
                     meta(scale),
                     zero.map(meta),
+                    self.levels.as_ref(),
                 );
                 out.reshape([n, h, d])
             }
-            Axis::PerChannel => self.codec.dequantize(codes, scale, zero),
+            Axis::PerChannel => {
+                self.codec.dequantize_with(codes, scale, zero, self.levels.as_ref())
+            }
         }
     }
 

@@ -23,14 +23,24 @@ pub const BLOCK_VALUES: usize = 32;
 pub(crate) trait Format {
     /// The name in TOML and CSVs.
     const NAME: &'static str;
-    /// The bit width a llama.cpp block format fixes (`None`: any of 8 and 4).
+    /// The bit width a llama.cpp block format fixes (`None`: any of [`crate::quant::CODE_BITS`]
+    /// up to [`Format::MAX_BITS`]).
     const FIXED_BITS: Option<u8> = None;
+    /// The widest code the format takes.
+    const MAX_BITS: u8 = 8;
     /// Whether groups carry a zero point (an offset) beside the scale.
     const ZERO_POINT: bool;
 
     /// The quantization step of a group with this range at `bits`: what `|x - deq(q(x))| <=
     /// step / 2` is measured against.
     fn step(bits: u8, min: f32, max: f32) -> f32;
+
+    /// The value of each code at `bits`, scaled by a group's scale and offset by its zero
+    /// point, for a codebook format; `None` for evenly spaced codes (`code · scale + zero`, or
+    /// `(code - 2^(bits-1)) · scale` without a zero point).
+    fn levels(_bits: u8) -> Option<&'static [f32]> {
+        None
+    }
 
     /// Quantizes `x` at `bits`; every slice along `dim` is one group.
     fn quantize<B: Backend, const D: usize>(
@@ -71,6 +81,20 @@ macro_rules! formats {
                 }
             }
 
+            /// The widest code the scheme takes.
+            pub fn max_bits(self) -> u8 {
+                match self {
+                    $(Self::$format => <$module::$format as Format>::MAX_BITS,)*
+                }
+            }
+
+            /// [`Format::levels`] of this scheme.
+            pub fn levels(self, bits: u8) -> Option<&'static [f32]> {
+                match self {
+                    $(Self::$format => <$module::$format as Format>::levels(bits),)*
+                }
+            }
+
             /// Whether groups carry a zero point (an offset) beside the scale.
             pub(crate) fn has_zero_point(self) -> bool {
                 match self {
@@ -100,7 +124,14 @@ macro_rules! formats {
     };
 }
 
-formats![asymmetric::Asymmetric, symmetric::Symmetric, q8_0::Q8_0, q4_0::Q4_0, q4_1::Q4_1];
+formats![
+    asymmetric::Asymmetric,
+    symmetric::Symmetric,
+    q8_0::Q8_0,
+    q4_0::Q4_0,
+    q4_1::Q4_1,
+    lloyd_max::LloydMax,
+];
 
 impl Scheme {
     /// Whether this is one of llama.cpp's block formats (group of 32, f16 metadata).
@@ -110,7 +141,7 @@ impl Scheme {
 
     /// Whether `bits` may use this scheme.
     pub fn allows_bits(self, bits: u8) -> bool {
-        self.fixed_bits().is_none_or(|b| b == bits)
+        self.fixed_bits().map_or(bits <= self.max_bits(), |b| b == bits)
     }
 
     /// The widths this scheme allows, for messages (`4`, or `8, 4, 3, 2`).
