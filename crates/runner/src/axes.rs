@@ -194,6 +194,12 @@ pub(crate) const AXES: &[Axis] = &[
         "head vectors rotated (in llama.cpp's blocks) before the store encodes them",
     ),
     axis(
+        "rank",
+        Role::Strategy,
+        ValueKind::Positive,
+        "dimensions per KV head a static cache holds (SVD of the K/V projections)",
+    ),
+    axis(
         "key_order",
         Role::Strategy,
         ValueKind::OneOf(&["half-split", "interleaved", "llama-cpp"]),

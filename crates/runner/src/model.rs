@@ -62,6 +62,14 @@ pub(crate) fn check_buildable(spec: &StrategySpec, max_seq: usize) -> Result<(),
     if let Some(k) = spec.kv_heads.filter(|&k| k > 0 && config.n_heads.is_multiple_of(k)) {
         config.n_kv_heads = k;
     }
+    // A low-rank cache takes its bases from the run's model, which is not loaded yet: here its
+    // latent store is checked (a static cache `rank` wide), its rank against the model's
+    // head_dim when the run builds it.
+    spec.validate().map_err(|e| e.to_string())?;
+    if let Some(rank) = spec.rank {
+        config.head_dim = rank;
+    }
+    let spec = StrategySpec { rank: None, ..spec.clone() };
     match spec.build::<burn_flex::Flex>(&config, 1, max_seq.max(1), &burn_flex::FlexDevice) {
         Ok(_) => Ok(()),
         Err(SpecError::Build(msg)) => Err(msg),

@@ -3,7 +3,7 @@
 //! rotated, keys reordered as llama.cpp holds them).
 
 use burn::prelude::*;
-use kvlab_model::{Arch, KvCache, ModelConfig};
+use kvlab_model::{Arch, KvCache, KvProjection, Model, ModelConfig};
 
 use crate::entry::{Holds, PolicyArgs};
 use crate::error::SpecError;
@@ -13,6 +13,7 @@ use crate::key_order::{InterleavedKeys, KeyOrder};
 use crate::kind::StrategyKind;
 use crate::layer_plan::{PlannedCache, split_layers};
 use crate::layout::KvLayout;
+use crate::low_rank::{LowRankBases, LowRankStore};
 use crate::quant::{QuantPreset, QuantStore, Scheme};
 use crate::rotation::{RotatedStore, Rotation};
 use crate::spec::StrategySpec;
@@ -23,6 +24,9 @@ impl StrategySpec {
     /// Builds the cache for `config` through the model's layer plan ([`crate::layer_plan`]): on
     /// a model with sliding-window layers, a rolling window on those and this strategy on the
     /// others; on any other model, this strategy on every layer.
+    ///
+    /// A spec with `rank` needs the model's K/V projections: build it with
+    /// [`StrategySpec::build_for_model`].
     pub fn build<B: Backend>(
         &self,
         config: &ModelConfig,
@@ -30,16 +34,50 @@ impl StrategySpec {
         max_seq: usize,
         device: &B::Device,
     ) -> Result<Box<dyn KvCache<B>>, SpecError> {
+        self.build_with(config, None, batch, max_seq, device)
+    }
+
+    /// [`StrategySpec::build`] for `model`, whose K/V projections a low-rank cache takes its
+    /// bases from (read back from the device only when `rank` is set).
+    pub fn build_for_model<B: Backend>(
+        &self,
+        model: &Model<B>,
+        batch: usize,
+        max_seq: usize,
+        device: &B::Device,
+    ) -> Result<Box<dyn KvCache<B>>, SpecError> {
+        let projections = self.rank.map(|_| model.kv_projections());
+        self.build_with(&model.config, projections.as_deref(), batch, max_seq, device)
+    }
+
+    fn build_with<B: Backend>(
+        &self,
+        config: &ModelConfig,
+        projections: Option<&[KvProjection]>,
+        batch: usize,
+        max_seq: usize,
+        device: &B::Device,
+    ) -> Result<Box<dyn KvCache<B>>, SpecError> {
         if self.key_order == Some(KeyOrder::LlamaCpp) {
             let key_order = Some(KeyOrder::llama_cpp(config.arch.neox_rope));
-            return StrategySpec { key_order, ..self.clone() }
-                .build(config, batch, max_seq, device);
+            return StrategySpec { key_order, ..self.clone() }.build_with(
+                config,
+                projections,
+                batch,
+                max_seq,
+                device,
+            );
         }
         let Some((is_local, window)) =
             split_layers(config).filter(|_| self.kind != StrategyKind::NONE)
         else {
-            return self.build_uniform(config, batch, max_seq, device);
+            return self.build_uniform(config, projections, batch, max_seq, device);
         };
+        if self.rank.is_some() {
+            return Err(SpecError::Build(
+                "rank on a model with sliding-window layers (a layer plan) is not built".into(),
+            ));
+        }
         let n_local = is_local.iter().filter(|&&l| l).count();
         if n_local == config.n_layers {
             return Err(SpecError::Build(
@@ -60,9 +98,9 @@ impl StrategySpec {
         // Each side's cache sees a plain model of its layers (no local layers left to plan).
         let arch = Arch { sliding_window: None, ..config.arch };
         let layers = |n_layers| ModelConfig { n_layers, arch, ..config.clone() };
-        let local = local_window.build_uniform(&layers(n_local), batch, max_seq, device)?;
+        let local = local_window.build_uniform(&layers(n_local), None, batch, max_seq, device)?;
         let global =
-            self.build_uniform(&layers(config.n_layers - n_local), batch, max_seq, device)?;
+            self.build_uniform(&layers(config.n_layers - n_local), None, batch, max_seq, device)?;
         Ok(Box::new(PlannedCache::new(&is_local, slots, local, global)))
     }
 
@@ -70,6 +108,7 @@ impl StrategySpec {
     fn build_uniform<B: Backend>(
         &self,
         config: &ModelConfig,
+        projections: Option<&[KvProjection]>,
         batch: usize,
         max_seq: usize,
         device: &B::Device,
@@ -80,14 +119,31 @@ impl StrategySpec {
         Ok(match self.kind.entry().holds {
             Holds::Nothing => Box::new(NoCache::new(batch)),
             Holds::Concat => Box::new(ConcatCache::<B>::new(layout)),
-            Holds::Static => Box::new(
-                StaticCache::new(
-                    layout,
-                    max_seq,
-                    self.store(layout, batch * max_seq, max_seq, device)?,
-                )
-                .map_err(build)?,
-            ),
+            Holds::Static => match self.rank {
+                None => Box::new(
+                    StaticCache::new(
+                        layout,
+                        max_seq,
+                        self.store(layout, batch * max_seq, max_seq, device)?,
+                    )
+                    .map_err(build)?,
+                ),
+                Some(rank) => {
+                    let store = self.low_rank_store(
+                        layout,
+                        projections,
+                        rank,
+                        batch * max_seq,
+                        max_seq,
+                        device,
+                    )?;
+                    Box::new(
+                        StaticCache::new(layout, max_seq, store)
+                            .map_err(build)?
+                            .with_rope_on_read(),
+                    )
+                }
+            },
             Holds::Paged => {
                 let block = self.block_size.unwrap_or(0);
                 let blocks = PagedCache::<B>::blocks_for(batch, max_seq, block);
@@ -127,6 +183,56 @@ impl StrategySpec {
         let store = self.store(slots, slots.batch * capacity, capacity, device)?;
         EvictingCache::new(layout, capacity, policy, store)
             .map_err(|e| SpecError::Build(e.to_string()))
+    }
+
+    /// A [`LowRankStore`] over the store this spec's bits and rotation make, holding `rank`
+    /// dimensions per head; bases from `projections` (one per layer of `layout`).
+    fn low_rank_store<B: Backend>(
+        &self,
+        layout: KvLayout,
+        projections: Option<&[KvProjection]>,
+        rank: usize,
+        n_slots: usize,
+        region: usize,
+        device: &B::Device,
+    ) -> Result<Box<dyn SlotStore<B>>, SpecError> {
+        let fail =
+            |why: String| Err(SpecError::Invalid { key: "rank", value: rank.to_string(), why });
+        if rank > layout.head_dim {
+            return fail(format!("must be at most head_dim = {}", layout.head_dim));
+        }
+        let Some(projections) = projections else {
+            return Err(SpecError::Build(
+                "rank needs the model's K/V projections (StrategySpec::build_for_model)".into(),
+            ));
+        };
+        if projections.len() != layout.n_layers {
+            return Err(SpecError::Build(format!(
+                "rank: {} layers of projections for a {}-layer cache",
+                projections.len(),
+                layout.n_layers
+            )));
+        }
+        if projections.iter().any(|p| p.k_normed) {
+            return fail(
+                "keys are RMS-normed after their projection on this model (QK-norm): an SVD of \
+                 the projection does not span them"
+                    .into(),
+            );
+        }
+        let latent = KvLayout { head_dim: rank, ..layout };
+        // The latent store's checks speak of its width: say it is the rank's.
+        let inner = self.store(latent, n_slots, region, device).map_err(|e| match e {
+            SpecError::Invalid { key, value, why } => SpecError::Invalid {
+                key,
+                value,
+                why: format!("{why} (with rank = {rank}, the store holds {rank}-dim latents)"),
+            },
+            other => other,
+        })?;
+        let bases =
+            LowRankBases::from_projections(projections, layout.n_kv_heads, layout.head_dim, rank);
+        Ok(Box::new(LowRankStore::new(inner, &bases, device)))
     }
 
     /// The slot store holding `n_slots` slots in every layer; `region` is the slots one

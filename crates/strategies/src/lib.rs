@@ -19,6 +19,7 @@ pub mod key_order;
 pub mod kind;
 pub mod layer_plan;
 pub mod layout;
+pub mod low_rank;
 pub mod none;
 pub mod paged;
 pub mod quant;

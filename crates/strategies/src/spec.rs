@@ -54,6 +54,10 @@ pub struct StrategySpec {
     pub residual: Option<usize>,
     /// `hadamard` rotates every head vector before the store encodes it (default `none`).
     pub rotation: Option<Rotation>,
+    /// Dimensions per KV head the `static` cache holds of each key and value: a projection on
+    /// the top singular vectors of the head's K/V projection ([`crate::low_rank`]); absent (or
+    /// `head_dim`) keeps every dimension.
+    pub rank: Option<usize>,
     /// Channel order of keys in a quantized store: `half-split` (kvlab's, the default) or
     /// `interleaved` (llama.cpp's GGUF order for Llama, so groups hold the channels its groups
     /// hold), or `llama-cpp` (whichever of the two llama.cpp's cache holds for the model).
@@ -88,6 +92,7 @@ impl StrategySpec {
             value_scheme: None,
             residual: None,
             rotation: None,
+            rank: None,
             key_order: None,
             kv_heads: None,
             head_reduction: None,

@@ -20,6 +20,12 @@ impl StrategySpec {
         !matches!(self.kind.entry().holds, Holds::Nothing | Holds::Concat)
     }
 
+    /// Whether the kind's cache can hold low-rank latents: the static cache, which knows every
+    /// slot's position and so can rotate reconstructed keys when they are read.
+    pub(crate) fn holds_low_rank(&self) -> bool {
+        matches!(self.kind.entry().holds, Holds::Static)
+    }
+
     /// Bits of keys and of values, `(key_bits, value_bits)`, when the store quantizes either
     /// (`None` for f32): `key_bits` / `value_bits` where set, else `bits`, else 32.
     pub(crate) fn side_bits(&self) -> Option<(u8, u8)> {
@@ -47,6 +53,9 @@ impl StrategySpec {
         let mut keys = self.kind.parameters();
         if self.stores_slots() {
             keys.extend(["bits", "key_bits", "value_bits", "rotation"]);
+        }
+        if self.holds_low_rank() {
+            keys.push("rank");
         }
         if self.side_bits().is_some() {
             keys.extend(QUANT_PARAMETERS);
@@ -104,6 +113,16 @@ impl StrategySpec {
                 key,
                 scheme,
                 format!("allows bits {}; this side has {bits}", scheme.allowed_bits()),
+            ));
+        }
+        if self.rank == Some(0) {
+            return Err(invalid("rank", 0, "must be > 0"));
+        }
+        if self.rank.is_some() && !self.holds_low_rank() {
+            return Err(invalid(
+                "rank",
+                self.rank.unwrap_or(0),
+                format!("'{}' cannot hold low-rank latents (only static can)", self.kind),
             ));
         }
         if self.kv_heads == Some(0) {

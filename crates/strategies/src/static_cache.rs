@@ -26,6 +26,9 @@ pub struct StaticCache<B: Backend> {
     slots: RowSlots<B>,
     /// Tokens stored per sequence.
     len: usize,
+    /// Keys are stored unrotated and rotated when read (a low-rank store, whose projection
+    /// does not commute with RoPE); otherwise rotated once, when written.
+    rope_on_read: bool,
 }
 
 impl<B: Backend> StaticCache<B> {
@@ -48,7 +51,13 @@ impl<B: Backend> StaticCache<B> {
                 head_dim: layout.head_dim,
             },
             len: 0,
+            rope_on_read: false,
         })
+    }
+
+    /// This cache with keys stored unrotated and rotated at their positions when read.
+    pub fn with_rope_on_read(self) -> Self {
+        Self { rope_on_read: true, ..self }
     }
 }
 
@@ -81,7 +90,8 @@ impl<B: Backend> KvCache<B> for StaticCache<B> {
             )));
         }
         let new: Vec<usize> = (self.len..end).collect();
-        self.slots.write(layer, &new, rope.apply(k, &[self.len]), v);
+        let k = if self.rope_on_read { k } else { rope.apply(k, &[self.len]) };
+        self.slots.write(layer, &new, k, v);
         Ok(())
     }
 
@@ -89,9 +99,15 @@ impl<B: Backend> KvCache<B> for StaticCache<B> {
         &self,
         layer: usize,
         new_tokens: usize,
-        _rope: &RotaryEncoding<B>,
+        rope: &RotaryEncoding<B>,
     ) -> Result<KvView<B>, CacheError> {
-        Ok(self.slots.view_first(layer, self.len + new_tokens))
+        let view = self.slots.view_first(layer, self.len + new_tokens);
+        if !self.rope_on_read {
+            return Ok(view);
+        }
+        // Key j of every row is the row's token j.
+        let (k, v) = view.to_dense();
+        Ok(KvView::dense(rope.apply(k, &[0]), v, view.mask))
     }
 
     fn commit(&mut self, new_tokens: usize) {

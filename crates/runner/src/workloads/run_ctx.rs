@@ -22,6 +22,6 @@ impl<B: Backend> RunCtx<'_, B> {
     /// Builds the run's cache for `batch` rows of at most `max_seq` tokens.
     pub fn cache(&self, batch: usize, max_seq: usize) -> anyhow::Result<Box<dyn KvCache<B>>> {
         let spec = self.run.spec().map_err(anyhow::Error::msg)?;
-        Ok(spec.build::<B>(&self.model.config, batch, max_seq, self.device)?)
+        Ok(spec.build_for_model::<B>(self.model, batch, max_seq, self.device)?)
     }
 }
