@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """llama.cpp as the quant report's peer: perplexity of the same token ids under each KV type.
 
-For every KV-cache type (f32, f16, q8_0, q4_0, q4_1; `type_k = type_v`), with llama.cpp's
+For every KV-cache type (f32, f16, q8_0, q4_0, q4_1 by default; `type_k = type_v`, or keys
+and values apart as `K/V`, e.g. `q8_0/q4_0` for `-ctk q8_0 -ctv q4_0`), with llama.cpp's
 Hadamard rotation of quantized K/V on (its default, `attn_rot_k = attn_rot_v = 1`) and off
 (`LLAMA_ATTN_ROT_DISABLE=1`), this scores the ids `runner tokens EXPERIMENT.toml` prints:
 one forward over all of them with flash attention (which llama.cpp needs for a quantized V
@@ -73,17 +74,23 @@ def mean_nll(logits: np.ndarray, ids: list[int]) -> float:
     return float((logz - target).mean())
 
 
+def split_type(kv_type: str) -> tuple[str, str]:
+    """`q8_0/q4_0` -> (keys' type, values' type); `q4_0` -> both."""
+    k, _, v = kv_type.partition("/")
+    return k, v or k
+
+
 def score(llama_cpp, model: str, ids: list[int], kv_type: str, rotate: bool, threads: int):
-    """All positions' logits of one forward over `ids` with this KV type."""
+    """All positions' logits of one forward over `ids` with this KV type (`K/V` or one type)."""
     if rotate:
         os.environ.pop("LLAMA_ATTN_ROT_DISABLE", None)
     else:
         os.environ["LLAMA_ATTN_ROT_DISABLE"] = "1"
-    ggml_type = getattr(llama_cpp, f"GGML_TYPE_{kv_type.upper()}")
+    type_k, type_v = (getattr(llama_cpp, f"GGML_TYPE_{t.upper()}") for t in split_type(kv_type))
     n = len(ids)
     llm = llama_cpp.Llama(
         model_path=model, n_ctx=n, n_batch=n, n_ubatch=n, logits_all=True, flash_attn=True,
-        type_k=ggml_type, type_v=ggml_type, n_threads=threads, n_threads_batch=threads,
+        type_k=type_k, type_v=type_v, n_threads=threads, n_threads_batch=threads,
         verbose=False, seed=0,
     )
     start = time.perf_counter()
@@ -95,8 +102,16 @@ def score(llama_cpp, model: str, ids: list[int], kv_type: str, rotate: bool, thr
 
 
 def block_bytes(kv_type: str) -> float:
-    """Bytes per stored value of a llama.cpp type (ggml_row_size / values)."""
-    return {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32}[kv_type]
+    """Bytes per stored value of one llama.cpp type (ggml_row_size / values): blocks of 32 with
+    an f16 scale (q4_1, q5_1: and an f16 minimum; q5_*: and 4 bytes of fifth bits)."""
+    return {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32,
+            "iq4_nl": 18 / 32, "q5_0": 22 / 32, "q5_1": 24 / 32}[kv_type]
+
+
+def pair_bytes(kv_type: str) -> float:
+    """Bytes per stored key value plus per value value of a `K/V` (or single) type."""
+    k, v = split_type(kv_type)
+    return block_bytes(k) + block_bytes(v)
 
 
 def main() -> None:
@@ -137,7 +152,7 @@ def main() -> None:
                 "engine": "llama.cpp", "engine_version": f"llama-cpp-python {llama_cpp.__version__}",
                 "kv_type": kv_type, "rotation": rotation, "tokens": len(ids) - 1,
                 "mean_nll": f"{nll:.6f}", "ppl": f"{ppl:.6f}", "ppl_delta_pct": f"{delta:.6f}",
-                "kv_bytes_per_token": f"{2 * args.layers * args.kv_width * block_bytes(kv_type):.0f}",
+                "kv_bytes_per_token": f"{args.layers * args.kv_width * pair_bytes(kv_type):.0f}",
                 "seconds": f"{seconds:.3f}", "cpu": cpu,
             })
     with open(args.out, "w", newline="", encoding="utf-8") as f:

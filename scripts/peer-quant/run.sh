@@ -6,6 +6,7 @@
 #   scripts/peer-quant/run.sh                       # throwaway venv, experiments/quant.toml
 #   scripts/peer-quant/run.sh --venv /tmp/llamavenv # reuse (or create) a venv
 #   options: --experiment FILE  --results DIR  --runner PATH  --threads N
+#            --kv-types LIST   (comma-separated; K/V for keys and values apart, e.g. q8_0/q4_0)
 #
 # Run it after `runner experiments/quant.toml`: a re-run of the experiment replaces
 # results/quant and so drops the peer file (no stale peer row beside new tokens).
@@ -13,7 +14,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-venv="" experiment="$root/experiments/quant.toml" results="" runner="" threads="$(nproc)"
+venv="" experiment="$root/experiments/quant.toml" results="" runner="" threads="$(nproc)" kv_types=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --venv) venv="$2"; shift 2 ;;
@@ -21,7 +22,8 @@ while [ $# -gt 0 ]; do
         --results) results="$2"; shift 2 ;;
         --runner) runner="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --kv-types) kv_types="$2"; shift 2 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "peer-quant: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -54,6 +56,6 @@ if [ -z "$runner" ]; then
 fi
 "$runner" tokens "$experiment" > "$scratch/ids.txt"   # also fetches the GGUF if missing
 "$venv/bin/python" "$here/llama_cpp_ppl.py" --gguf "$gguf" --f32 "$f32" --ids "$scratch/ids.txt" \
-    --threads "$threads" --out "$results/peer-llama-cpp.csv"
+    --threads "$threads" --out "$results/peer-llama-cpp.csv" ${kv_types:+--kv-types "$kv_types"}
 "$runner" report "$results" >/dev/null
 echo "peer-quant: wrote $results/peer-llama-cpp.csv and redrew $results/report.md" >&2

@@ -200,6 +200,12 @@ pub(crate) const AXES: &[Axis] = &[
         "dimensions per KV head a static cache holds (SVD of the K/V projections)",
     ),
     axis(
+        "rank_basis",
+        Role::Strategy,
+        ValueKind::OneOf(&["weights", "calibrated"]),
+        "low-rank bases from the projection weights, or from the model's K/V on calibration text",
+    ),
+    axis(
         "key_order",
         Role::Strategy,
         ValueKind::OneOf(&["half-split", "interleaved", "llama-cpp"]),

@@ -13,7 +13,14 @@ use crate::key_order::{InterleavedKeys, KeyOrder};
 use crate::kind::StrategyKind;
 use crate::layer_plan::{PlannedCache, split_layers};
 use crate::layout::KvLayout;
-use crate::low_rank::{LowRankBases, LowRankStore};
+use crate::low_rank::{LowRankBases, LowRankStore, RankBasis, calibrate};
+
+/// Where a low-rank cache's bases come from: the model's projections (an SVD of each), or
+/// bases already fitted (to calibration text).
+pub(crate) enum BasesSource<'a> {
+    Projections(&'a [KvProjection]),
+    Fitted(LowRankBases),
+}
 use crate::quant::{QuantPreset, QuantStore, Scheme};
 use crate::rotation::{RotatedStore, Rotation};
 use crate::spec::StrategySpec;
@@ -38,22 +45,44 @@ impl StrategySpec {
     }
 
     /// [`StrategySpec::build`] for `model`, whose K/V projections a low-rank cache takes its
-    /// bases from (read back from the device only when `rank` is set).
+    /// bases from (read back from the device only when `rank` is set); `calibration` is the
+    /// text (token ids) `rank_basis = "calibrated"` fits them on.
     pub fn build_for_model<B: Backend>(
         &self,
         model: &Model<B>,
+        calibration: Option<&[u32]>,
         batch: usize,
         max_seq: usize,
         device: &B::Device,
     ) -> Result<Box<dyn KvCache<B>>, SpecError> {
-        let projections = self.rank.map(|_| model.kv_projections());
-        self.build_with(&model.config, projections.as_deref(), batch, max_seq, device)
+        let Some(rank) = self.rank else {
+            return self.build_with(&model.config, None, batch, max_seq, device);
+        };
+        let projections = model.kv_projections();
+        let (n_kv, d) = (model.config.n_kv_heads, model.config.head_dim);
+        let bases = match self.rank_basis.unwrap_or_default() {
+            _ if rank == 0 || rank > d => None,
+            RankBasis::Weights => None,
+            RankBasis::Calibrated => {
+                let ids = calibration.ok_or_else(|| {
+                    SpecError::Build("rank_basis \"calibrated\" needs calibration text".into())
+                })?;
+                let moments = calibrate::moments(model, &projections, ids)
+                    .map_err(|e| SpecError::Build(e.to_string()))?;
+                Some(LowRankBases::from_moments(&moments, &projections, n_kv, d, rank))
+            }
+        };
+        let source = match bases {
+            Some(b) => BasesSource::Fitted(b),
+            None => BasesSource::Projections(&projections),
+        };
+        self.build_with(&model.config, Some(source), batch, max_seq, device)
     }
 
     fn build_with<B: Backend>(
         &self,
         config: &ModelConfig,
-        projections: Option<&[KvProjection]>,
+        projections: Option<BasesSource<'_>>,
         batch: usize,
         max_seq: usize,
         device: &B::Device,
@@ -108,7 +137,7 @@ impl StrategySpec {
     fn build_uniform<B: Backend>(
         &self,
         config: &ModelConfig,
-        projections: Option<&[KvProjection]>,
+        projections: Option<BasesSource<'_>>,
         batch: usize,
         max_seq: usize,
         device: &B::Device,
@@ -190,7 +219,7 @@ impl StrategySpec {
     fn low_rank_store<B: Backend>(
         &self,
         layout: KvLayout,
-        projections: Option<&[KvProjection]>,
+        projections: Option<BasesSource<'_>>,
         rank: usize,
         n_slots: usize,
         region: usize,
@@ -201,25 +230,49 @@ impl StrategySpec {
         if rank > layout.head_dim {
             return fail(format!("must be at most head_dim = {}", layout.head_dim));
         }
-        let Some(projections) = projections else {
+        let Some(source) = projections else {
             return Err(SpecError::Build(
                 "rank needs the model's K/V projections (StrategySpec::build_for_model)".into(),
             ));
         };
-        if projections.len() != layout.n_layers {
+        let layers = match &source {
+            BasesSource::Fitted(bases) => bases.layers.len(),
+            BasesSource::Projections(p) => p.len(),
+        };
+        if layers != layout.n_layers {
             return Err(SpecError::Build(format!(
-                "rank: {} layers of projections for a {}-layer cache",
-                projections.len(),
+                "rank: bases of {layers} layers for a {}-layer cache",
                 layout.n_layers
             )));
         }
+        let projections = match source {
+            BasesSource::Fitted(bases) => {
+                return self.latent_store(layout, &bases, n_slots, region, device);
+            }
+            BasesSource::Projections(p) => p,
+        };
         if projections.iter().any(|p| p.k_normed) {
             return fail(
                 "keys are RMS-normed after their projection on this model (QK-norm): an SVD of \
-                 the projection does not span them"
+                 the projection does not span them (rank_basis = \"calibrated\" does)"
                     .into(),
             );
         }
+        let bases =
+            LowRankBases::from_projections(projections, layout.n_kv_heads, layout.head_dim, rank);
+        self.latent_store(layout, &bases, n_slots, region, device)
+    }
+
+    /// A [`LowRankStore`] with `bases` over the store this spec's bits and rotation make.
+    fn latent_store<B: Backend>(
+        &self,
+        layout: KvLayout,
+        bases: &LowRankBases,
+        n_slots: usize,
+        region: usize,
+        device: &B::Device,
+    ) -> Result<Box<dyn SlotStore<B>>, SpecError> {
+        let rank = bases.rank;
         let latent = KvLayout { head_dim: rank, ..layout };
         // The latent store's checks speak of its width: say it is the rank's.
         let inner = self.store(latent, n_slots, region, device).map_err(|e| match e {
@@ -230,9 +283,7 @@ impl StrategySpec {
             },
             other => other,
         })?;
-        let bases =
-            LowRankBases::from_projections(projections, layout.n_kv_heads, layout.head_dim, rank);
-        Ok(Box::new(LowRankStore::new(inner, &bases, device)))
+        Ok(Box::new(LowRankStore::new(inner, bases, device)))
     }
 
     /// The slot store holding `n_slots` slots in every layer; `region` is the slots one

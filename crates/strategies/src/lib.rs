@@ -40,6 +40,6 @@ pub use kind::StrategyKind;
 pub use layout::KvLayout;
 pub use none::NoCache;
 pub use paged::PagedCache;
-pub use spec::StrategySpec;
+pub use spec::{RankBasis, StrategySpec};
 pub use static_cache::StaticCache;
 pub use store::{F32Store, SlotStore};

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::heads::HeadReduction;
 use crate::key_order::KeyOrder;
 use crate::kind::StrategyKind;
+pub use crate::low_rank::RankBasis;
 use crate::quant::{QuantPreset, Scheme};
 use crate::rotation::Rotation;
 
@@ -58,6 +59,11 @@ pub struct StrategySpec {
     /// the top singular vectors of the head's K/V projection ([`crate::low_rank`]); absent (or
     /// `head_dim`) keeps every dimension.
     pub rank: Option<usize>,
+    /// Where the low-rank bases come from: `weights` (the default: an SVD of each head's K/V
+    /// projection) or `calibrated` (the principal directions of the model's own keys and values
+    /// over calibration text: the projection's SVD whitened by its inputs, as SVD-LLM and Palu
+    /// whiten).
+    pub rank_basis: Option<RankBasis>,
     /// Channel order of keys in a quantized store: `half-split` (kvlab's, the default) or
     /// `interleaved` (llama.cpp's GGUF order for Llama, so groups hold the channels its groups
     /// hold), or `llama-cpp` (whichever of the two llama.cpp's cache holds for the model).
@@ -93,6 +99,7 @@ impl StrategySpec {
             residual: None,
             rotation: None,
             rank: None,
+            rank_basis: None,
             key_order: None,
             kv_heads: None,
             head_reduction: None,

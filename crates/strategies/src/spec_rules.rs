@@ -56,6 +56,9 @@ impl StrategySpec {
         }
         if self.holds_low_rank() {
             keys.push("rank");
+            if self.rank.is_some() {
+                keys.push("rank_basis");
+            }
         }
         if self.side_bits().is_some() {
             keys.extend(QUANT_PARAMETERS);

@@ -114,7 +114,8 @@ fn full_rank_reproduces_the_full_cache() {
         let want =
             decode(&model, static_spec(None).build(&config, 2, 32, &device).unwrap().as_mut());
         let spec = static_spec(Some(config.head_dim));
-        let got = decode(&model, spec.build_for_model(&model, 2, 32, &device).unwrap().as_mut());
+        let got =
+            decode(&model, spec.build_for_model(&model, None, 2, 32, &device).unwrap().as_mut());
         let diff = max_diff(&got, &want);
         assert!(diff <= 1e-4, "{arch}: rank = head_dim, max |Δlogit| {diff}");
     }
@@ -135,8 +136,10 @@ fn lower_rank_equals_the_truncated_projections() {
                 static_spec(None).build(&config, 2, 32, &device).unwrap().as_mut(),
             );
             let spec = static_spec(Some(rank));
-            let got =
-                decode(&model, spec.build_for_model(&model, 2, 32, &device).unwrap().as_mut());
+            let got = decode(
+                &model,
+                spec.build_for_model(&model, None, 2, 32, &device).unwrap().as_mut(),
+            );
             let diff = max_diff(&got, &want);
             assert!(diff <= 1e-4, "{arch}, rank {rank}: max |Δlogit| vs reference {diff}");
             assert!(
@@ -157,7 +160,7 @@ fn low_rank_bytes_are_latents_plus_bases() {
         let bias = if config.arch.qkv_bias { l * 2 * h * d * 4 } else { 0 };
         for bits in [None, Some(8u8)] {
             let spec = StrategySpec { bits, group_size: Some(16), ..static_spec(Some(rank)) };
-            let cache = spec.build_for_model(&model, batch, max_seq, &device).unwrap();
+            let cache = spec.build_for_model(&model, None, batch, max_seq, &device).unwrap();
             let m = cache.memory();
             let slots = batch * max_seq;
             // Latents: r values per head per slot, K and V; f32 or one byte each.
@@ -176,7 +179,7 @@ fn bad_ranks_name_the_key() {
     let device = Default::default();
     let config = ModelConfig::seed_toy();
     let model = Model::<B>::from_weights(&random_weights(&config, 5), &device).unwrap();
-    let key = |spec: StrategySpec| match spec.build_for_model(&model, 1, 16, &device) {
+    let key = |spec: StrategySpec| match spec.build_for_model(&model, None, 1, 16, &device) {
         Err(SpecError::Invalid { key, .. }) => key,
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("accepted"),
@@ -192,6 +195,60 @@ fn bad_ranks_name_the_key() {
     // Keys normed after their projection (Gemma 3's QK-norm) are not in its span.
     let normed = ModelConfig { arch: Arch { qk_norm: true, ..Arch::default() }, ..config.clone() };
     let model = Model::<B>::from_weights(&random_weights(&normed, 5), &device).unwrap();
-    let err = static_spec(Some(8)).build_for_model(&model, 1, 16, &device).err().unwrap();
+    let err = static_spec(Some(8)).build_for_model(&model, None, 1, 16, &device).err().unwrap();
     assert!(matches!(err, SpecError::Invalid { key: "rank", .. }), "{err}");
+}
+
+#[test]
+fn calibrated_bases_at_full_rank_reproduce_the_full_cache_even_with_qk_norm() {
+    let device = Default::default();
+    let window = kvlab_model::SlidingWindow { tokens: 6, global_every: 2, rope_theta: 1_000.0 };
+    let llama = ModelConfig::seed_toy().with_kv_heads(2).unwrap();
+    // Gemma 3's QK-norm (keys normed after the projection) without its sliding-window layers.
+    let normed = Arch { sliding_window: None, ..Arch::gemma3(window) };
+    let calibration: Vec<u32> = (0..40u32).map(|i| (i * 11 + 5) % 100).collect();
+    for (arch, config) in
+        configs().into_iter().chain([("qk-norm", ModelConfig { arch: normed, ..llama })])
+    {
+        let model = Model::<B>::from_weights(&random_weights(&config, 5), &device).unwrap();
+        let want =
+            decode(&model, static_spec(None).build(&config, 2, 32, &device).unwrap().as_mut());
+        let spec = StrategySpec {
+            rank_basis: Some(kvlab_strategies::RankBasis::Calibrated),
+            ..static_spec(Some(config.head_dim))
+        };
+        let got = decode(
+            &model,
+            spec.build_for_model(&model, Some(&calibration), 2, 32, &device).unwrap().as_mut(),
+        );
+        let diff = max_diff(&got, &want);
+        assert!(diff <= 1e-4, "{arch}: calibrated rank = head_dim, max |Δlogit| {diff}");
+        // Without calibration text the spec says what it needs.
+        assert!(matches!(
+            spec.build_for_model(&model, None, 2, 32, &device).err(),
+            Some(SpecError::Build(_))
+        ));
+    }
+}
+
+#[test]
+fn calibrated_bases_are_the_top_eigenvectors_of_the_moments() {
+    use kvlab_strategies::low_rank::LowRankBases;
+    use kvlab_strategies::low_rank::calibrate::LayerMoments;
+    // One head of 4 dims whose second moments are diagonal, largest on dims 2 then 0: the
+    // rank-2 basis is those two coordinate vectors, largest first (up to sign).
+    let (d, rank) = (4, 2);
+    let mut m = vec![0.0f64; d * d];
+    for (i, e) in [5.0, 1.0, 9.0, 0.5].into_iter().enumerate() {
+        m[i * d + i] = e;
+    }
+    let config = ModelConfig { n_layers: 1, ..ModelConfig::seed_toy() };
+    let model = Model::<B>::from_weights(&random_weights(&config, 5), &Default::default()).unwrap();
+    let projections = model.kv_projections();
+    let moments = [LayerMoments { k: m.clone(), v: m }];
+    let bases = LowRankBases::from_moments(&moments, &projections, 1, d, rank);
+    let basis = &bases.layers[0].k; // [d, rank] row-major
+    let column = |c: usize| -> Vec<f32> { (0..d).map(|i| basis[i * rank + c].abs()).collect() };
+    assert_eq!(column(0), [0.0, 0.0, 1.0, 0.0]);
+    assert_eq!(column(1), [1.0, 0.0, 0.0, 0.0]);
 }

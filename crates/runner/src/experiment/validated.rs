@@ -29,6 +29,11 @@ impl Experiment {
         self.file.experiment.seed
     }
 
+    /// Where the experiment's weights come from.
+    pub fn weights(&self) -> crate::model::Weights {
+        self.file.experiment.weights
+    }
+
     /// The workloads this experiment configures, in run order.
     pub fn workloads(&self) -> Vec<Workload> {
         let w = &self.file.workload;

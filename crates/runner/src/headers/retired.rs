@@ -133,6 +133,43 @@ pub const RETIRED: &[Retired] = &[
                  stranded_blocks",
         since: "before the serving workload's attention axis (c8c6774)",
     },
+    Retired {
+        file: "memory.csv",
+        header: "experiment,run_id,git_commit,backend,device,model,strategy,cache_tokens,\
+                 sink_tokens,recent,window,kernel,block_size,bits,group_size,quant_axis,scheme,\
+                 residual,rotation,key_order,kv_heads,head_reduction,batch,context,kv_tokens,\
+                 kv_allocated_bytes,kv_live_bytes,kv_metadata_bytes,formula_bytes,\
+                 plan_formula_bytes,bytes_per_token,formula_bytes_per_token,process_peak_bytes,\
+                 device_bytes_in_use,device_bytes_reserved",
+        since: "before the key_bits, value_bits, key_scheme, value_scheme (2e9461d) and rank (1b527e1) strategy keys",
+    },
+    Retired {
+        file: "throughput.csv",
+        header: "experiment,run_id,git_commit,backend,device,model,strategy,cache_tokens,\
+                 sink_tokens,recent,window,kernel,block_size,bits,group_size,quant_axis,scheme,\
+                 residual,rotation,key_order,kv_heads,head_reduction,batch,key_bucket,attention,\
+                 context,decode_tokens,repeats,prefill_tok_per_s,decode_tok_per_s,ms_per_token_p50,\
+                 ms_per_token_p90,key_bucket_used,first_step_ms",
+        since: "before the key_bits, value_bits, key_scheme, value_scheme (2e9461d) and rank (1b527e1) strategy keys",
+    },
+    Retired {
+        file: "perplexity.csv",
+        header: "experiment,run_id,git_commit,backend,device,model,strategy,cache_tokens,\
+                 sink_tokens,recent,window,kernel,block_size,bits,group_size,quant_axis,scheme,\
+                 residual,rotation,key_order,kv_heads,head_reduction,mode,chunk,corpus,tokens,\
+                 mean_nll,ppl,ppl_delta_pct,kl_mean,kl_p99,kl_max,top1_agree_pct,\
+                 kv_allocated_bytes,kv_live_bytes",
+        since: "before the key_bits, value_bits, key_scheme, value_scheme (2e9461d) and rank (1b527e1) strategy keys",
+    },
+    Retired {
+        file: "retrieval.csv",
+        header: "experiment,run_id,git_commit,backend,device,model,strategy,cache_tokens,\
+                 sink_tokens,recent,window,kernel,block_size,bits,group_size,quant_axis,scheme,\
+                 residual,rotation,key_order,kv_heads,head_reduction,context,question,haystack,\
+                 corpus,cases,correct,accuracy_pct,needle_kept_pct,prefill_tokens,prefill_s,\
+                 prefill_tok_per_s,kv_allocated_bytes,kv_live_bytes",
+        since: "before the key_bits, value_bits, key_scheme, value_scheme (2e9461d) and rank (1b527e1) strategy keys",
+    },
 ];
 
 /// The older version `header` of `file` is, if it is one.

@@ -9,9 +9,14 @@
 //!   from one drawing body per kind of chart);
 //! - `fragmentation` and `papers`: the serving simulation's own sections;
 //! - `rotation` and `peers`: the quant sections (rotation on/off; llama.cpp on the same tokens);
+//! - `bits_budget` and `bits_sides`: configurations at a byte budget (best at 25/15/10% of the
+//!   f32 bytes, Pareto charts) and which of keys and values tolerates fewer bits;
 //! - `retrieval`: the passkey section (ceiling, heatmaps, failures and why);
 //! - `claims`: "does it hold on every model?" for experiments over several models.
 
+mod bits_budget;
+mod bits_names;
+mod bits_sides;
 mod charts;
 mod claims;
 mod eviction;
@@ -123,6 +128,17 @@ fn report_one(dir: &Path) -> Result<Vec<PathBuf>> {
                  frontier joins those no other configuration beats with fewer KV bytes.\n\n\
                  {section}"
             );
+        }
+        if let Some(m) = tables.iter().find(|t| t.workload == Workload::Memory) {
+            for model in &models {
+                let suffix =
+                    if models.len() > 1 { format!("_{}", slug(model)) } else { String::new() };
+                let (one, mem) = (p.only_model(model), m.only_model(model));
+                md += &bits_budget::section(&one, &mem, model, &suffix, &charts, &mut written)?;
+            }
+        }
+        for model in &models {
+            md += &bits_sides::section(&p.only_model(model), model);
         }
         md += &rotation::section(p);
         md += &eviction::section(p);

@@ -69,21 +69,31 @@ fn read_peer(path: &Path) -> Result<Vec<PeerRow>> {
         .collect()
 }
 
-/// kvlab's `(ppl, ppl_delta_pct)` for a llama.cpp KV type and rotation with keys in `order`:
-/// `concat` for f32, the static per-token run of the same block format otherwise (`None` for
-/// f16, which kvlab lacks, or an order the sweep did not run). Runs without a `key_order`
-/// column or value are half-split, kvlab's default.
+/// kvlab's `(ppl, ppl_delta_pct)` for a llama.cpp KV type (`q4_0`, or `q8_0/q4_0` for keys and
+/// values apart) and rotation with keys in `order`: for f32 the full cache (`concat`, or a
+/// static f32 store), otherwise the static per-token run whose keys and values are in the same
+/// block formats (`None` for f16 and the types kvlab lacks, or an order the sweep did not
+/// run). Runs without a `key_order` column or value are half-split, kvlab's default.
 fn kvlab_twin(t: &Table, kv_type: &str, rotation: &str, order: &str) -> Option<(f64, f64)> {
+    let (key_type, value_type) = kv_type.split_once('/').unwrap_or((kv_type, kv_type));
     let row = t.rows.iter().find(|row| {
         if kv_type == "f32" {
-            return t.get(row, "strategy") == "concat";
+            return t.get(row, "strategy") == "concat"
+                || t.get(row, "strategy") == "static"
+                    && t.get(row, "bits") == "32"
+                    && ["key_bits", "value_bits", "rank"].iter().all(|k| t.get(row, k).is_empty());
         }
         let key_order = match t.get(row, "key_order") {
             "" => "half-split",
             o => o,
         };
+        let side = |key: &str| match t.get(row, key) {
+            "" => t.get(row, "scheme"),
+            s => s,
+        };
         t.get(row, "strategy") == "static"
-            && t.get(row, "scheme") == kv_type
+            && side("key_scheme") == key_type
+            && side("value_scheme") == value_type
             && t.get(row, "quant_axis") == "per-token"
             && t.get(row, "group_size") == "32"
             && matches!(t.get(row, "residual"), "" | "0")
@@ -112,7 +122,9 @@ fn delta_cell(twin: Option<(f64, f64)>) -> String {
 /// sweeps a llama.cpp format but the file is absent; nothing otherwise.
 pub fn section(dir: &Path, t: &Table) -> Result<String> {
     let path = dir.join(LLAMA_CPP_CSV);
-    let sweeps_formats = t.rows.iter().any(|r| t.get(r, "scheme").starts_with('q'));
+    let sweeps_formats = t.rows.iter().any(|r| {
+        ["scheme", "key_scheme", "value_scheme"].iter().any(|k| t.get(r, k).starts_with('q'))
+    });
     if !path.is_file() {
         if !sweeps_formats {
             return Ok(String::new());
@@ -129,14 +141,15 @@ pub fn section(dir: &Path, t: &Table) -> Result<String> {
     let _ = writeln!(
         md,
         "llama.cpp ({}, CPU: {}) scored the same {} predicted tokens with an F32 copy of the same \
-         GGUF, one forward with flash attention, `type_k = type_v` = the KV type; its Hadamard \
-         rotation of quantized K/V is its default (`attn_rot_k = attn_rot_v = 1`) and was turned \
-         off with `LLAMA_ATTN_ROT_DISABLE=1` for the `none` rows. Each engine's change is against \
-         its own full-precision cache (kvlab: `concat`; llama.cpp: `f32`). kvlab's rows are the \
-         static cache with per-token blocks of 32 and no residual, in the same format, with keys \
-         grouped in kvlab's channel order (`half-split`) and in llama.cpp's (`interleaved`, the \
-         GGUF order its K cache keeps); the last column compares like with like (interleaved \
-         where run).\n",
+         GGUF, one forward with flash attention, `type_k = type_v` = the KV type (`K/V`: keys and \
+         values apart, `-ctk K -ctv V`); its Hadamard rotation of quantized K/V is its default \
+         (`attn_rot_k = attn_rot_v = 1`) and was turned off with `LLAMA_ATTN_ROT_DISABLE=1` for \
+         the `none` rows. Each engine's change is against its own full-precision cache (kvlab: \
+         `concat` or the static f32 store; llama.cpp: `f32`). kvlab's rows are the static cache \
+         with per-token blocks of 32 and no residual, in the same format, with keys grouped in \
+         kvlab's channel order (`half-split`) and in llama.cpp's (`interleaved`, the GGUF order \
+         its K cache keeps); the last column compares like with like (interleaved where run). \
+         Types kvlab lacks (`iq4_nl`, `q5_0`) stand beside its own at their bytes.\n",
         first.version, first.cpu, first.tokens
     );
     md += "| KV type | rotation | llama.cpp ppl | llama.cpp change % | kvlab change % \

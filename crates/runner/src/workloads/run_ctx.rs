@@ -3,7 +3,14 @@
 use burn::prelude::Backend;
 use kvlab_model::{KvCache, Model};
 
-use crate::experiment::Experiment;
+use kvlab_strategies::RankBasis;
+
+use crate::experiment::{Experiment, PerplexityParams};
+use crate::model::Weights;
+use crate::workloads::perplexity::corpus_tokens;
+
+/// Tokens of calibration text for `rank_basis = "calibrated"`.
+pub const CALIBRATION_TOKENS: usize = 512;
 use crate::progress::Progress;
 use crate::sweep::Run;
 
@@ -22,6 +29,35 @@ impl<B: Backend> RunCtx<'_, B> {
     /// Builds the run's cache for `batch` rows of at most `max_seq` tokens.
     pub fn cache(&self, batch: usize, max_seq: usize) -> anyhow::Result<Box<dyn KvCache<B>>> {
         let spec = self.run.spec().map_err(anyhow::Error::msg)?;
-        Ok(spec.build_for_model::<B>(self.model, batch, max_seq, self.device)?)
+        let calibration = match spec.rank_basis {
+            Some(RankBasis::Calibrated) => Some(self.calibration_tokens()?),
+            _ => None,
+        };
+        Ok(spec.build_for_model::<B>(
+            self.model,
+            calibration.as_deref(),
+            batch,
+            max_seq,
+            self.device,
+        )?)
+    }
+
+    /// The text calibrated low-rank bases are fitted on: the first [`CALIBRATION_TOKENS`]
+    /// tokens of Macbeth (a play no experiment evaluates), or seeded random ids for a model
+    /// without pretrained weights (and so without a tokenizer).
+    fn calibration_tokens(&self) -> anyhow::Result<Vec<u32>> {
+        let corpus = match self.experiment.weights() {
+            Weights::Pretrained => "shakespeare:macbeth",
+            Weights::Random => "random",
+        };
+        let p = PerplexityParams {
+            corpus: corpus.into(),
+            tokens: CALIBRATION_TOKENS,
+            mode: Default::default(),
+            chunk: None,
+            divergence: false,
+        };
+        let (seed, vocab) = (self.experiment.seed() ^ 0xca11b, self.model.config.vocab_size);
+        corpus_tokens(&p, seed, self.run.model(), vocab, self.source)
     }
 }

@@ -7,6 +7,8 @@
 
 use kvlab_model::KvProjection;
 
+use super::calibrate::LayerMoments;
+
 /// One layer's bases, row-major `[n_kv, head_dim, rank]`, and the projections' biases.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerBases {
@@ -47,6 +49,46 @@ impl LowRankBases {
             .collect();
         Self { layers, n_kv, head_dim, rank }
     }
+
+    /// Bases from calibration moments ([`super::calibrate::moments`]): each head's top-`rank`
+    /// eigenvectors of `Σ k·kᵀ` (and of `Σ v·vᵀ`), biases from the projections.
+    pub fn from_moments(
+        moments: &[LayerMoments],
+        projections: &[KvProjection],
+        n_kv: usize,
+        head_dim: usize,
+        rank: usize,
+    ) -> Self {
+        let d = head_dim;
+        let top = |m: &[f64]| -> Vec<f32> {
+            (0..n_kv)
+                .flat_map(|h| top_eigenvectors(m[h * d * d..(h + 1) * d * d].to_vec(), d, rank))
+                .collect()
+        };
+        let layers = moments
+            .iter()
+            .zip(projections)
+            .map(|(m, p)| LayerBases {
+                k: top(&m.k),
+                v: top(&m.v),
+                k_bias: p.k_bias.clone(),
+                v_bias: p.v_bias.clone(),
+            })
+            .collect();
+        Self { layers, n_kv, head_dim, rank }
+    }
+}
+
+/// `[d, rank]` row-major: the eigenvectors of the symmetric `m` (`[d, d]`) with the largest
+/// eigenvalues, as columns.
+fn top_eigenvectors(m: Vec<f64>, d: usize, rank: usize) -> Vec<f32> {
+    let (values, vectors) = symmetric_eigen(m, d);
+    let mut order: Vec<usize> = (0..d).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    (0..d)
+        .flat_map(|i| order[..rank].iter().map(move |&c| (i, c)))
+        .map(|(i, c)| vectors[i * d + c] as f32)
+        .collect()
 }
 
 /// `[n_kv, head_dim, rank]`: each head's top-`rank` right singular vectors of its columns of
@@ -71,12 +113,7 @@ fn head_bases(w: &[f32], hidden: usize, n_kv: usize, d: usize, rank: usize) -> V
                 gram[i * d + j] = gram[j * d + i];
             }
         }
-        let (values, vectors) = symmetric_eigen(gram, d);
-        let mut order: Vec<usize> = (0..d).collect();
-        order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
-        for i in 0..d {
-            out.extend(order[..rank].iter().map(|&c| vectors[i * d + c] as f32));
-        }
+        out.extend(top_eigenvectors(gram, d, rank));
     }
     out
 }
