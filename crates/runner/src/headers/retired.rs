@@ -141,8 +141,8 @@ pub const RETIRED: &[Retired] = &[
                  kv_allocated_bytes,kv_live_bytes,kv_metadata_bytes,formula_bytes,\
                  plan_formula_bytes,bytes_per_token,formula_bytes_per_token,process_peak_bytes,\
                  device_bytes_in_use,device_bytes_reserved",
-        since: "before the key_bits, value_bits, key_scheme, value_scheme (2e9461d), rank (1b527e1) and \
-                rank_basis (393044e) strategy keys",
+        since: "before the key_bits, value_bits, key_scheme, value_scheme (2e9461d), rank \
+                (1b527e1) and rank_basis (393044e) strategy keys",
     },
     Retired {
         file: "throughput.csv",
@@ -151,8 +151,8 @@ pub const RETIRED: &[Retired] = &[
                  residual,rotation,key_order,kv_heads,head_reduction,batch,key_bucket,attention,\
                  context,decode_tokens,repeats,prefill_tok_per_s,decode_tok_per_s,ms_per_token_p50,\
                  ms_per_token_p90,key_bucket_used,first_step_ms",
-        since: "before the key_bits, value_bits, key_scheme, value_scheme (2e9461d), rank (1b527e1) and \
-                rank_basis (393044e) strategy keys",
+        since: "before the key_bits, value_bits, key_scheme, value_scheme (2e9461d), rank \
+                (1b527e1) and rank_basis (393044e) strategy keys",
     },
     Retired {
         file: "perplexity.csv",
@@ -161,8 +161,8 @@ pub const RETIRED: &[Retired] = &[
                  residual,rotation,key_order,kv_heads,head_reduction,mode,chunk,corpus,tokens,\
                  mean_nll,ppl,ppl_delta_pct,kl_mean,kl_p99,kl_max,top1_agree_pct,\
                  kv_allocated_bytes,kv_live_bytes",
-        since: "before the key_bits, value_bits, key_scheme, value_scheme (2e9461d), rank (1b527e1) and \
-                rank_basis (393044e) strategy keys",
+        since: "before the key_bits, value_bits, key_scheme, value_scheme (2e9461d), rank \
+                (1b527e1) and rank_basis (393044e) strategy keys",
     },
     Retired {
         file: "retrieval.csv",
@@ -171,8 +171,8 @@ pub const RETIRED: &[Retired] = &[
                  residual,rotation,key_order,kv_heads,head_reduction,context,question,haystack,\
                  corpus,cases,correct,accuracy_pct,needle_kept_pct,prefill_tokens,prefill_s,\
                  prefill_tok_per_s,kv_allocated_bytes,kv_live_bytes",
-        since: "before the key_bits, value_bits, key_scheme, value_scheme (2e9461d), rank (1b527e1) and \
-                rank_basis (393044e) strategy keys",
+        since: "before the key_bits, value_bits, key_scheme, value_scheme (2e9461d), rank \
+                (1b527e1) and rank_basis (393044e) strategy keys",
     },
 ];
 
