@@ -271,7 +271,7 @@ pub(crate) fn tokens_command(file: &Path, json: bool, g: &Global) -> Result<()> 
     let config = crate::model::config_of(&model).map_err(anyhow::Error::msg)?;
     let source =
         crate::model::ModelSource { gguf: g.model.clone(), cache_dir: g.cache_dir.clone() };
-    let ids = crate::workloads::perplexity::corpus_tokens(
+    let ids = crate::workloads::corpus::corpus_tokens(
         p,
         experiment.seed(),
         &model,

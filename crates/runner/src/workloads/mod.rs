@@ -1,5 +1,6 @@
 //! The workloads: each measures one run on a backend `B` and returns its metric columns.
 
+pub mod corpus;
 pub mod fragmentation;
 pub mod haystack;
 pub mod memory;

@@ -7,7 +7,7 @@ use kvlab_strategies::RankBasis;
 
 use crate::experiment::{Experiment, PerplexityParams};
 use crate::model::Weights;
-use crate::workloads::perplexity::corpus_tokens;
+use crate::workloads::corpus::corpus_tokens;
 
 /// Tokens of calibration text for `rank_basis = "calibrated"`.
 pub const CALIBRATION_TOKENS: usize = 512;

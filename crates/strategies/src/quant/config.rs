@@ -7,10 +7,8 @@ use thiserror::Error;
 
 use super::codec::Codec;
 pub use super::formats::{BLOCK_VALUES, Scheme};
+pub use super::levels::CODE_BITS;
 use crate::error::SpecError;
-
-/// The code widths a store packs exactly (`bits / 8` bytes per value).
-pub const CODE_BITS: [u8; 4] = [8, 4, 3, 2];
 
 /// Which elements share one scale (and zero point).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -4,6 +4,9 @@
 
 use burn::prelude::*;
 
+/// The code widths a store packs exactly (`bits / 8` bytes per value).
+pub const CODE_BITS: [u8; 4] = [8, 4, 3, 2];
+
 /// The smallest scale stored: a constant group (`max == min`) gets this instead of 0, so
 /// quantizing divides by something; its codes are then all 0 (or the zero point) and decode
 /// to the constant exactly.

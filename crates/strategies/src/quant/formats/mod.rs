@@ -146,7 +146,7 @@ impl Scheme {
 
     /// The widths this scheme allows, for messages (`4`, or `8, 4, 3, 2`).
     pub fn allowed_bits(self) -> String {
-        let widths = crate::quant::CODE_BITS.iter().filter(|&&b| self.allows_bits(b));
+        let widths = super::levels::CODE_BITS.iter().filter(|&&b| self.allows_bits(b));
         widths.map(|b| b.to_string()).collect::<Vec<_>>().join(", ")
     }
 }
