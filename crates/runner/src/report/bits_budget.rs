@@ -135,6 +135,9 @@ pub fn section(
     Ok(md)
 }
 
+/// The widest share a chart shows: the budgets the section asks about are far below it.
+const WIDEST_SHARE: f64 = 50.0;
+
 /// One quality a Pareto chart is drawn for.
 struct Quality {
     stem: &'static str,
@@ -175,12 +178,17 @@ const QUALITIES: [Quality; 3] = [
 /// and the Pareto frontier over every point drawn.
 fn pareto(rows: &[Scored], stem: &str, q: &Quality) -> Option<Chart> {
     let mut series: Vec<Series> = vec![];
-    let mut left_out = 0;
+    let (mut left_out, mut wide) = (0, 0);
     for s in rows {
         let Some(y) = (q.value)(s) else { continue };
         let beyond = if q.higher_is_better { y < q.limit } else { y > q.limit };
-        if beyond || s.share > 100.0 {
+        if beyond {
             left_out += 1;
+            continue;
+        }
+        // The f32 reference (100%, no loss) would squeeze every budget into a corner.
+        if s.share > WIDEST_SHARE {
+            wide += 1;
             continue;
         }
         let point = Point { x: s.share, y, expected: None };
@@ -200,9 +208,16 @@ fn pareto(rows: &[Scored], stem: &str, q: &Quality) -> Option<Chart> {
     series.push(Series { label: "Pareto frontier".into(), points });
     let label = q.label;
     let mut subject = format!("{} vs KV bytes", label.split(" (").next().unwrap_or(label));
-    if left_out > 0 {
-        let side = if q.higher_is_better { "below" } else { "beyond" };
-        let _ = write!(subject, " ({left_out} {side} {} left out)", q.limit);
+    let side = if q.higher_is_better { "below" } else { "beyond" };
+    let notes: Vec<String> = [
+        (left_out > 0).then(|| format!("{left_out} {side} {}", q.limit)),
+        (wide > 0).then(|| format!("{wide} above {WIDEST_SHARE:.0}% of the bytes")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !notes.is_empty() {
+        let _ = write!(subject, " ({} left out)", notes.join(", "));
     }
     Some(Chart {
         stem: stem.into(),

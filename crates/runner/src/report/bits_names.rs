@@ -42,6 +42,11 @@ pub(super) fn configuration(t: &Table, row: &[String]) -> String {
         if !axis.is_empty() {
             parts.push(axis.to_string());
         }
+        // Groups of 32 are the default; another width changes the metadata's bytes.
+        match t.get(row, "group_size") {
+            "" | "32" => {}
+            g => parts.push(format!("g{g}")),
+        }
         let scheme = |key: &str| match t.get(row, key) {
             "" => t.get(row, "scheme"),
             s => s,
@@ -77,7 +82,8 @@ pub(super) fn family(t: &Table, row: &[String]) -> String {
     }
     let (k, v) = side_bits(t, row);
     if k != v || !t.get(row, "key_bits").is_empty() || !t.get(row, "value_bits").is_empty() {
-        words.insert(0, "K/V apart".into());
+        // A line per value width: its points are the key widths.
+        words.insert(0, format!("K/V apart, V{v},"));
     }
     match words.join(" ") {
         w if w.is_empty() || w == "f32" => "f32".into(),
