@@ -73,6 +73,9 @@ pub fn tradeoff(t: &Table, stem: &str, q: &Quality<'_>) -> Option<Chart> {
         levels: vec![],
         expected: None,
     };
+    if chart.series.len() > MAX_SERIES {
+        return None;
+    }
     // The frontier over the points drawn: a broken configuration is left out before it.
     if q.column == PERPLEXITY.column {
         chart = leave_out_off_scale(chart);
@@ -213,7 +216,7 @@ fn ppl_vs_cache(t: &Table) -> Option<Chart> {
     }
     let keys = t.label_keys();
     let streaming = |r: &[String]| t.get(r, "mode") != "chunked";
-    let levels = t
+    let mut levels: Vec<Level> = t
         .rows
         .iter()
         .filter(|r| t.get(r, "cache_tokens").is_empty())
@@ -222,6 +225,10 @@ fn ppl_vs_cache(t: &Table) -> Option<Chart> {
             Some(Level { label, y: t.num(r, "ppl")? })
         })
         .collect();
+    // Dozens of full caches (a bits sweep) would bury the budgets: the table has them.
+    if levels.len() > MAX_SERIES {
+        levels.clear();
+    }
     Some(Chart {
         stem: "ppl_vs_cache".into(),
         subject: "Streaming perplexity".into(),
@@ -239,28 +246,38 @@ fn ppl_vs_cache(t: &Table) -> Option<Chart> {
     })
 }
 
-/// Perplexity per KV bit width. `None` when no row is quantized.
+/// Perplexity per KV bit width (the mean of the keys' and the values' where they differ, so
+/// K2V4 sits at 3). `None` when no row is quantized.
 fn ppl_vs_bits(t: &Table) -> Option<Chart> {
     if !t.rows.iter().any(|r| t.num(r, "bits").is_some()) {
         return None;
     }
     let keys = t.label_keys();
-    Some(Chart {
+    let chart = Chart {
         stem: "ppl_vs_bits".into(),
         subject: "Perplexity".into(),
         x: XAxis::swept("KV bits", "per element"),
         y: "perplexity".into(),
         series: series(
             t,
-            |r| t.num(r, "bits"),
+            |r| {
+                let (k, v) = super::bits_names::side_bits(t, r);
+                t.num(r, "bits").map(|_| f64::from(k + v) / 2.0)
+            },
             |r| t.num(r, "ppl"),
             |_| None,
             |r| t.label(r, &keys, &["bits"]),
         ),
         levels: vec![],
         expected: None,
-    })
+    };
+    // The table has every configuration; the bits sections chart them by family.
+    (chart.series.len() <= MAX_SERIES).then_some(chart)
 }
+
+/// The most configurations a chart of every configuration draws (perplexity per bits, the
+/// trade-off charts): past it no reader can match the legend to the lines.
+const MAX_SERIES: usize = 16;
 
 /// The serving simulation's batch size per policy against the budget, and the measured
 /// tok/s where the schedule was run through the model.
