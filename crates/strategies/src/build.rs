@@ -79,28 +79,24 @@ impl StrategySpec {
         self.build_with(&model.config, Some(source), batch, max_seq, device)
     }
 
+    /// [`StrategySpec::build`] with the bases a low-rank cache needs (`None` without a model).
     fn build_with<B: Backend>(
         &self,
         config: &ModelConfig,
-        projections: Option<BasesSource<'_>>,
+        bases: Option<BasesSource<'_>>,
         batch: usize,
         max_seq: usize,
         device: &B::Device,
     ) -> Result<Box<dyn KvCache<B>>, SpecError> {
         if self.key_order == Some(KeyOrder::LlamaCpp) {
             let key_order = Some(KeyOrder::llama_cpp(config.arch.neox_rope));
-            return StrategySpec { key_order, ..self.clone() }.build_with(
-                config,
-                projections,
-                batch,
-                max_seq,
-                device,
-            );
+            return StrategySpec { key_order, ..self.clone() }
+                .build_with(config, bases, batch, max_seq, device);
         }
         let Some((is_local, window)) =
             split_layers(config).filter(|_| self.kind != StrategyKind::NONE)
         else {
-            return self.build_uniform(config, projections, batch, max_seq, device);
+            return self.build_uniform(config, bases, batch, max_seq, device);
         };
         if self.rank.is_some() {
             return Err(SpecError::Build(
@@ -137,7 +133,7 @@ impl StrategySpec {
     fn build_uniform<B: Backend>(
         &self,
         config: &ModelConfig,
-        projections: Option<BasesSource<'_>>,
+        bases: Option<BasesSource<'_>>,
         batch: usize,
         max_seq: usize,
         device: &B::Device,
@@ -158,14 +154,8 @@ impl StrategySpec {
                     .map_err(build)?,
                 ),
                 Some(rank) => {
-                    let store = self.low_rank_store(
-                        layout,
-                        projections,
-                        rank,
-                        batch * max_seq,
-                        max_seq,
-                        device,
-                    )?;
+                    let store =
+                        self.low_rank_store(layout, bases, rank, batch * max_seq, max_seq, device)?;
                     Box::new(
                         StaticCache::new(layout, max_seq, store)
                             .map_err(build)?
@@ -215,11 +205,11 @@ impl StrategySpec {
     }
 
     /// A [`LowRankStore`] over the store this spec's bits and rotation make, holding `rank`
-    /// dimensions per head; bases from `projections` (one per layer of `layout`).
+    /// dimensions per head; `bases` fitted already, or made from the projections (one per layer of `layout`).
     fn low_rank_store<B: Backend>(
         &self,
         layout: KvLayout,
-        projections: Option<BasesSource<'_>>,
+        bases: Option<BasesSource<'_>>,
         rank: usize,
         n_slots: usize,
         region: usize,
@@ -230,7 +220,7 @@ impl StrategySpec {
         if rank > layout.head_dim {
             return fail(format!("must be at most head_dim = {}", layout.head_dim));
         }
-        let Some(source) = projections else {
+        let Some(source) = bases else {
             return Err(SpecError::Build(
                 "rank needs the model's K/V projections (StrategySpec::build_for_model)".into(),
             ));
