@@ -205,7 +205,8 @@ impl StrategySpec {
     }
 
     /// A [`LowRankStore`] over the store this spec's bits and rotation make, holding `rank`
-    /// dimensions per head; `bases` fitted already, or made from the projections (one per layer of `layout`).
+    /// dimensions per head; `bases` fitted already, or made from the projections (one per
+    /// layer of `layout`).
     fn low_rank_store<B: Backend>(
         &self,
         layout: KvLayout,
