@@ -99,23 +99,37 @@ fn head_bases(w: &[f32], hidden: usize, n_kv: usize, d: usize, rank: usize) -> V
     for h in 0..n_kv {
         // Gram matrix Wₕᵀ·Wₕ, [d, d], in f64.
         let mut gram = vec![0.0f64; d * d];
+        let mut x = vec![0.0f64; d];
         for row in w.chunks_exact(cols).take(hidden) {
-            let x = &row[h * d..(h + 1) * d];
-            for i in 0..d {
-                let xi = x[i] as f64;
-                for j in i..d {
-                    gram[i * d + j] += xi * x[j] as f64;
-                }
+            for (xi, &wi) in x.iter_mut().zip(&row[h * d..(h + 1) * d]) {
+                *xi = wi as f64;
             }
+            add_outer_upper(&mut gram, &x);
         }
-        for i in 0..d {
-            for j in 0..i {
-                gram[i * d + j] = gram[j * d + i];
-            }
-        }
+        mirror_upper(&mut gram, d);
         out.extend(top_eigenvectors(gram, d, rank));
     }
     out
+}
+
+/// Adds `x·xᵀ` to the upper triangle (diagonal included) of the row-major `[d, d]` `m`, `d =
+/// x.len()`: a second-moment sum, completed by [`mirror_upper`] once every `x` is in.
+pub(super) fn add_outer_upper(m: &mut [f64], x: &[f64]) {
+    let d = x.len();
+    for i in 0..d {
+        for j in i..d {
+            m[i * d + j] += x[i] * x[j];
+        }
+    }
+}
+
+/// Copies the upper triangle of the row-major `[d, d]` `m` onto its lower one.
+pub(super) fn mirror_upper(m: &mut [f64], d: usize) {
+    for i in 0..d {
+        for j in 0..i {
+            m[i * d + j] = m[j * d + i];
+        }
+    }
 }
 
 /// Eigenvalues and eigenvectors (columns of the row-major `[n, n]` result) of a symmetric

@@ -12,6 +12,8 @@ use kvlab_model::{
     RotaryEncoding,
 };
 
+use super::basis::{add_outer_upper, mirror_upper};
+
 /// One layer's second moments, row-major `[n_kv, head_dim, head_dim]` in f64, of keys and of
 /// values with their biases taken off (the part a low-rank store projects).
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +36,8 @@ struct Recording<B: Backend> {
     d: usize,
 }
 
-/// Adds `Σ (x - b)(x - b)ᵀ` over the tokens of `x` (`[1, n_kv, t, d]`) to `acc` per head.
+/// Adds `Σ (x - b)(x - b)ᵀ` over the tokens of `x` (`[1, n_kv, t, d]`) to the upper triangle of
+/// `acc` per head ([`moments`] mirrors it once every forward is in).
 fn accumulate<B: Backend>(acc: &mut [f64], x: &Tensor<B, 4>, bias: Option<&Vec<f32>>, d: usize) {
     let [_, n_kv, t, _] = x.dims();
     let data: Vec<f32> = x.clone().into_data().convert::<f32>().to_vec().expect("f32 keys");
@@ -46,16 +49,7 @@ fn accumulate<B: Backend>(acc: &mut [f64], x: &Tensor<B, 4>, bias: Option<&Vec<f
             for (i, r) in row.iter_mut().enumerate() {
                 *r = x[i] as f64 - bias.map_or(0.0, |b| b[h * d + i] as f64);
             }
-            for i in 0..d {
-                for j in i..d {
-                    m[i * d + j] += row[i] * row[j];
-                }
-            }
-        }
-        for i in 0..d {
-            for j in 0..i {
-                m[i * d + j] = m[j * d + i];
-            }
+            add_outer_upper(m, &row);
         }
     }
 }
@@ -134,5 +128,11 @@ pub fn moments<B: Backend>(
     model
         .forward(tokens_tensor(&[ids], &model.device()), &mut cache)
         .map_err(|e| CacheError::Invalid(format!("calibration forward: {e}")))?;
-    Ok(cache.moments)
+    let mut moments = cache.moments;
+    for m in moments.iter_mut().flat_map(|l| [&mut l.k, &mut l.v]) {
+        for head in m.chunks_exact_mut(d * d) {
+            mirror_upper(head, d);
+        }
+    }
+    Ok(moments)
 }
