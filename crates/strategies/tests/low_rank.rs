@@ -233,8 +233,8 @@ fn calibrated_bases_at_full_rank_reproduce_the_full_cache_even_with_qk_norm() {
 
 #[test]
 fn calibrated_bases_are_the_top_eigenvectors_of_the_moments() {
+    use kvlab_strategies::low_rank::LayerMoments;
     use kvlab_strategies::low_rank::LowRankBases;
-    use kvlab_strategies::low_rank::calibrate::LayerMoments;
     // One head of 4 dims whose second moments are diagonal, largest on dims 2 then 0: the
     // rank-2 basis is those two coordinate vectors, largest first (up to sign).
     let (d, rank) = (4, 2);

@@ -7,7 +7,7 @@
 
 use kvlab_model::KvProjection;
 
-use super::calibrate::LayerMoments;
+use super::moments::{LayerMoments, add_outer_upper, mirror_upper};
 
 /// One layer's bases, row-major `[n_kv, head_dim, rank]`, and the projections' biases.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,26 +110,6 @@ fn head_bases(w: &[f32], hidden: usize, n_kv: usize, d: usize, rank: usize) -> V
         out.extend(top_eigenvectors(gram, d, rank));
     }
     out
-}
-
-/// Adds `x·xᵀ` to the upper triangle (diagonal included) of the row-major `[d, d]` `m`, `d =
-/// x.len()`: a second-moment sum, completed by [`mirror_upper`] once every `x` is in.
-pub(super) fn add_outer_upper(m: &mut [f64], x: &[f64]) {
-    let d = x.len();
-    for i in 0..d {
-        for j in i..d {
-            m[i * d + j] += x[i] * x[j];
-        }
-    }
-}
-
-/// Copies the upper triangle of the row-major `[d, d]` `m` onto its lower one.
-pub(super) fn mirror_upper(m: &mut [f64], d: usize) {
-    for i in 0..d {
-        for j in 0..i {
-            m[i * d + j] = m[j * d + i];
-        }
-    }
 }
 
 /// Eigenvalues and eigenvectors (columns of the row-major `[n, n]` result) of a symmetric

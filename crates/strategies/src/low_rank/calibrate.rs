@@ -12,15 +12,7 @@ use kvlab_model::{
     RotaryEncoding,
 };
 
-use super::basis::{add_outer_upper, mirror_upper};
-
-/// One layer's second moments, row-major `[n_kv, head_dim, head_dim]` in f64, of keys and of
-/// values with their biases taken off (the part a low-rank store projects).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerMoments {
-    pub k: Vec<f64>,
-    pub v: Vec<f64>,
-}
+use super::moments::{LayerMoments, add_outer_upper, mirror_upper};
 
 /// A cache that holds one forward's keys and values as they come and adds each layer's to its
 /// moments; attention reads them back (keys rotated from position 0), so the forward is the
@@ -37,7 +29,7 @@ struct Recording<B: Backend> {
 }
 
 /// Adds `Σ (x - b)(x - b)ᵀ` over the tokens of `x` (`[1, n_kv, t, d]`) to the upper triangle of
-/// `acc` per head ([`moments`] mirrors it once every forward is in).
+/// `acc` per head ([`moments()`] mirrors it once every forward is in).
 fn accumulate<B: Backend>(acc: &mut [f64], x: &Tensor<B, 4>, bias: Option<&Vec<f32>>, d: usize) {
     let [_, n_kv, t, _] = x.dims();
     let data: Vec<f32> = x.clone().into_data().convert::<f32>().to_vec().expect("f32 keys");

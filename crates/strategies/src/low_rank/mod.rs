@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 
 mod basis;
 pub mod calibrate;
+mod moments;
 mod store;
 
 pub use basis::{LayerBases, LowRankBases, symmetric_eigen};
+pub use moments::LayerMoments;
 pub use store::LowRankStore;
 
 /// Where a low-rank cache's bases come from.
