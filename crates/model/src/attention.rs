@@ -102,7 +102,7 @@ impl<B: Backend> Attention<B> {
             None => k,
         };
 
-        let q = rope.apply(q, starts);
+        let q = cache.round_query(layer, rope.apply(q, starts));
         let mut view = cache.update(layer, k, v, rope)?;
         if let Some(window) = self.window {
             let (shape, device) = ([b, t, view.keys()], view.device());

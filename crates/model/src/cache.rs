@@ -151,6 +151,16 @@ pub trait KvCache<B: Backend> {
         Ok(())
     }
 
+    /// Layer `layer`'s rotated queries as this cache's attention arithmetic sees them: unchanged,
+    /// unless the cache rounds queries to 8-bit blocks in its keys' basis, as llama.cpp's CPU
+    /// attention over quantized keys does before its integer dot products (`query_bits = 8`).
+    ///
+    /// # Shapes
+    /// - q, output: `[batch, n_heads, new_tokens, head_dim]`
+    fn round_query(&self, _layer: usize, q: Tensor<B, 4>) -> Tensor<B, 4> {
+        q
+    }
+
     /// Whether attention should show this cache layer `layer`'s probabilities in this forward.
     /// Caches that do not ask cost attention nothing: no copy, no host transfer.
     fn observes_attention(&self, _layer: usize) -> bool {

@@ -211,6 +211,12 @@ pub(crate) const AXES: &[Axis] = &[
         ValueKind::OneOf(&["half-split", "interleaved", "llama-cpp"]),
         "key channel order in a quantized store (llama-cpp: the one llama.cpp's cache holds)",
     ),
+    axis(
+        "query_bits",
+        Role::Strategy,
+        ValueKind::Positive,
+        "32, or 8: queries rounded to q8_0 blocks among quantized keys, as llama.cpp's CPU attention does",
+    ),
     axis("kv_heads", Role::Strategy, ValueKind::Positive, "KV heads after head conversion"),
     axis(
         "head_reduction",

@@ -22,6 +22,7 @@ pub(crate) enum BasesSource<'a> {
     Fitted(LowRankBases),
 }
 use crate::quant::{QuantPreset, QuantStore, Scheme};
+use crate::query_rounding::{QUERY_BITS, QUERY_BLOCK, QueryRounding};
 use crate::rotation::{RotatedStore, Rotation};
 use crate::spec::StrategySpec;
 use crate::store::{F32Store, SlotStore};
@@ -287,6 +288,22 @@ impl StrategySpec {
         device: &B::Device,
     ) -> Result<Box<dyn SlotStore<B>>, SpecError> {
         let store = self.encoding_store(layout, n_slots, region, device)?;
+        let store = match self.query_bits {
+            Some(QUERY_BITS) => {
+                if !layout.head_dim.is_multiple_of(QUERY_BLOCK) {
+                    return Err(SpecError::Invalid {
+                        key: "query_bits",
+                        value: QUERY_BITS.to_string(),
+                        why: format!(
+                            "rounds queries in blocks of {QUERY_BLOCK}; head_dim is {}",
+                            layout.head_dim
+                        ),
+                    });
+                }
+                Box::new(QueryRounding::new(store))
+            }
+            _ => store,
+        };
         let store: Box<dyn SlotStore<B>> = match self.rotation.unwrap_or_default() {
             Rotation::None => store,
             Rotation::Hadamard => Box::new(RotatedStore::new(store, layout.head_dim, device)?),

@@ -97,6 +97,11 @@ impl<B: Backend> SlotStore<B> for InterleavedKeys<B> {
         self.inner.move_slots(layer, from, to, n);
     }
 
+    fn round_query(&self, q: Tensor<B, 3>) -> Tensor<B, 3> {
+        let q = self.inner.round_query(q.select(2, self.to_interleaved.clone()));
+        q.select(2, self.to_half_split.clone())
+    }
+
     /// No stored byte per token; the two `head_dim` index vectors count as metadata.
     fn memory(&self, live_slots: usize) -> StoreMemory {
         let inner = self.inner.memory(live_slots);

@@ -116,6 +116,11 @@ impl<B: Backend> KvCache<B> for PlannedCache<B> {
         cache.layer_query_start(at)
     }
 
+    fn round_query(&self, layer: usize, q: Tensor<B, 4>) -> Tensor<B, 4> {
+        let (cache, at) = self.route(layer);
+        cache.round_query(at, q)
+    }
+
     fn key_positions(&self, layer: usize) -> KeyPositions {
         match self.sides[layer] {
             Side::Local(_) => KeyPositions::Recent(self.window),

@@ -23,6 +23,7 @@ pub mod low_rank;
 pub mod none;
 pub mod paged;
 pub mod quant;
+pub mod query_rounding;
 pub mod registry;
 pub mod rotation;
 pub mod rows;

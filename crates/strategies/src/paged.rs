@@ -17,7 +17,7 @@ use crate::block_pool::{BlockPool, PoolError, SeqId};
 use crate::entry::{Entry, Holds, Param, no_check};
 use crate::layout::KvLayout;
 use crate::slot_runs::runs;
-use crate::store::{SlotStore, read_rows, to_slots};
+use crate::store::{SlotStore, read_rows, round_queries, to_slots};
 
 pub(crate) const ENTRY: Entry = Entry {
     name: "paged",
@@ -134,6 +134,10 @@ impl<B: Backend> KvCache<B> for PagedCache<B> {
 
     fn key_positions(&self, _layer: usize) -> KeyPositions {
         KeyPositions::Ordered
+    }
+
+    fn round_query(&self, _layer: usize, q: Tensor<B, 4>) -> Tensor<B, 4> {
+        round_queries(self.store.as_ref(), q)
     }
 
     fn reserve(&mut self, new_tokens: usize) -> Result<(), CacheError> {

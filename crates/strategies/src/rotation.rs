@@ -151,6 +151,11 @@ impl<B: Backend> SlotStore<B> for RotatedStore<B> {
         self.inner.move_slots(layer, from, to, n);
     }
 
+    /// Rounded among the rotated keys, as llama.cpp rotates the queries too.
+    fn round_query(&self, q: Tensor<B, 3>) -> Tensor<B, 3> {
+        Self::rotate(self.inner.round_query(Self::rotate(q, &self.h_k)), &self.h_k)
+    }
+
     fn memory(&self, live_slots: usize) -> StoreMemory {
         let ([b_k, _], [b_v, _]) = (self.h_k.dims(), self.h_v.dims());
         let matrices = if b_k == b_v { b_k * b_k } else { b_k * b_k + b_v * b_v };

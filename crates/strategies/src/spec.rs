@@ -68,6 +68,10 @@ pub struct StrategySpec {
     /// `interleaved` (llama.cpp's GGUF order for Llama, so groups hold the channels its groups
     /// hold), or `llama-cpp` (whichever of the two llama.cpp's cache holds for the model).
     pub key_order: Option<KeyOrder>,
+    /// Bits of the queries that meet quantized keys: 32 (the default) keeps them f32; 8 rounds
+    /// them to `q8_0` blocks in the keys' basis, as llama.cpp's CPU attention does
+    /// ([`crate::query_rounding`]).
+    pub query_bits: Option<u8>,
     /// KV heads after converting the checkpoint (a model transform; applies to every kind).
     pub kv_heads: Option<usize>,
     /// How groups of heads become one when `kv_heads` is smaller (default mean-pool).
@@ -75,8 +79,16 @@ pub struct StrategySpec {
 }
 
 /// Parameters of the bits lever, read only when `bits` quantizes.
-pub(crate) const QUANT_PARAMETERS: [&str; 7] =
-    ["group_size", "quant_axis", "scheme", "key_scheme", "value_scheme", "residual", "key_order"];
+pub(crate) const QUANT_PARAMETERS: [&str; 8] = [
+    "group_size",
+    "quant_axis",
+    "scheme",
+    "key_scheme",
+    "value_scheme",
+    "residual",
+    "key_order",
+    "query_bits",
+];
 
 impl StrategySpec {
     pub fn new(kind: StrategyKind) -> Self {
@@ -101,6 +113,7 @@ impl StrategySpec {
             rank: None,
             rank_basis: None,
             key_order: None,
+            query_bits: None,
             kv_heads: None,
             head_reduction: None,
         }

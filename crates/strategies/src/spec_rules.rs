@@ -12,6 +12,7 @@ use crate::error::{SpecError, invalid};
 use crate::evict::discipline::Rope;
 use crate::evict::policy::{KeepPolicy, Scope};
 use crate::quant::{CODE_BITS, EXACT_BITS, Scheme};
+use crate::query_rounding::QUERY_BITS;
 use crate::spec::{QUANT_PARAMETERS, StrategySpec};
 
 impl StrategySpec {
@@ -128,6 +129,7 @@ impl StrategySpec {
                 format!("'{}' cannot hold low-rank latents (only static can)", self.kind),
             ));
         }
+        self.check_query_bits()?;
         if self.kv_heads == Some(0) {
             return Err(invalid("kv_heads", 0, "must be > 0"));
         }
@@ -173,5 +175,30 @@ impl StrategySpec {
             None => Some(std::iter::once(0..seen).collect()),
             Some(policy) => policy.kept(seen, self.cache_tokens.unwrap_or(0)),
         }
+    }
+}
+
+impl StrategySpec {
+    /// `query_bits`: 32, or 8 over quantized keys held at full rank (queries are rounded in the
+    /// keys' blocks; a latent store has none to round them in).
+    fn check_query_bits(&self) -> Result<(), SpecError> {
+        let Some(bits) = self.query_bits else { return Ok(()) };
+        if bits == EXACT_BITS {
+            return Ok(());
+        }
+        if bits != QUERY_BITS {
+            return Err(invalid("query_bits", bits, "expected 32 or 8"));
+        }
+        if !self.side_bits().is_some_and(|(key_bits, _)| key_bits != EXACT_BITS) {
+            return Err(invalid(
+                "query_bits",
+                bits,
+                "rounds queries in the blocks of quantized keys; these keys are f32",
+            ));
+        }
+        if self.rank.is_some() {
+            return Err(invalid("query_bits", bits, "needs keys at full rank, not with rank"));
+        }
+        Ok(())
     }
 }

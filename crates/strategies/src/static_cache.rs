@@ -10,7 +10,7 @@ use kvlab_model::{CacheError, KeyPositions, KvCache, KvMemory, KvView, RotaryEnc
 use crate::entry::{Entry, Holds, no_check};
 use crate::layout::KvLayout;
 use crate::rows::RowSlots;
-use crate::store::SlotStore;
+use crate::store::{SlotStore, round_queries};
 
 pub(crate) const ENTRY: Entry = Entry {
     name: "static",
@@ -72,6 +72,10 @@ impl<B: Backend> KvCache<B> for StaticCache<B> {
 
     fn key_positions(&self, _layer: usize) -> KeyPositions {
         KeyPositions::Ordered
+    }
+
+    fn round_query(&self, _layer: usize, q: Tensor<B, 4>) -> Tensor<B, 4> {
+        round_queries(self.slots.store.as_ref(), q)
     }
 
     fn write(

@@ -37,6 +37,16 @@ pub trait SlotStore<B: Backend> {
         None
     }
 
+    /// Query head vectors as attention over this store's keys sees them: unchanged, unless the
+    /// store rounds them in its keys' basis ([`crate::query_rounding`]). A store that changes
+    /// the keys' basis (rotation, channel order) passes the queries through the same change.
+    ///
+    /// # Shapes
+    /// - q, output: `[n, heads, head_dim]`
+    fn round_query(&self, q: Tensor<B, 3>) -> Tensor<B, 3> {
+        q
+    }
+
     /// Copies slots `from..from + n` onto `to..to + n` (overlap allowed): the shift window's roll.
     fn move_slots(&mut self, layer: usize, from: usize, to: usize, n: usize);
 
@@ -50,6 +60,13 @@ pub struct StoreMemory {
     pub allocated_bytes: usize,
     pub live_bytes: usize,
     pub metadata_bytes: usize,
+}
+
+/// [`SlotStore::round_query`] of a layer's queries, `[batch, heads, t, head_dim]` in and out:
+/// what a cache over `store` answers [`kvlab_model::KvCache::round_query`] with.
+pub(crate) fn round_queries<B: Backend>(store: &dyn SlotStore<B>, q: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, h, t, d] = q.dims();
+    store.round_query(q.reshape([b * h * t, 1, d])).reshape([b, h, t, d])
 }
 
 /// Full-precision slots: per layer, `n_slots` slots of `[n_kv, head_dim]` f32 keys and as

@@ -37,7 +37,7 @@ use kvlab_model::{AttentionMask, CacheError, KvCache, KvMemory, KvView, RotaryEn
 
 use crate::layout::KvLayout;
 use crate::slot_runs::runs;
-use crate::store::{SlotStore, from_slots, read_rows, to_slots};
+use crate::store::{SlotStore, from_slots, read_rows, round_queries, to_slots};
 use discipline::{Discipline, Evict, Rope};
 use policy::{KeepPolicy, Scope, Shown};
 use table::SlotTable;
@@ -226,6 +226,10 @@ pub fn apply_cuts(table: &mut SlotTable, policy: &mut dyn KeepPolicy) {
 impl<B: Backend> KvCache<B> for EvictingCache<B> {
     fn next_input(&self, total: usize) -> Range<usize> {
         self.seen..total
+    }
+
+    fn round_query(&self, _layer: usize, q: Tensor<B, 4>) -> Tensor<B, 4> {
+        round_queries(self.store.0.as_ref(), q)
     }
 
     /// Filling, a step may fill the budget; full, one token at a time. A prompt policy takes
