@@ -6,6 +6,7 @@ pub mod assets;
 pub mod attention;
 pub mod cache;
 pub mod config;
+pub mod control_vector;
 pub mod corpus;
 pub mod divergence;
 pub mod few_rows;

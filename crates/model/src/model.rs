@@ -10,6 +10,7 @@ use burn::prelude::*;
 use crate::attention::Attention;
 use crate::cache::{CacheError, KvCache};
 use crate::config::ModelConfig;
+use crate::control_vector::ControlVector;
 use crate::layer::DecoderLayer;
 use crate::linear::SplitLinear;
 use crate::mlp::GatedMlp;
@@ -29,6 +30,8 @@ pub struct Model<B: Backend> {
     /// differ); layers of one base share one table.
     pub ropes: Vec<RotaryEncoding<B>>,
     pub config: ModelConfig,
+    /// Added to the residual stream after each layer, where set (a perturbation draw).
+    pub control: Option<ControlVector<B>>,
 }
 
 impl<B: Backend> Model<B> {
@@ -89,7 +92,13 @@ impl<B: Backend> Model<B> {
             lm_head: SplitLinear::from_host(&[head], parts, device),
             ropes: layer_ropes(c, device),
             config: c.clone(),
+            control: None,
         })
+    }
+
+    /// This model with `control` added after its layers (`None`: none).
+    pub fn with_control(self, control: Option<ControlVector<B>>) -> Self {
+        Self { control, ..self }
     }
 
     /// Pads attention's keys to multiples of `bucket` (0: off), so a decode compiles a bounded
@@ -143,6 +152,10 @@ impl<B: Backend> Model<B> {
             self.layers.iter().zip(&self.ropes).zip(&starts).enumerate()
         {
             x = layer.forward(x, i, starts, cache, rope)?;
+            if let Some(v) = self.control.as_ref().and_then(|c| c.layer(i)) {
+                let hidden = self.config.hidden_size;
+                x = x + v.clone().reshape([1, 1, hidden]);
+            }
         }
         cache.commit(t);
         Ok(self.norm.forward(x))

@@ -355,6 +355,18 @@ pub struct PerplexityParams {
     /// `perplexity::RECORD_LIMIT_BYTES`); `false` skips it.
     #[serde(default = "yes")]
     pub divergence: bool,
+    /// Streaming mode: the perplexity again under this many perturbations of the model
+    /// (Gaussian control vectors, seeds 1..=draws: `kvlab_model::control_vector`), for the
+    /// spread a quantized cache's number carries (default 0: none).
+    #[serde(default)]
+    pub draws: usize,
+    /// Standard deviation of every entry of a draw's control vectors (default 1e-3).
+    #[serde(default = "default_draw_scale")]
+    pub draw_scale: f64,
+}
+
+fn default_draw_scale() -> f64 {
+    1e-3
 }
 
 fn yes() -> bool {

@@ -237,6 +237,18 @@ fn check_workload_params(experiment: &Experiment, err: &mut impl FnMut(String)) 
             ),
             _ => {}
         }
+        if p.draws > 0 && p.mode != PplMode::Streaming {
+            err(format!(
+                "workload.perplexity.draws = {}: only read by mode = \"streaming\"",
+                p.draws
+            ));
+        }
+        if !(p.draw_scale.is_finite() && p.draw_scale > 0.0) {
+            err(format!(
+                "workload.perplexity.draw_scale = {}: expected a number > 0",
+                p.draw_scale
+            ));
+        }
     }
     if let Some(p) = &w.retrieval {
         check_retrieval(p, experiment, err);

@@ -9,6 +9,7 @@
 use anyhow::{Context, Result};
 use burn::prelude::*;
 use kvlab_model::Model;
+use kvlab_model::control_vector::ControlVector;
 use kvlab_model::perplexity::{FullReference, streaming_against};
 use kvlab_strategies::{StrategyKind, StrategySpec};
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,11 @@ pub struct Metrics {
     pub top1_agree_pct: Option<Sig6>,
     pub kv_allocated_bytes: Option<usize>,
     pub kv_live_bytes: Option<usize>,
+    /// Perturbed runs (`draws`; empty without), and their perplexities' mean and standard
+    /// deviation (sample, percent of the mean).
+    pub draws: Option<usize>,
+    pub ppl_draw_mean: Option<Sig6>,
+    pub ppl_draw_sd_pct: Option<Sig6>,
 }
 crate::metrics_row!(Metrics);
 
@@ -166,6 +172,7 @@ pub fn measure<B: Backend>(
             ppl
         }
     };
+    let draws = perplexity_draws(ctx, &p, &tokens)?;
     Ok(Metrics {
         mode: p.mode.name().into(),
         chunk: p.chunk,
@@ -182,7 +189,59 @@ pub fn measure<B: Backend>(
         top1_agree_pct: divergence.map(|d| Sig6(d.top1_agree_pct)),
         kv_allocated_bytes: mem.map(|m| m.allocated_bytes),
         kv_live_bytes: mem.map(|m| m.live_bytes),
+        draws: draws.as_ref().map(|d| d.ppl.len()),
+        ppl_draw_mean: draws.as_ref().map(|d| Sig6(d.mean())),
+        ppl_draw_sd_pct: draws.as_ref().map(|d| Sig6(d.sd_pct())),
     })
+}
+
+/// The perplexities of one run under each perturbation draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draws {
+    /// Per draw, seeds 1.. in order.
+    pub ppl: Vec<f64>,
+}
+
+impl Draws {
+    pub fn mean(&self) -> f64 {
+        self.ppl.iter().sum::<f64>() / self.ppl.len().max(1) as f64
+    }
+
+    /// The sample standard deviation (n - 1), as a percent of the mean (0 for one draw).
+    pub fn sd_pct(&self) -> f64 {
+        let n = self.ppl.len();
+        if n < 2 {
+            return 0.0;
+        }
+        let mean = self.mean();
+        let var = self.ppl.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        var.sqrt() / mean * 100.0
+    }
+}
+
+/// Streaming perplexity under `draws` control-vector perturbations of the model (`None`
+/// without draws): each draw a fresh cache of this run's strategy.
+fn perplexity_draws<B: Backend>(
+    ctx: &RunCtx<'_, B>,
+    p: &PerplexityParams,
+    tokens: &[u32],
+) -> Result<Option<Draws>> {
+    if p.draws == 0 || p.mode != PplMode::Streaming {
+        return Ok(None);
+    }
+    let c = &ctx.model.config;
+    let mut ppl = Vec::with_capacity(p.draws);
+    for seed in 1..=p.draws as u64 {
+        let control =
+            ControlVector::noise(c.n_layers, c.hidden_size, seed, p.draw_scale, ctx.device);
+        let model = ctx.model.clone().with_control(Some(control));
+        let mut cache = ctx.cache(1, tokens.len())?;
+        let bar = ctx.progress.sub_bar(tokens.len() as u64 - 1, "tokens (perturbed draw)");
+        let r = streaming(&model, cache.as_mut(), tokens, |i, _| bar.set_position(i as u64))?;
+        bar.finish_and_clear();
+        ppl.push(r.ppl);
+    }
+    Ok(Some(Draws { ppl }))
 }
 
 /// The reference of `ppl_delta_pct` without divergence: the checkpoint's own head layout with

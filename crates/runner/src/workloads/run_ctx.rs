@@ -56,6 +56,8 @@ impl<B: Backend> RunCtx<'_, B> {
             mode: Default::default(),
             chunk: None,
             divergence: false,
+            draws: 0,
+            draw_scale: 1e-3,
         };
         let (seed, vocab) = (self.experiment.seed() ^ 0xca11b, self.model.config.vocab_size);
         corpus_tokens(&p, seed, self.run.model(), vocab, self.source)
