@@ -98,8 +98,15 @@ impl<B: Backend> SlotStore<B> for InterleavedKeys<B> {
     }
 
     fn round_query(&self, q: Tensor<B, 3>) -> Tensor<B, 3> {
+        if !self.inner.rounds_queries() {
+            return q;
+        }
         let q = self.inner.round_query(q.select(2, self.to_interleaved.clone()));
         q.select(2, self.to_half_split.clone())
+    }
+
+    fn rounds_queries(&self) -> bool {
+        self.inner.rounds_queries()
     }
 
     /// No stored byte per token; the two `head_dim` index vectors count as metadata.

@@ -91,6 +91,10 @@ impl<B: Backend> SlotStore<B> for QueryRounding<B> {
         round_to_q8_0(q)
     }
 
+    fn rounds_queries(&self) -> bool {
+        true
+    }
+
     fn memory(&self, live_slots: usize) -> StoreMemory {
         self.inner.memory(live_slots)
     }

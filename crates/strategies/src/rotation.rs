@@ -153,7 +153,14 @@ impl<B: Backend> SlotStore<B> for RotatedStore<B> {
 
     /// Rounded among the rotated keys, as llama.cpp rotates the queries too.
     fn round_query(&self, q: Tensor<B, 3>) -> Tensor<B, 3> {
+        if !self.inner.rounds_queries() {
+            return q;
+        }
         Self::rotate(self.inner.round_query(Self::rotate(q, &self.h_k)), &self.h_k)
+    }
+
+    fn rounds_queries(&self) -> bool {
+        self.inner.rounds_queries()
     }
 
     fn memory(&self, live_slots: usize) -> StoreMemory {

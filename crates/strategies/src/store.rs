@@ -47,6 +47,12 @@ pub trait SlotStore<B: Backend> {
         q
     }
 
+    /// Whether [`SlotStore::round_query`] changes queries: when not, a store that changes basis
+    /// passes them by untouched (a rotation there and back is not exact in f32).
+    fn rounds_queries(&self) -> bool {
+        false
+    }
+
     /// Copies slots `from..from + n` onto `to..to + n` (overlap allowed): the shift window's roll.
     fn move_slots(&mut self, layer: usize, from: usize, to: usize, n: usize);
 
@@ -65,6 +71,9 @@ pub struct StoreMemory {
 /// [`SlotStore::round_query`] of a layer's queries, `[batch, heads, t, head_dim]` in and out:
 /// what a cache over `store` answers [`kvlab_model::KvCache::round_query`] with.
 pub(crate) fn round_queries<B: Backend>(store: &dyn SlotStore<B>, q: Tensor<B, 4>) -> Tensor<B, 4> {
+    if !store.rounds_queries() {
+        return q;
+    }
     let [b, h, t, d] = q.dims();
     store.round_query(q.reshape([b * h * t, 1, d])).reshape([b, h, t, d])
 }
