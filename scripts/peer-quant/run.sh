@@ -7,6 +7,7 @@
 #   scripts/peer-quant/run.sh --venv /tmp/llamavenv # reuse (or create) a venv
 #   options: --experiment FILE  --results DIR  --runner PATH  --threads N
 #            --kv-types LIST   (comma-separated; K/V for keys and values apart, e.g. q8_0/q4_0)
+#            --draws N         (each type also under N perturbation draws, as the experiment's)
 #
 # Run it after `runner experiments/quant.toml`: a re-run of the experiment replaces
 # results/quant and so drops the peer file (no stale peer row beside new tokens).
@@ -15,6 +16,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="" experiment="$root/experiments/quant.toml" results="" runner="" threads="$(nproc)" kv_types=""
+draws=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --venv) venv="$2"; shift 2 ;;
@@ -23,7 +25,8 @@ while [ $# -gt 0 ]; do
         --runner) runner="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
         --kv-types) kv_types="$2"; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --draws) draws="$2"; shift 2 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "peer-quant: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -56,6 +59,7 @@ if [ -z "$runner" ]; then
 fi
 "$runner" tokens "$experiment" > "$scratch/ids.txt"   # also fetches the GGUF if missing
 "$venv/bin/python" "$here/llama_cpp_ppl.py" --gguf "$gguf" --f32 "$f32" --ids "$scratch/ids.txt" \
-    --threads "$threads" --out "$results/peer-llama-cpp.csv" ${kv_types:+--kv-types "$kv_types"}
+    --threads "$threads" --out "$results/peer-llama-cpp.csv" ${kv_types:+--kv-types "$kv_types"} \
+    ${draws:+--draws "$draws"}
 "$runner" report "$results" >/dev/null
 echo "peer-quant: wrote $results/peer-llama-cpp.csv and redrew $results/report.md" >&2

@@ -91,6 +91,48 @@ mod tests {
     }
 
     #[test]
+    fn normal_values_are_the_peer_scripts() {
+        // scripts/peer-quant/llama_cpp_ppl.py `normal_values(1, 5)`, printed by Python: the
+        // perturbations llama.cpp gets are these.
+        let python =
+            [-0.028249746095854695, -1.065617648414326, -0.22791952286763517, 0.08309416847150097];
+        let rust = normal_values(1, 5);
+        for (r, p) in rust.iter().zip(python) {
+            assert!((r - p).abs() <= 1e-15, "{r} vs {p}");
+        }
+        assert_eq!(rust.len(), 5);
+    }
+
+    #[test]
+    fn a_draw_perturbs_layers_after_the_first_and_only_by_its_vectors() {
+        use crate::config::ModelConfig;
+        use crate::init::random_weights;
+        use crate::model::{Model, tokens_tensor};
+        use crate::no_cache::NoCache;
+        type B = burn_flex::Flex;
+        let config = ModelConfig::seed_toy();
+        let dev = Default::default();
+        let model = Model::<B>::from_weights(&random_weights(&config, 3), &dev).unwrap();
+        let (n, hidden) = (config.n_layers, config.hidden_size);
+        let logits = |control: Option<ControlVector<B>>| -> Vec<f32> {
+            let model = model.clone().with_control(control);
+            let tokens = tokens_tensor(&[&[5, 9, 2, 7][..]], &dev);
+            let out = model.forward(tokens, &mut NoCache::new(1)).unwrap();
+            out.into_data().to_vec::<f32>().unwrap()
+        };
+        let plain = logits(None);
+        // A vector of zeros adds nothing, bit for bit.
+        assert_eq!(logits(Some(ControlVector::noise(n, hidden, 1, 0.0, &dev))), plain);
+        let draw = ControlVector::<B>::noise(n, hidden, 1, 1e-2, &dev);
+        assert!(draw.layer(0).is_none(), "llama.cpp's control vectors start at layer 1");
+        let v = draw.layer(1).unwrap().clone().into_data().to_vec::<f32>().unwrap();
+        let want: Vec<f32> = normal_values(1, hidden).iter().map(|x| (x * 1e-2) as f32).collect();
+        assert_eq!(v, want, "layer 1 takes the first `hidden` values");
+        assert!(draw.layer(n - 1).is_some() && draw.layer(n).is_none());
+        assert_ne!(logits(Some(draw)), plain);
+    }
+
+    #[test]
     fn normal_values_have_unit_moments() {
         let v = normal_values(7, 200_000);
         let mean = v.iter().sum::<f64>() / v.len() as f64;

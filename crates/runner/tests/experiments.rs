@@ -114,6 +114,15 @@ fn out_of_range_values_are_named() {
     assert!(e.contains("sweep.cache_tokens[2] = 0: expected an integer ≥ 1"), "{e}");
     let e = error("[sweep]\ncontext = [4]\n[workload.throughput]\nrepeats = 0\n");
     assert!(e.contains("workload.throughput.repeats = 0"), "{e}");
+    let e = error("[workload.perplexity]\nmode = \"chunked\"\nchunk = 8\ndraws = 3\n");
+    assert!(e.contains("workload.perplexity.draws = 3: only read by mode = \"streaming\""), "{e}");
+    let e = error("[workload.perplexity]\ndraws = 3\ndraw_scale = -1.0\n");
+    assert!(e.contains("workload.perplexity.draw_scale = -1: expected a number > 0"), "{e}");
+    let e = error(
+        "[sweep]\nstrategy = [\"static\"]\nbits = [4]\nkey_bits = [32]\nquery_bits = [8]\n\
+         [workload.perplexity]\n",
+    );
+    assert!(e.contains("query_bits = 8") && e.contains("these keys are f32"), "{e}");
 }
 
 #[test]

@@ -174,6 +174,39 @@ pub const RETIRED: &[Retired] = &[
         since: "before the key_bits, value_bits, key_scheme, value_scheme (2e9461d), rank \
                 (1b527e1) and rank_basis (393044e) strategy keys",
     },
+    Retired {
+        file: "memory.csv",
+        header: "experiment,run_id,git_commit,backend,device,model,strategy,cache_tokens,\
+                 sink_tokens,recent,window,kernel,block_size,bits,key_bits,value_bits,group_size,\
+                 quant_axis,scheme,key_scheme,value_scheme,residual,rotation,rank,rank_basis,\
+                 key_order,kv_heads,head_reduction,batch,context,kv_tokens,kv_allocated_bytes,\
+                 kv_live_bytes,kv_metadata_bytes,formula_bytes,plan_formula_bytes,\
+                 bytes_per_token,formula_bytes_per_token,process_peak_bytes,device_bytes_in_use,\
+                 device_bytes_reserved",
+        since: "before the query_bits strategy key (f83198e) and, in perplexity.csv, the draws \
+                columns (a6ba815)",
+    },
+    Retired {
+        file: "perplexity.csv",
+        header: "experiment,run_id,git_commit,backend,device,model,strategy,cache_tokens,\
+                 sink_tokens,recent,window,kernel,block_size,bits,key_bits,value_bits,group_size,\
+                 quant_axis,scheme,key_scheme,value_scheme,residual,rotation,rank,rank_basis,\
+                 key_order,kv_heads,head_reduction,mode,chunk,corpus,tokens,mean_nll,ppl,\
+                 ppl_delta_pct,kl_mean,kl_p99,kl_max,top1_agree_pct,kv_allocated_bytes,\
+                 kv_live_bytes",
+        since: "before the query_bits strategy key (f83198e) and, in perplexity.csv, the draws \
+                columns (a6ba815)",
+    },
+    Retired {
+        file: "walkthrough.csv",
+        header: "experiment,run_id,git_commit,backend,device,model,strategy,cache_tokens,\
+                 sink_tokens,recent,window,kernel,block_size,bits,key_bits,value_bits,group_size,\
+                 quant_axis,scheme,key_scheme,value_scheme,residual,rotation,rank,rank_basis,\
+                 key_order,kv_heads,head_reduction,prompt_tokens,steps,generated,kv_tokens,\
+                 kv_live_bytes,formula_bytes",
+        since: "before the query_bits strategy key (f83198e) and, in perplexity.csv, the draws \
+                columns (a6ba815)",
+    },
 ];
 
 /// The older version `header` of `file` is, if it is one.

@@ -24,6 +24,7 @@ mod figure;
 mod fragmentation;
 mod markdown;
 mod papers;
+mod peer_draws;
 mod peers;
 mod preemption;
 mod retrieval;

@@ -21,15 +21,33 @@ pub(crate) const LLAMA_CPP_CSV: &str = "peer-llama-cpp.csv";
 const AGREE: f64 = 0.01;
 
 /// One llama.cpp row: a KV type and rotation, its perplexity and its change against its own f32
-/// cache.
-struct PeerRow {
-    kv_type: String,
-    rotation: String,
+/// cache, and its perturbed draws where the script ran them.
+pub(super) struct PeerRow {
+    pub kv_type: String,
+    pub rotation: String,
     tokens: String,
-    ppl: f64,
+    pub ppl: f64,
     delta_pct: f64,
     version: String,
     cpu: String,
+    pub draws: Option<Spread>,
+}
+
+/// Perplexities under perturbation draws: how many, their mean and sample standard deviation
+/// (percent of the mean).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Spread {
+    pub n: usize,
+    pub mean: f64,
+    pub sd_pct: f64,
+}
+
+impl Spread {
+    /// A row's draws from its `draws`, `ppl_draw_mean` and `ppl_draw_sd_pct` cells (`None`
+    /// where they are empty or absent).
+    pub fn from_cells(n: &str, mean: &str, sd_pct: &str) -> Option<Self> {
+        Some(Self { n: n.parse().ok()?, mean: mean.parse().ok()?, sd_pct: sd_pct.parse().ok()? })
+    }
 }
 
 fn read_peer(path: &Path) -> Result<Vec<PeerRow>> {
@@ -49,6 +67,8 @@ fn read_peer(path: &Path) -> Result<Vec<PeerRow>> {
         col("engine_version")?,
         col("cpu")?,
     );
+    let optional = |name: &str| header.iter().position(|h| h == name);
+    let draw_cols = (optional("draws"), optional("ppl_draw_mean"), optional("ppl_draw_sd_pct"));
     let num = |row: &[String], i: usize| {
         row[i].parse::<f64>().map_err(|_| {
             anyhow::anyhow!("{}: {:?} is not a number ({})", path.display(), row[i], header[i])
@@ -64,19 +84,66 @@ fn read_peer(path: &Path) -> Result<Vec<PeerRow>> {
                 delta_pct: num(r, delta)?,
                 version: r[ver].clone(),
                 cpu: r[cpu].clone(),
+                draws: match draw_cols {
+                    (Some(n), Some(mean), Some(sd)) => Spread::from_cells(&r[n], &r[mean], &r[sd]),
+                    _ => None,
+                },
             })
         })
         .collect()
 }
 
 /// kvlab's `(ppl, ppl_delta_pct)` for a llama.cpp KV type (`q4_0`, or `q8_0/q4_0` for keys and
-/// values apart) and rotation with keys in `order`: for f32 the full cache (`concat`, or a
-/// static f32 store), otherwise the static per-token run whose keys and values are in the same
-/// block formats (`None` for f16 and the types kvlab lacks, or an order the sweep did not
-/// run). Runs without a `key_order` column or value are half-split, kvlab's default.
-fn kvlab_twin(t: &Table, kv_type: &str, rotation: &str, order: &str) -> Option<(f64, f64)> {
+/// values apart) and rotation with keys in `order`, queries kept f32 or rounded to 8 bits as
+/// llama.cpp's arithmetic does ([`Arithmetic`]): for f32 the full cache (`concat`, or a static
+/// f32 store), otherwise the static per-token run whose keys and values are in the same block
+/// formats (`None` for f16 and the types kvlab lacks, or an order the sweep did not run). Runs
+/// without a `key_order` (`query_bits`) column or value are half-split (f32 queries).
+fn kvlab_twin(
+    t: &Table,
+    kv_type: &str,
+    rotation: &str,
+    order: &str,
+    arithmetic: Arithmetic,
+) -> Option<(f64, f64)> {
+    let row = twin_row(t, kv_type, rotation, order, arithmetic)?;
+    Some((t.num(row, "ppl")?, t.num(row, "ppl_delta_pct")?))
+}
+
+/// How kvlab's scores meet the keys: f32 queries against decoded keys (kvlab's own), or queries
+/// rounded to `q8_0` blocks first (`query_bits = 8`, llama.cpp's CPU arithmetic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Arithmetic {
+    Kvlab,
+    LlamaCpp,
+}
+
+impl Arithmetic {
+    fn query_bits(self) -> &'static str {
+        match self {
+            Self::Kvlab => "32",
+            Self::LlamaCpp => "8",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Kvlab => "f32 queries",
+            Self::LlamaCpp => "8-bit queries",
+        }
+    }
+}
+
+/// The row [`kvlab_twin`] reads.
+pub(super) fn twin_row<'t>(
+    t: &'t Table,
+    kv_type: &str,
+    rotation: &str,
+    order: &str,
+    arithmetic: Arithmetic,
+) -> Option<&'t Vec<String>> {
     let (key_type, value_type) = kv_type.split_once('/').unwrap_or((kv_type, kv_type));
-    let row = t.rows.iter().find(|row| {
+    t.rows.iter().find(|row| {
         if kv_type == "f32" {
             return t.get(row, "strategy") == "concat"
                 || t.get(row, "strategy") == "static"
@@ -99,8 +166,11 @@ fn kvlab_twin(t: &Table, kv_type: &str, rotation: &str, order: &str) -> Option<(
             && matches!(t.get(row, "residual"), "" | "0")
             && t.get(row, "rotation") == rotation
             && key_order == order
-    })?;
-    Some((t.num(row, "ppl")?, t.num(row, "ppl_delta_pct")?))
+            && match t.get(row, "query_bits") {
+                "" => "32",
+                q => q,
+            } == arithmetic.query_bits()
+    })
 }
 
 /// kvlab's perplexity relative to llama.cpp's: `kvlab / llama.cpp - 1`.
@@ -158,10 +228,17 @@ pub fn section(dir: &Path, t: &Table) -> Result<String> {
     let mut verdicts = vec![];
     // |kvlab / llama.cpp - 1| of every quantized type, per key order.
     let (mut gaps_half, mut gaps_inter) = (vec![], vec![]);
+    let mut arithmetics = vec![];
     for p in &peer {
-        let half = kvlab_twin(t, &p.kv_type, &p.rotation, "half-split");
-        let inter = kvlab_twin(t, &p.kv_type, &p.rotation, "interleaved");
-        let like = if p.kv_type == "f32" { half } else { inter.or(half) };
+        let half = kvlab_twin(t, &p.kv_type, &p.rotation, "half-split", Arithmetic::Kvlab);
+        let inter = kvlab_twin(t, &p.kv_type, &p.rotation, "interleaved", Arithmetic::Kvlab);
+        // Like with like: llama.cpp's channel order, and its arithmetic where it was run.
+        let llama_like =
+            kvlab_twin(t, &p.kv_type, &p.rotation, "interleaved", Arithmetic::LlamaCpp);
+        if llama_like.is_some() {
+            arithmetics.push(&p.kv_type);
+        }
+        let like = if p.kv_type == "f32" { half } else { llama_like.or(inter).or(half) };
         if !matches!(p.kv_type.as_str(), "f32" | "f16") {
             gaps_half.extend(half.map(|(ppl, _)| change(ppl, p.ppl).abs()));
             gaps_inter.extend(inter.map(|(ppl, _)| change(ppl, p.ppl).abs()));
@@ -183,6 +260,15 @@ pub fn section(dir: &Path, t: &Table) -> Result<String> {
         }
     }
     md.push('\n');
+    if !arithmetics.is_empty() {
+        let _ = writeln!(
+            md,
+            "For {} the last column's kvlab run rounds its queries to `q8_0` blocks as llama.cpp \
+             does (`query_bits = 8`); the change columns are kvlab's own arithmetic (f32 \
+             queries).\n",
+            arithmetics.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
     if let Some((_, gap)) =
         verdicts.iter().find(|(p, _)| p.kv_type == "q4_0" && p.rotation == "hadamard")
     {
@@ -231,6 +317,7 @@ pub fn section(dir: &Path, t: &Table) -> Result<String> {
         );
     }
     md.push('\n');
+    md += &super::peer_draws::section(&peer, t);
     Ok(md)
 }
 
@@ -287,6 +374,87 @@ mod tests {
         let verdict = "differ by 3.70% of perplexity on these tokens: more than the 1% expected";
         assert!(md.contains(verdict), "{md}");
         assert!(md.contains("equal to every printed digit"), "{md}");
+    }
+
+    #[test]
+    fn draws_compare_both_arithmetics_with_llama_cpps_draws() {
+        let header = [
+            "run_id",
+            "strategy",
+            "bits",
+            "quant_axis",
+            "scheme",
+            "group_size",
+            "rotation",
+            "key_order",
+            "query_bits",
+            "ppl",
+            "ppl_delta_pct",
+            "draws",
+            "ppl_draw_mean",
+            "ppl_draw_sd_pct",
+        ];
+        let rows = [
+            ["f", "static", "32", "", "", "", "none", "", "", "10.0", "0", "4", "10.0", "0.02"],
+            [
+                "k",
+                "static",
+                "4",
+                "per-token",
+                "q4_1",
+                "32",
+                "hadamard",
+                "interleaved",
+                "32",
+                "10.9",
+                "9",
+                "4",
+                "10.9",
+                "1.0",
+            ],
+            [
+                "l",
+                "static",
+                "4",
+                "per-token",
+                "q4_1",
+                "32",
+                "hadamard",
+                "interleaved",
+                "8",
+                "10.7",
+                "7",
+                "4",
+                "10.75",
+                "1.0",
+            ],
+        ];
+        let t = Table {
+            workload: Workload::Perplexity,
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: rows.iter().map(|r| r.iter().map(|s| s.to_string()).collect()).collect(),
+        };
+        let dir = std::env::temp_dir().join(format!("kvlab-peer-draws-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = "engine,engine_version,kv_type,rotation,tokens,mean_nll,ppl,ppl_delta_pct,\
+                   kv_bytes_per_token,seconds,cpu,draws,draw_scale,ppl_draw_mean,ppl_draw_sd_pct\n\
+                   llama.cpp,v1,f32,none,255,2.3,10.0,0,1,1,cpu,4,0.001,10.0,0.01\n\
+                   llama.cpp,v1,q4_1,hadamard,255,2.3,10.6,6,1,1,cpu,4,0.001,10.7,1.0\n";
+        std::fs::write(dir.join(LLAMA_CPP_CSV), csv).unwrap();
+        let md = section(&dir, &t).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Like with like in the main table: the 8-bit-query run (10.7) against 10.6.
+        assert!(
+            md.contains("| q4_1 | hadamard | 10.6000 | +6.000 | — | +9.000 | +0.943% |"),
+            "{md}"
+        );
+        // Gaps of means: (10.9 / 10.7 - 1) = +1.87%, (10.75 / 10.7 - 1) = +0.47%; SE √(1/4 + 1/4).
+        let kvlab = "| q4_1 | hadamard | f32 queries | 10.9000 | 10.9000 (1.00%) | 10.6000 | \
+                     10.7000 (1.00%) | +1.87% ± 0.71 |";
+        assert!(md.contains(kvlab), "{md}");
+        assert!(md.contains("| 8-bit queries | 10.7000 | 10.7500 (1.00%) |"), "{md}");
+        assert!(md.contains("8-bit queries against llama.cpp: 1 of 1 quantized types"), "{md}");
+        assert!(md.contains("f32 queries against llama.cpp: 0 of 1 quantized types"), "{md}");
     }
 
     #[test]
