@@ -189,7 +189,7 @@ impl StrategySpec {
         if bits != QUERY_BITS {
             return Err(invalid("query_bits", bits, "expected 32 or 8"));
         }
-        if !self.side_bits().is_some_and(|(key_bits, _)| key_bits != EXACT_BITS) {
+        if self.side_bits().is_none_or(|(key_bits, _)| key_bits == EXACT_BITS) {
             return Err(invalid(
                 "query_bits",
                 bits,
