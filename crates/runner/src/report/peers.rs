@@ -233,8 +233,9 @@ pub fn section(dir: &Path, t: &Table) -> Result<String> {
         let half = kvlab_twin(t, &p.kv_type, &p.rotation, "half-split", Arithmetic::Kvlab);
         let inter = kvlab_twin(t, &p.kv_type, &p.rotation, "interleaved", Arithmetic::Kvlab);
         // Like with like: llama.cpp's channel order, and its arithmetic where it was run.
-        let llama_like =
-            kvlab_twin(t, &p.kv_type, &p.rotation, "interleaved", Arithmetic::LlamaCpp);
+        let llama_like = (p.kv_type != "f32")
+            .then(|| kvlab_twin(t, &p.kv_type, &p.rotation, "interleaved", Arithmetic::LlamaCpp))
+            .flatten();
         if llama_like.is_some() {
             arithmetics.push(&p.kv_type);
         }
@@ -455,6 +456,7 @@ mod tests {
         assert!(md.contains("| 8-bit queries | 10.7000 | 10.7500 (1.00%) |"), "{md}");
         assert!(md.contains("8-bit queries against llama.cpp: 1 of 1 quantized types"), "{md}");
         assert!(md.contains("f32 queries against llama.cpp: 0 of 1 quantized types"), "{md}");
+        assert!(md.contains("For `q4_1` the last column's kvlab run rounds"), "{md}");
     }
 
     #[test]
