@@ -29,6 +29,7 @@ mod schema;
 mod sweep_table;
 mod validate;
 mod validate_fragmentation;
+mod validate_perplexity;
 mod validated;
 
 use std::path::Path;

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use super::invalid::Invalid;
-use super::schema::{ExperimentFile, PplMode, RetrievalParams};
+use super::schema::{ExperimentFile, RetrievalParams};
 use super::sweep_table;
 use super::validate_fragmentation::check_fragmentation;
+use super::validate_perplexity::check_perplexity;
 use super::validated::Experiment;
 use crate::workloads::haystack::HaystackKind;
 use kvlab_model::printable::printable;
@@ -218,37 +219,7 @@ fn check_workload_params(experiment: &Experiment, err: &mut impl FnMut(String)) 
         }
     }
     if let Some(p) = &w.perplexity {
-        if p.tokens < 2 {
-            err(format!("workload.perplexity.tokens = {}: expected an integer ≥ 2", p.tokens));
-        }
-        if let Err(why) = super::schema::check_corpus(&p.corpus) {
-            err(format!("workload.perplexity.corpus = {:?}: {why}", p.corpus));
-        }
-        match (p.mode, p.chunk) {
-            (PplMode::Chunked, None) => {
-                err("workload.perplexity.chunk: required by mode = \"chunked\"".into())
-            }
-            (PplMode::Chunked, Some(c)) if c < 2 => {
-                err(format!("workload.perplexity.chunk = {c}: expected an integer ≥ 2"))
-            }
-            (PplMode::Streaming, Some(_)) => err(
-                "workload.perplexity.chunk: only read by mode = \"chunked\" (mode is streaming)"
-                    .into(),
-            ),
-            _ => {}
-        }
-        if p.draws > 0 && p.mode != PplMode::Streaming {
-            err(format!(
-                "workload.perplexity.draws = {}: only read by mode = \"streaming\"",
-                p.draws
-            ));
-        }
-        if !(p.draw_scale.is_finite() && p.draw_scale > 0.0) {
-            err(format!(
-                "workload.perplexity.draw_scale = {}: expected a number > 0",
-                p.draw_scale
-            ));
-        }
+        check_perplexity(p, err);
     }
     if let Some(p) = &w.retrieval {
         check_retrieval(p, experiment, err);

@@ -25,6 +25,7 @@ mod fragmentation;
 mod markdown;
 mod papers;
 mod peer_draws;
+mod peer_rows;
 mod peers;
 mod preemption;
 mod retrieval;

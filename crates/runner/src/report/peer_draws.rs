@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use super::peers::{Arithmetic, PeerRow, Spread, twin_row};
+use super::peer_rows::{Arithmetic, PeerRow, Spread, twin_row};
 use super::table::Table;
 
 /// Perplexities whose draw means are within this relative distance agree.

@@ -11,87 +11,14 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use super::peer_rows::{Arithmetic, PeerRow, read_peer, twin_row};
 use super::table::Table;
-use crate::csv_sink;
 
 /// The peer file's name inside a results directory.
 pub(crate) const LLAMA_CPP_CSV: &str = "peer-llama-cpp.csv";
 
 /// Perplexities within this relative distance are said to agree (the issue's "about 1%").
 const AGREE: f64 = 0.01;
-
-/// One llama.cpp row: a KV type and rotation, its perplexity and its change against its own f32
-/// cache, and its perturbed draws where the script ran them.
-pub(super) struct PeerRow {
-    pub kv_type: String,
-    pub rotation: String,
-    tokens: String,
-    pub ppl: f64,
-    delta_pct: f64,
-    version: String,
-    cpu: String,
-    pub draws: Option<Spread>,
-}
-
-/// Perplexities under perturbation draws: how many, their mean and sample standard deviation
-/// (percent of the mean).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Spread {
-    pub n: usize,
-    pub mean: f64,
-    pub sd_pct: f64,
-}
-
-impl Spread {
-    /// A row's draws from its `draws`, `ppl_draw_mean` and `ppl_draw_sd_pct` cells (`None`
-    /// where they are empty or absent).
-    pub fn from_cells(n: &str, mean: &str, sd_pct: &str) -> Option<Self> {
-        Some(Self { n: n.parse().ok()?, mean: mean.parse().ok()?, sd_pct: sd_pct.parse().ok()? })
-    }
-}
-
-fn read_peer(path: &Path) -> Result<Vec<PeerRow>> {
-    let (header, rows) = csv_sink::read(path)?;
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| anyhow::anyhow!("{}: no column {name:?}", path.display()))
-    };
-    let (kv, rot, tok, ppl, delta, ver, cpu) = (
-        col("kv_type")?,
-        col("rotation")?,
-        col("tokens")?,
-        col("ppl")?,
-        col("ppl_delta_pct")?,
-        col("engine_version")?,
-        col("cpu")?,
-    );
-    let optional = |name: &str| header.iter().position(|h| h == name);
-    let draw_cols = (optional("draws"), optional("ppl_draw_mean"), optional("ppl_draw_sd_pct"));
-    let num = |row: &[String], i: usize| {
-        row[i].parse::<f64>().map_err(|_| {
-            anyhow::anyhow!("{}: {:?} is not a number ({})", path.display(), row[i], header[i])
-        })
-    };
-    rows.iter()
-        .map(|r| {
-            Ok(PeerRow {
-                kv_type: r[kv].clone(),
-                rotation: r[rot].clone(),
-                tokens: r[tok].clone(),
-                ppl: num(r, ppl)?,
-                delta_pct: num(r, delta)?,
-                version: r[ver].clone(),
-                cpu: r[cpu].clone(),
-                draws: match draw_cols {
-                    (Some(n), Some(mean), Some(sd)) => Spread::from_cells(&r[n], &r[mean], &r[sd]),
-                    _ => None,
-                },
-            })
-        })
-        .collect()
-}
 
 /// kvlab's `(ppl, ppl_delta_pct)` for a llama.cpp KV type (`q4_0`, or `q8_0/q4_0` for keys and
 /// values apart) and rotation with keys in `order`, queries kept f32 or rounded to 8 bits as
@@ -110,69 +37,6 @@ fn kvlab_twin(
     Some((t.num(row, "ppl")?, t.num(row, "ppl_delta_pct")?))
 }
 
-/// How kvlab's scores meet the keys: f32 queries against decoded keys (kvlab's own), or queries
-/// rounded to `q8_0` blocks first (`query_bits = 8`, llama.cpp's CPU arithmetic).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Arithmetic {
-    Kvlab,
-    LlamaCpp,
-}
-
-impl Arithmetic {
-    fn query_bits(self) -> &'static str {
-        match self {
-            Self::Kvlab => "32",
-            Self::LlamaCpp => "8",
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Kvlab => "f32 queries",
-            Self::LlamaCpp => "8-bit queries",
-        }
-    }
-}
-
-/// The row [`kvlab_twin`] reads.
-pub(super) fn twin_row<'t>(
-    t: &'t Table,
-    kv_type: &str,
-    rotation: &str,
-    order: &str,
-    arithmetic: Arithmetic,
-) -> Option<&'t Vec<String>> {
-    let (key_type, value_type) = kv_type.split_once('/').unwrap_or((kv_type, kv_type));
-    t.rows.iter().find(|row| {
-        if kv_type == "f32" {
-            return t.get(row, "strategy") == "concat"
-                || t.get(row, "strategy") == "static"
-                    && t.get(row, "bits") == "32"
-                    && ["key_bits", "value_bits", "rank"].iter().all(|k| t.get(row, k).is_empty());
-        }
-        let key_order = match t.get(row, "key_order") {
-            "" => "half-split",
-            o => o,
-        };
-        let side = |key: &str| match t.get(row, key) {
-            "" => t.get(row, "scheme"),
-            s => s,
-        };
-        t.get(row, "strategy") == "static"
-            && side("key_scheme") == key_type
-            && side("value_scheme") == value_type
-            && t.get(row, "quant_axis") == "per-token"
-            && t.get(row, "group_size") == "32"
-            && matches!(t.get(row, "residual"), "" | "0")
-            && t.get(row, "rotation") == rotation
-            && key_order == order
-            && match t.get(row, "query_bits") {
-                "" => "32",
-                q => q,
-            } == arithmetic.query_bits()
-    })
-}
-
 /// kvlab's perplexity relative to llama.cpp's: `kvlab / llama.cpp - 1`.
 fn change(kvlab: f64, llama_cpp: f64) -> f64 {
     kvlab / llama_cpp - 1.0
@@ -186,6 +50,39 @@ fn widest(gaps: &[f64]) -> Option<f64> {
 /// `+1.234` or a dash.
 fn delta_cell(twin: Option<(f64, f64)>) -> String {
     twin.map_or("—".into(), |(_, d)| format!("{d:+.3}"))
+}
+
+/// What llama.cpp ran and what kvlab's columns hold.
+fn intro(first: &PeerRow) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "llama.cpp ({}, CPU: {}) scored the same {} predicted tokens with an F32 copy of the same \
+         GGUF, one forward with flash attention, `type_k = type_v` = the KV type (`K/V`: keys and \
+         values apart, `-ctk K -ctv V`); its Hadamard rotation of quantized K/V is its default \
+         (`attn_rot_k = attn_rot_v = 1`) and was turned off with `LLAMA_ATTN_ROT_DISABLE=1` for \
+         the `none` rows. Each engine's change is against its own full-precision cache (kvlab: \
+         `concat` or the static f32 store; llama.cpp: `f32`). kvlab's rows are the static cache \
+         with per-token blocks of 32 and no residual, in the same format, with keys grouped in \
+         kvlab's channel order (`half-split`) and in llama.cpp's (`interleaved`, the GGUF order \
+         its K cache keeps); the last column compares like with like (interleaved where run). \
+         Types kvlab lacks (`iq4_nl`, `q5_0`) stand beside its own at their bytes.\n",
+        first.version, first.cpu, first.tokens
+    );
+    md
+}
+
+/// Which types' like-with-like kvlab run is in llama.cpp's arithmetic (empty if none).
+fn arithmetic_note(types: &[&String]) -> String {
+    if types.is_empty() {
+        return String::new();
+    }
+    format!(
+        "For {} the last column's kvlab run rounds its queries to `q8_0` blocks as llama.cpp \
+         does (`query_bits = 8`); the change columns are kvlab's own arithmetic (f32 \
+         queries).\n\n",
+        types.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// The section, when `dir` holds the peer file; a pointer to the script when the experiment
@@ -208,20 +105,7 @@ pub fn section(dir: &Path, t: &Table) -> Result<String> {
     let peer = read_peer(&path)?;
     let Some(first) = peer.first() else { return Ok(String::new()) };
     let mut md = String::from("## llama.cpp on the same tokens\n\n");
-    let _ = writeln!(
-        md,
-        "llama.cpp ({}, CPU: {}) scored the same {} predicted tokens with an F32 copy of the same \
-         GGUF, one forward with flash attention, `type_k = type_v` = the KV type (`K/V`: keys and \
-         values apart, `-ctk K -ctv V`); its Hadamard rotation of quantized K/V is its default \
-         (`attn_rot_k = attn_rot_v = 1`) and was turned off with `LLAMA_ATTN_ROT_DISABLE=1` for \
-         the `none` rows. Each engine's change is against its own full-precision cache (kvlab: \
-         `concat` or the static f32 store; llama.cpp: `f32`). kvlab's rows are the static cache \
-         with per-token blocks of 32 and no residual, in the same format, with keys grouped in \
-         kvlab's channel order (`half-split`) and in llama.cpp's (`interleaved`, the GGUF order \
-         its K cache keeps); the last column compares like with like (interleaved where run). \
-         Types kvlab lacks (`iq4_nl`, `q5_0`) stand beside its own at their bytes.\n",
-        first.version, first.cpu, first.tokens
-    );
+    md += &intro(first);
     md += "| KV type | rotation | llama.cpp ppl | llama.cpp change % | kvlab change % \
            (half-split) | kvlab change % (interleaved) | kvlab / llama.cpp ppl |\n\
            |---|---|---|---|---|---|---|\n";
@@ -261,15 +145,7 @@ pub fn section(dir: &Path, t: &Table) -> Result<String> {
         }
     }
     md.push('\n');
-    if !arithmetics.is_empty() {
-        let _ = writeln!(
-            md,
-            "For {} the last column's kvlab run rounds its queries to `q8_0` blocks as llama.cpp \
-             does (`query_bits = 8`); the change columns are kvlab's own arithmetic (f32 \
-             queries).\n",
-            arithmetics.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
-        );
-    }
+    md += &arithmetic_note(&arithmetics);
     if let Some((_, gap)) =
         verdicts.iter().find(|(p, _)| p.kv_type == "q4_0" && p.rotation == "hadamard")
     {
