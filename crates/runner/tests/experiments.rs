@@ -116,6 +116,8 @@ fn out_of_range_values_are_named() {
     assert!(e.contains("workload.throughput.repeats = 0"), "{e}");
     let e = error("[workload.perplexity]\nmode = \"chunked\"\nchunk = 8\ndraws = 3\n");
     assert!(e.contains("workload.perplexity.draws = 3: only read by mode = \"streaming\""), "{e}");
+    let e = error("[workload.perplexity]\ndraws = 1000000000000\n");
+    assert!(e.contains("workload.perplexity.draws = 1000000000000: at most 100"), "{e}");
     let e = error("[workload.perplexity]\ndraws = 3\ndraw_scale = -1.0\n");
     assert!(e.contains("workload.perplexity.draw_scale = -1: expected a number > 0"), "{e}");
     let e = error(

@@ -3,6 +3,10 @@
 
 use super::schema::{PerplexityParams, PplMode};
 
+/// The most perturbation draws a run may ask for: a spread needs a handful, and each draw costs a
+/// whole streaming pass.
+const MAX_DRAWS: usize = 100;
+
 /// The perplexity workload's keys, each error naming the key and value.
 pub(super) fn check_perplexity(p: &PerplexityParams, err: &mut impl FnMut(String)) {
     if p.tokens < 2 {
@@ -23,6 +27,13 @@ pub(super) fn check_perplexity(p: &PerplexityParams, err: &mut impl FnMut(String
                 .into())
         }
         _ => {}
+    }
+    if p.draws > MAX_DRAWS {
+        err(format!(
+            "workload.perplexity.draws = {}: at most {MAX_DRAWS} (each draw is one more \
+             streaming pass)",
+            p.draws
+        ));
     }
     if p.draws > 0 && p.mode != PplMode::Streaming {
         err(format!("workload.perplexity.draws = {}: only read by mode = \"streaming\"", p.draws));

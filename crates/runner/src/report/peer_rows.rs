@@ -134,7 +134,7 @@ pub(super) fn twin_row<'t>(
             && side("key_scheme") == key_type
             && side("value_scheme") == value_type
             && t.get(row, "quant_axis") == "per-token"
-            && t.get(row, "group_size") == "32"
+            && matches!(t.get(row, "group_size"), "" | "32")
             && matches!(t.get(row, "residual"), "" | "0")
             && t.get(row, "rotation") == rotation
             && key_order == order

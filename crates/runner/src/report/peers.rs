@@ -146,6 +146,12 @@ pub fn section(dir: &Path, t: &Table) -> Result<String> {
     }
     md.push('\n');
     md += &arithmetic_note(&arithmetics);
+    if peer.iter().any(|p| p.draws.is_some()) {
+        md += "Each perplexity in this table is one draw: a 4-bit cache's moves by about a \
+               percent under rounding-sized perturbations (next section), so single numbers here \
+               can differ by more than 1% with nothing wrong; the draw means below are what \
+               agree or not.\n\n";
+    }
     if let Some((_, gap)) =
         verdicts.iter().find(|(p, _)| p.kv_type == "q4_0" && p.rotation == "hadamard")
     {
@@ -181,7 +187,7 @@ pub fn section(dir: &Path, t: &Table) -> Result<String> {
          reference quantizers in `crates/strategies/tests/block_formats.rs`); what differs by \
          construction is the arithmetic around them: llama.cpp's CPU attention over a quantized \
          K quantizes each query to `q8_0` (`q8_1` for `q4_1`) blocks for its integer dot \
-         products, where kvlab decodes K to f32 and keeps the query in f32.",
+         products, where kvlab decodes K to f32 and keeps the query in f32 (unless `query_bits = 8`).",
         verdicts.len(),
         worst * 100.0
     );
