@@ -100,8 +100,13 @@ pub(crate) fn tick(v: f64) -> String {
         format!("{}k", trim(format!("{:.2}", v / 1e3)))
     } else if a >= 100.0 {
         format!("{v:.0}")
-    } else {
+    } else if a >= 1.0 {
         trim(format!("{v:.2}"))
+    } else {
+        // Two significant digits below 1, so ticks 0.005 apart do not print alike (0.045, not
+        // 0.04 twice).
+        let decimals = (1 - a.log10().floor() as i32).max(2) as usize;
+        trim(format!("{v:.decimals$}"))
     }
 }
 
@@ -134,6 +139,9 @@ mod tests {
         let cases = [
             (0.0, "0"),
             (0.25, "0.25"),
+            (0.045, "0.045"),
+            (0.005, "0.005"),
+            (0.01, "0.01"),
             (12.0, "12"),
             (12.5, "12.5"),
             (99.999, "100"),
