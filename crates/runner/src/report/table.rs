@@ -165,7 +165,7 @@ impl Table {
     }
 }
 
-/// `key=value` for numbers (a bare `4` says nothing), the value alone for names (`sink`,
+/// `key=value` for numbers and `none` (a bare `4` or `none` says nothing), the value alone for names (`sink`,
 /// `kivi`, `flex`), and a name left out where another key already says it: `sink_tokens=1` is
 /// a sink's, so the label is not "sink, sink_tokens=1".
 fn label_of(pairs: &[(&str, &str)]) -> String {
@@ -175,7 +175,8 @@ fn label_of(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .filter_map(|&(key, value)| {
-            if value.parse::<f64>().is_ok() {
+            // A bare number or a bare "none" says nothing of what it is.
+            if value.parse::<f64>().is_ok() || value == "none" {
                 Some(format!("{key}={value}"))
             } else if implied(key, value) {
                 None
@@ -273,6 +274,7 @@ mod tests {
             label_of(&[("strategy", "paged"), ("block_size", "16")]),
             "paged, block_size=16"
         );
+        assert_eq!(label_of(&[("rotation", "none")]), "rotation=none");
     }
 
     #[test]
