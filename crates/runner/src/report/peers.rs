@@ -259,64 +259,22 @@ mod tests {
         assert!(md.contains("equal to every printed digit"), "{md}");
     }
 
+    /// A perplexity table from CSV text (header first).
+    fn table_of_csv(csv: &str) -> Table {
+        let mut lines = csv.lines().map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>());
+        let header = lines.next().unwrap();
+        Table { workload: Workload::Perplexity, header, rows: lines.collect() }
+    }
+
     #[test]
     fn draws_compare_both_arithmetics_with_llama_cpps_draws() {
-        let header = [
-            "run_id",
-            "strategy",
-            "bits",
-            "quant_axis",
-            "scheme",
-            "group_size",
-            "rotation",
-            "key_order",
-            "query_bits",
-            "ppl",
-            "ppl_delta_pct",
-            "draws",
-            "ppl_draw_mean",
-            "ppl_draw_sd_pct",
-        ];
-        let rows = [
-            ["f", "static", "32", "", "", "", "none", "", "", "10.0", "0", "4", "10.0", "0.02"],
-            [
-                "k",
-                "static",
-                "4",
-                "per-token",
-                "q4_1",
-                "32",
-                "hadamard",
-                "interleaved",
-                "32",
-                "10.9",
-                "9",
-                "4",
-                "10.9",
-                "1.0",
-            ],
-            [
-                "l",
-                "static",
-                "4",
-                "per-token",
-                "q4_1",
-                "32",
-                "hadamard",
-                "interleaved",
-                "8",
-                "10.7",
-                "7",
-                "4",
-                "10.75",
-                "1.0",
-            ],
-        ];
-        let t = Table {
-            workload: Workload::Perplexity,
-            header: header.iter().map(|s| s.to_string()).collect(),
-            rows: rows.iter().map(|r| r.iter().map(|s| s.to_string()).collect()).collect(),
-        };
+        let t = table_of_csv(
+            "run_id,strategy,bits,quant_axis,scheme,group_size,rotation,key_order,query_bits,ppl,\
+             ppl_delta_pct,draws,ppl_draw_mean,ppl_draw_sd_pct\n\
+             f,static,32,,,,none,,,10.0,0,4,10.0,0.02\n\
+             k,static,4,per-token,q4_1,32,hadamard,interleaved,32,10.9,9,4,10.9,1.0\n\
+             l,static,4,per-token,q4_1,32,hadamard,interleaved,8,10.7,7,4,10.75,1.0",
+        );
         let dir = std::env::temp_dir().join(format!("kvlab-peer-draws-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let csv = "engine,engine_version,kv_type,rotation,tokens,mean_nll,ppl,ppl_delta_pct,\
