@@ -292,3 +292,37 @@ mode = "streaming"
         assert!(ppl(small) != ppl(whole), "{policy}: an 8-token budget changes nothing");
     }
 }
+
+/// `draws` scores each run again under perturbations of the model: the columns are filled, the
+/// f32 cache barely moves, and a 4-bit cache's perplexity spreads (its codes flip).
+#[test]
+fn perplexity_draws_fill_their_columns_and_spread_a_quantized_cache() {
+    let dir = common::tempdir();
+    let toml = r#"[experiment]
+name = "draws"
+question = "How much does one perplexity move under a nudge?"
+model = "seed-toy"
+
+[sweep]
+strategy = ["static"]
+bits = [32, 4]
+
+[workload.perplexity]
+tokens = 40
+mode = "streaming"
+draws = 3
+draw_scale = 0.01
+"#;
+    std::fs::write(dir.path().join("draws.toml"), toml).unwrap();
+    ok(&runner(&["draws.toml", "--quiet", "--out", "out"], dir.path()));
+    let (h, rows) = read_csv(&dir.path().join("out/draws/perplexity.csv"));
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let num = |row: &Vec<String>, name: &str| row[col(name)].parse::<f64>().unwrap();
+    let run = |bits: &str| rows.iter().find(|r| r[col("bits")] == bits).unwrap();
+    for bits in ["32", "4"] {
+        assert_eq!(run(bits)[col("draws")], "3", "bits {bits}");
+        let (ppl, mean) = (num(run(bits), "ppl"), num(run(bits), "ppl_draw_mean"));
+        assert!((mean / ppl - 1.0).abs() < 0.05, "bits {bits}: {mean} vs {ppl}");
+    }
+    assert!(num(run("4"), "ppl_draw_sd_pct") > 0.0, "the draws of a 4-bit cache differ");
+}

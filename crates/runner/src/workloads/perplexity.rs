@@ -264,3 +264,17 @@ pub(crate) fn delta_pct(ppl: f64, reference: f64) -> f64 {
     let d = (ppl / reference - 1.0) * 100.0;
     if d.abs() < 5e-7 { 0.0 } else { d }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_give_their_mean_and_sample_deviation_in_percent() {
+        let d = Draws { ppl: vec![9.0, 10.0, 11.0] };
+        assert_eq!(d.mean(), 10.0);
+        // Sample variance (1 + 0 + 1) / 2 = 1: one is 10% of the mean.
+        assert!((d.sd_pct() - 10.0).abs() < 1e-12, "{}", d.sd_pct());
+        assert_eq!(Draws { ppl: vec![7.0] }.sd_pct(), 0.0);
+    }
+}
